@@ -1,0 +1,93 @@
+# alertd build. `make` builds the release binaries in build/, `make test`
+# the sanitizer build in build/asan/ and runs every test, `make run` the
+# development stack. See README.md.
+
+PKGS     := libevent hiredis libprotobuf-c libpq libsystemd inih jansson libcrypto
+B        ?= build
+SAN      ?= 0
+CC       ?= cc
+
+CFLAGS_PKG := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LIBS       := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
+CFLAGS   := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
+            -Wno-unused-parameter -g -O2 -fno-omit-frame-pointer \
+            -I$(B)/gen -Idaemon $(CFLAGS_PKG)
+LDFLAGS  :=
+ifeq ($(SAN),1)
+CFLAGS   += -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined
+LDFLAGS  += -fsanitize=address,undefined
+endif
+
+# Modules of the daemon (everything in daemon/ but the two mains).
+MODULES  := $(filter-out daemon/main.c daemon/alertctl.c,$(wildcard daemon/*.c))
+GEN_C    := $(B)/gen/alertd.pb-c.c
+MOD_OBJS := $(patsubst daemon/%.c,$(B)/obj/%.o,$(MODULES)) \
+            $(B)/obj/alertd.pb-c.o $(B)/obj/lua_blob.o
+CTL_OBJS := $(B)/obj/alertctl.o $(B)/obj/config.o $(B)/obj/log.o \
+            $(B)/obj/evt.o $(B)/obj/auth.o $(B)/obj/lua_blob.o
+UNIT_SRC := $(wildcard tests/unit/*.c)
+UNIT_OBJS:= $(patsubst tests/unit/%.c,$(B)/obj/unit_%.o,$(UNIT_SRC))
+
+.PHONY: all test run clean deps check-config install
+all: $(B)/alertd $(B)/alertctl
+
+$(B)/gen/alertd.pb-c.c $(B)/gen/alertd.pb-c.h: proto/alertd.proto
+	@mkdir -p $(B)/gen
+	protoc-c --proto_path=proto --c_out=$(B)/gen proto/alertd.proto
+
+$(B)/obj/alertd.pb-c.o: $(B)/gen/alertd.pb-c.c
+	@mkdir -p $(B)/obj
+	$(CC) $(CFLAGS) -Wno-shadow -c -o $@ $<
+
+# The Lua script is embedded in the binaries with .incbin.
+$(B)/obj/lua_blob.o: daemon/lua/lua_blob.S daemon/lua/decide.lua
+	@mkdir -p $(B)/obj
+	$(CC) -c -Idaemon/lua -o $@ daemon/lua/lua_blob.S
+
+$(B)/obj/%.o: daemon/%.c $(B)/gen/alertd.pb-c.h $(wildcard daemon/*.h)
+	@mkdir -p $(B)/obj
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(B)/obj/unit_%.o: tests/unit/%.c $(B)/gen/alertd.pb-c.h $(wildcard daemon/*.h tests/unit/*.h)
+	@mkdir -p $(B)/obj
+	$(CC) $(CFLAGS) -Itests/unit -c -o $@ $<
+
+$(B)/alertd: $(B)/obj/main.o $(MOD_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(B)/alertctl: $(CTL_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(B)/unit: $(UNIT_OBJS) $(MOD_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+deps:
+	@scripts/deps.sh
+
+# The whole test suite on the sanitizer build against real Redis and
+# PostgreSQL started on free loopback ports. Last line: "N passed, N failed".
+test:
+	@scripts/test.sh
+
+run:
+	@scripts/run.sh
+
+check-config: $(B)/alertd
+	$(B)/alertd --check-config config/alertd.dev.ini
+	$(B)/alertd --check-config config/alertd.example.ini
+
+clean:
+	rm -rf build
+
+# Production install (as root): binaries, migrations, example config, unit.
+PREFIX ?= /usr/local
+install: all
+	install -D -m 755 $(B)/alertd $(DESTDIR)$(PREFIX)/bin/alertd
+	install -D -m 755 $(B)/alertctl $(DESTDIR)$(PREFIX)/bin/alertctl
+	install -d $(DESTDIR)$(PREFIX)/share/alertd/migrations
+	install -m 644 config/migrations/*.sql $(DESTDIR)$(PREFIX)/share/alertd/migrations/
+	install -D -m 644 README.md $(DESTDIR)$(PREFIX)/share/doc/alertd/README.md
+	test -e $(DESTDIR)/etc/alertd/alertd.ini || \
+	  install -D -m 640 config/alertd.example.ini $(DESTDIR)/etc/alertd/alertd.ini
+	install -D -m 644 systemd/alertd.service $(DESTDIR)/etc/systemd/system/alertd.service
+	install -D -m 644 systemd/alertd.sysusers $(DESTDIR)/usr/lib/sysusers.d/alertd.conf

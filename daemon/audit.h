@@ -1,0 +1,63 @@
+/* audit: the batched PostgreSQL writer of the audit trail (group commit).
+ *
+ * Rows queue up while a batch is in flight; each batch is one statement
+ * (one round trip, one commit) that inserts every queued event row and
+ * transition row, idempotent on the event's accept_seq and the transition
+ * id. A row's callback runs once its batch has committed (durable=true) or
+ * failed (durable=false). Rows of a failed batch are kept (bounded by
+ * pg_retry_max_rows) and written again when PostgreSQL returns, so that an
+ * event decided in Redis is recorded even if its sender gave up. */
+#ifndef ALERTD_AUDIT_H
+#define ALERTD_AUDIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct pg_conn;
+struct audit;
+
+struct audit_event_row {
+	int64_t accept_seq;
+	const char *event_id;
+	const char *source_id;
+	const char *source_kind;
+	const char *type;
+	const char *outcome;     /* "new" or "merged": the decided outcome */
+	int64_t incident_id;
+	int priority;
+	int64_t occurred_at_ms;  /* 0: absent */
+	int64_t received_at_ms;
+	const char *payload_json;
+};
+
+struct audit_transition_row {
+	const char *transition_id; /* unique: "<incident>:<version>" */
+	int64_t incident_id;
+	const char *from_state;    /* NULL for the opening transition */
+	const char *to_state;
+	const char *actor;         /* "alertd" or an operator name */
+	const char *detail_json;   /* NULL or a JSON object */
+	int64_t at_ms;
+};
+
+typedef void (*audit_done_cb)(bool durable, void *arg);
+
+struct audit *audit_new(struct event_base *base, struct pg_conn *conn);
+void audit_free(struct audit *a);
+
+/* Queues an event row and/or a transition row (either may be NULL; all
+ * strings are copied) to be committed together in the next batch. cb is
+ * called exactly once, possibly before audit_record returns when
+ * PostgreSQL is known to be unreachable (durable=false). */
+void audit_record(struct audit *a, const struct audit_event_row *ev,
+		  const struct audit_transition_row *tr, audit_done_cb cb,
+		  void *arg);
+
+/* Rows waiting (queued + in flight), and rows kept for retry. */
+size_t audit_pending(const struct audit *a);
+size_t audit_retry_backlog(const struct audit *a);
+bool audit_usable(const struct audit *a);
+
+#endif

@@ -1,0 +1,81 @@
+/* decide: the incident model in Redis. One server-side script
+ * (lua/decide.lua, loaded once with SCRIPT LOAD, called with EVALSHA, with a
+ * NOSCRIPT fallback that reloads it) decides each event atomically in one
+ * call: event_id idempotency, merge into the open incident of the same
+ * source and type class or open a new one, the priority, the place in the
+ * priority queue, and the change record that the consoles' streams replay.
+ *
+ * Redis keys (prefix from the config, "alertd:" by default) are described
+ * in docs/redis.md. */
+#ifndef ALERTD_DECIDE_H
+#define ALERTD_DECIDE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "evt.h"
+
+struct redis_pool;
+struct decide;
+
+struct decide_result {
+	enum evt_outcome outcome;          /* what the sender is told */
+	enum evt_outcome original_outcome; /* new/merged; for a duplicate, the
+					      outcome of the first delivery */
+	int64_t incident_id;
+	int priority;
+	int64_t accept_seq;  /* unique per accepted event (Redis counter); a
+				duplicate carries the original's: the audit
+				row's idempotency key */
+	bool opened;         /* this event (originally) opened the incident */
+	int64_t version;     /* incident version after this event */
+	int64_t first_seen_ms;
+	/* Set only when the incident changed (not for a duplicate): */
+	const char *snapshot_json; /* incident snapshot (contract JSON) */
+	const char *change_id;     /* Redis stream id of the change = SSE id */
+};
+
+/* res is NULL when Redis is unavailable or the deadline passed; the
+ * strings in res are valid only during the call. */
+typedef void (*decide_event_cb)(const struct decide_result *res, void *arg);
+/* ok false: Redis unavailable. json NULL with ok true: not found. */
+typedef void (*decide_json_cb)(bool ok, const char *json, void *arg);
+/* ok false: Redis unavailable. Changes after last_id, oldest first. */
+typedef void (*decide_changes_cb)(bool ok, size_t n, const char *const *ids,
+				  const char *const *snapshots, void *arg);
+
+/* Installs the pool's on_connect callback (SCRIPT LOAD on every connect). */
+struct decide *decide_new(struct redis_pool *pool);
+/* Does not touch the pool: free the pool first (its pending calls are then
+ * answered with NULL while d is alive), or at least before it can
+ * reconnect. */
+void decide_free(struct decide *d);
+
+/* Decides one event with the priorities and TTLs of config_current().
+ * now_ms is the decision time (injectable for tests of time rules).
+ * Returns false (cb not called) if Redis is not connected. */
+bool decide_event(struct decide *d, const struct evt *ev, int64_t now_ms,
+		  decide_event_cb cb, void *arg)
+	__attribute__((warn_unused_result));
+
+/* The open queue as a JSON array of snapshots in queue order (priority
+ * descending, then first_seen ascending). */
+bool decide_queue(struct decide *d, decide_json_cb cb, void *arg)
+	__attribute__((warn_unused_result));
+
+/* One incident's snapshot as a JSON object. */
+bool decide_incident(struct decide *d, int64_t incident_id, decide_json_cb cb,
+		     void *arg) __attribute__((warn_unused_result));
+
+/* The recorded changes after last_id (a stream id), at most `max`. A
+ * malformed last_id (or max 0) is answered ok with no changes before this
+ * returns. */
+bool decide_changes_since(struct decide *d, const char *last_id, size_t max,
+			  decide_changes_cb cb, void *arg)
+	__attribute__((warn_unused_result));
+
+/* The script text (embedded at build time) and its SHA-1, for alertctl. */
+const char *decide_script_text(void);
+
+#endif

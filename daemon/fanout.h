@@ -1,0 +1,39 @@
+/* fanout: operator consoles' streams. GET /v1/stream is Server-Sent Events:
+ * every new or changed incident is sent as
+ *
+ *     id: <change id>\nevent: incident\ndata: <snapshot JSON>\n\n
+ *
+ * A console that reconnects with Last-Event-ID first gets the changes it
+ * missed (from the Redis change stream), then live ones, without gaps or
+ * repeats. A comment ping (": ping") goes out every sse_ping_s. A console
+ * whose unsent output exceeds sse_max_buffer_bytes is disconnected (it
+ * reconnects with Last-Event-ID and catches up). */
+#ifndef ALERTD_FANOUT_H
+#define ALERTD_FANOUT_H
+
+#include <stddef.h>
+
+struct evhttp_request;
+struct event_base;
+struct decide;
+struct fanout;
+struct operator_info;
+
+struct fanout *fanout_new(struct event_base *base, struct decide *decide);
+void fanout_free(struct fanout *f);   /* ends every stream */
+
+/* Takes over req as an SSE stream for the (already authorised) operator.
+ * last_event_id may be NULL. */
+void fanout_attach_sse(struct fanout *f, struct evhttp_request *req,
+		       const struct operator_info *op,
+		       const char *last_event_id);
+
+/* One changed incident, to every console. */
+void fanout_publish(struct fanout *f, const char *change_id,
+		    const char *snapshot_json);
+
+/* Pings; called by the janitor every second. */
+void fanout_tick(struct fanout *f);
+size_t fanout_clients(const struct fanout *f);
+
+#endif

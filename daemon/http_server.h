@@ -1,0 +1,60 @@
+/* http_server: the evhttp listener, the routing table of the HTTP API and
+ * the JSON reply helpers. Every request is answered exactly once (libevent
+ * keeps a request whose client left until it is answered, then frees it). */
+#ifndef ALERTD_HTTP_SERVER_H
+#define ALERTD_HTTP_SERVER_H
+
+#include <stdbool.h>
+
+struct event_base;
+struct evhttp_request;
+struct http_server;
+struct pipeline;
+struct decide;
+struct fanout;
+struct operators;
+struct redis_pool;
+struct pg_conn;
+struct audit;
+
+struct http_deps {
+	struct pipeline *pipeline;
+	struct decide *decide;
+	struct fanout *fanout;
+	struct operators *operators;
+	struct redis_pool *redis;
+	struct pg_conn *pg;
+	struct audit *audit;
+};
+
+struct http_server *http_server_new(struct event_base *base,
+				    const struct http_deps *deps);
+/* Binds cfg->http_listen. false (logged) on failure. */
+bool http_server_listen(struct http_server *s, const char *hostport)
+	__attribute__((warn_unused_result));
+/* Stops accepting new connections (drain); open ones are answered. */
+void http_server_stop_accepting(struct http_server *s);
+void http_server_free(struct http_server *s);
+
+/* Replies: JSON body with Content-Type application/json. */
+void http_reply_json(struct evhttp_request *req, int status, const char *json);
+/* {"error":code,"detail":detail[,"field":field]}; retry_after_s > 0 adds
+ * Retry-After. Counts the error in the metrics. */
+void http_reply_error(struct evhttp_request *req, int status,
+		      const char *code, const char *field, const char *detail,
+		      int retry_after_s);
+
+/* Shared state for the handlers in ingest_http.c and api.c. */
+const struct http_deps *http_server_deps(const struct http_server *s);
+/* true after http_server_stop_accepting (SIGTERM): new events get 503. */
+bool http_server_draining(const struct http_server *s);
+
+/* Handlers (ingest_http.c, api.c). */
+void ingest_http_on_event(struct evhttp_request *req, void *server);
+void api_on_stream(struct evhttp_request *req, void *server);
+void api_on_incidents(struct evhttp_request *req, void *server);
+void api_on_health(struct evhttp_request *req, void *server);
+void api_on_ready(struct evhttp_request *req, void *server);
+void api_on_metrics(struct evhttp_request *req, void *server);
+
+#endif

@@ -1,0 +1,58 @@
+/* pipeline: one accepted event through decide (Redis) -> record
+ * (PostgreSQL, group commit) -> answer the sender -> fan out to consoles.
+ *
+ * The sender is answered only after the event's audit row has committed.
+ * If Redis or PostgreSQL cannot take the event now, the sender gets a
+ * retryable "unavailable" answer, never a success. A duplicate is answered
+ * only after its (original) row is known durable: its row is written again,
+ * idempotently, so that a retry after a lost answer is always safe. */
+#ifndef ALERTD_PIPELINE_H
+#define ALERTD_PIPELINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "evt.h"
+
+struct decide;
+struct audit;
+struct fanout;
+struct pipeline;
+struct pipeline_job;
+
+struct pipeline_answer {
+	const char *event_id;       /* of the submitted event */
+	bool durable;               /* true: 202 / Ack */
+	enum evt_outcome outcome;
+	int64_t incident_id;
+	int priority;
+	/* when !durable: */
+	const char *error_code;     /* "unavailable" */
+	const char *detail;
+	int retry_after_s;
+};
+
+/* Called exactly once per job unless the job was detached. */
+typedef void (*pipeline_answer_cb)(const struct pipeline_answer *ans,
+				   void *arg);
+
+struct pipeline *pipeline_new(struct decide *decide, struct audit *audit,
+			      struct fanout *fanout);
+void pipeline_free(struct pipeline *p);
+
+/* Takes ownership of ev (validated, authenticated). The callback may run
+ * before pipeline_submit returns (Redis not connected). Returns the job, or
+ * NULL if the callback already ran. */
+struct pipeline_job *pipeline_submit(struct pipeline *p, struct evt *ev,
+				     pipeline_answer_cb cb, void *arg);
+
+/* The sender went away: the job still finishes (decided, recorded) but
+ * nobody is answered. */
+void pipeline_detach(struct pipeline_job *job);
+
+/* Jobs not yet answered (or detached and not yet finished): drain waits
+ * for zero. */
+size_t pipeline_inflight(const struct pipeline *p);
+
+#endif
