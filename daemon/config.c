@@ -1,0 +1,391 @@
+/* config: one table of settings; libinih does the INI syntax. */
+#include "config.h"
+
+#include <errno.h>
+#include <fnmatch.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ini.h>
+
+enum config_type {
+	CFG_STR,      /* char * */
+	CFG_INT,      /* int within [min, max] */
+	CFG_LOGLEVEL, /* enum log_level */
+	CFG_HOSTPORT, /* char *, "host:port" */
+};
+
+struct config_setting {
+	const char *section;
+	const char *name;
+	enum config_type type;
+	const char *def;
+	bool reloadable;
+	size_t offset;
+	int min, max;
+};
+
+#define OFF(field) offsetof(struct config, field)
+#define PRIO(i) (OFF(priority_base) + (i) * sizeof(int))
+
+/* Every setting: section, name, type, default, reloadable, where, range.
+ * config/alertd.example.ini documents each with the same defaults. */
+static const struct config_setting config_table[] = {
+	{"server", "http_listen", CFG_HOSTPORT, "127.0.0.1:8080", false, OFF(http_listen), 0, 0},
+	{"server", "tcp_listen", CFG_HOSTPORT, "127.0.0.1:7400", false, OFF(tcp_listen), 0, 0},
+	{"server", "log_level", CFG_LOGLEVEL, "info", true, OFF(log_level), 0, 0},
+	{"server", "max_body_bytes", CFG_INT, "16384", true, OFF(max_body_bytes), 256, 1048576},
+	{"server", "max_frame_bytes", CFG_INT, "65536", true, OFF(max_frame_bytes), 256, 16777216},
+	{"server", "max_attrs", CFG_INT, "32", true, OFF(max_attrs), 0, 1024},
+	{"server", "max_id_len", CFG_INT, "64", true, OFF(max_id_len), 8, 256},
+	{"server", "max_text_len", CFG_INT, "256", true, OFF(max_text_len), 16, 4096},
+	{"server", "replay_window_s", CFG_INT, "300", true, OFF(replay_window_s), 1, 86400},
+	{"server", "tcp_max_inflight", CFG_INT, "256", true, OFF(tcp_max_inflight), 1, 65536},
+	{"server", "max_connections", CFG_INT, "4096", true, OFF(max_connections), 1, 1000000},
+	{"server", "drain_timeout_s", CFG_INT, "30", true, OFF(drain_timeout_s), 1, 3600},
+	{"server", "retry_after_s", CFG_INT, "2", true, OFF(retry_after_s), 1, 3600},
+	{"server", "sse_ping_s", CFG_INT, "15", true, OFF(sse_ping_s), 1, 3600},
+	{"server", "sse_max_buffer_bytes", CFG_INT, "4194304", true, OFF(sse_max_buffer_bytes), 65536, 1073741824},
+	{"redis", "host", CFG_STR, "127.0.0.1", false, OFF(redis_host), 0, 0},
+	{"redis", "port", CFG_INT, "6379", false, OFF(redis_port), 1, 65535},
+	{"redis", "timeout_ms", CFG_INT, "2000", true, OFF(redis_timeout_ms), 10, 600000},
+	{"redis", "prefix", CFG_STR, "alertd:", false, OFF(redis_prefix), 0, 0},
+	{"postgres", "conninfo", CFG_STR, "host=127.0.0.1 port=5432 dbname=alertd user=alertd", false, OFF(pg_conninfo), 0, 0},
+	{"postgres", "timeout_ms", CFG_INT, "5000", true, OFF(pg_timeout_ms), 10, 600000},
+	{"postgres", "batch_max", CFG_INT, "512", true, OFF(pg_batch_max), 1, 10000},
+	{"postgres", "retry_max_rows", CFG_INT, "100000", false, OFF(pg_retry_max_rows), 0, 10000000},
+	{"priority", "panic", CFG_INT, "100", true, PRIO(EVT_TYPE_PANIC), 0, 999},
+	{"priority", "silent_alarm", CFG_INT, "100", true, PRIO(EVT_TYPE_SILENT_ALARM), 0, 999},
+	{"priority", "call_request", CFG_INT, "70", true, PRIO(EVT_TYPE_CALL_REQUEST), 0, 999},
+	{"priority", "callback_request", CFG_INT, "60", true, PRIO(EVT_TYPE_CALLBACK_REQUEST), 0, 999},
+	{"priority", "fault", CFG_INT, "30", true, PRIO(EVT_TYPE_FAULT), 0, 999},
+	{"priority", "heartbeat", CFG_INT, "10", true, PRIO(EVT_TYPE_HEARTBEAT), 0, 999},
+	{"priority", "test", CFG_INT, "5", true, PRIO(EVT_TYPE_TEST), 0, 999},
+	{"dedup", "idempotency_ttl_s", CFG_INT, "86400", true, OFF(idempotency_ttl_s), 1, 31536000},
+};
+
+#define CONFIG_N_SETTINGS (sizeof(config_table) / sizeof(config_table[0]))
+
+static struct config *config_running;
+
+struct config_parse {
+	struct config *cfg;
+	char *err;
+	size_t errlen;
+};
+
+static void *config_field(struct config *cfg, const struct config_setting *s)
+{
+	return (char *)cfg + s->offset;
+}
+
+/* Stores value into the field of s; on failure writes why into why. */
+static bool config_set(struct config *cfg, const struct config_setting *s,
+		       const char *value, char *why, size_t whylen)
+{
+	void *field = config_field(cfg, s);
+
+	switch (s->type) {
+	case CFG_HOSTPORT: {
+		char *host;
+		int port;
+
+		if (!config_split_hostport(value, &host, &port)) {
+			snprintf(why, whylen, "expected host:port, got \"%s\"",
+				 value);
+			return false;
+		}
+		free(host);
+	}
+		/* fall through */
+	case CFG_STR: {
+		char *copy = strdup(value);
+
+		if (copy == NULL) {
+			snprintf(why, whylen, "out of memory");
+			return false;
+		}
+		free(*(char **)field);
+		*(char **)field = copy;
+		return true;
+	}
+	case CFG_INT: {
+		char *end;
+		long v;
+
+		errno = 0;
+		v = strtol(value, &end, 10);
+		if (errno != 0 || end == value || *end != '\0') {
+			snprintf(why, whylen, "expected an integer, got \"%s\"",
+				 value);
+			return false;
+		}
+		if (v < s->min || v > s->max) {
+			snprintf(why, whylen, "%ld is outside %d..%d", v,
+				 s->min, s->max);
+			return false;
+		}
+		*(int *)field = (int)v;
+		return true;
+	}
+	case CFG_LOGLEVEL:
+		if (!log_level_parse(value, (enum log_level *)field)) {
+			snprintf(why, whylen,
+				 "expected debug, info, warn or error, got \"%s\"",
+				 value);
+			return false;
+		}
+		return true;
+	}
+	snprintf(why, whylen, "unknown setting type");
+	return false;
+}
+
+static bool config_add_secret(struct config *cfg, const char *pattern,
+			      const char *secret, char *why, size_t whylen)
+{
+	struct config_secret *grown;
+
+	if (secret[0] == '\0') {
+		snprintf(why, whylen, "empty secret");
+		return false;
+	}
+	grown = realloc(cfg->secrets, (cfg->n_secrets + 1) * sizeof(*grown));
+	if (grown == NULL)
+		goto oom;
+	cfg->secrets = grown;
+	grown[cfg->n_secrets].pattern = strdup(pattern);
+	grown[cfg->n_secrets].secret = strdup(secret);
+	cfg->n_secrets++;
+	if (grown[cfg->n_secrets - 1].pattern == NULL ||
+	    grown[cfg->n_secrets - 1].secret == NULL)
+		goto oom;
+	return true;
+oom:
+	snprintf(why, whylen, "out of memory");
+	return false;
+}
+
+/* libinih callback: 1 = ok, 0 = error (ini_parse then returns the line). */
+static int config_on_ini_value(void *user, const char *section,
+			       const char *name, const char *value)
+{
+	struct config_parse *p = user;
+	char why[160] = "";
+
+	if (strcmp(section, "device_secrets") == 0) {
+		if (config_add_secret(p->cfg, name, value, why, sizeof(why)))
+			return 1;
+		/* Never echo the secret itself. */
+		snprintf(p->err, p->errlen, "[%s] %s: %s", section, name, why);
+		return 0;
+	}
+	for (size_t i = 0; i < CONFIG_N_SETTINGS; i++) {
+		const struct config_setting *s = &config_table[i];
+
+		if (strcmp(s->section, section) != 0 ||
+		    strcmp(s->name, name) != 0)
+			continue;
+		if (config_set(p->cfg, s, value, why, sizeof(why)))
+			return 1;
+		snprintf(p->err, p->errlen, "[%s] %s: %s", section, name, why);
+		return 0;
+	}
+	snprintf(p->err, p->errlen, "[%s] %s: unknown setting", section, name);
+	return 0;
+}
+
+static struct config *config_defaults(void)
+{
+	struct config *cfg = calloc(1, sizeof(*cfg));
+	char why[160];
+
+	if (cfg == NULL)
+		return NULL;
+	for (size_t i = 0; i < CONFIG_N_SETTINGS; i++) {
+		if (!config_set(cfg, &config_table[i], config_table[i].def, why,
+				sizeof(why))) {
+			config_free(cfg);
+			return NULL;
+		}
+	}
+	return cfg;
+}
+
+struct config *config_load(const char *path, char *err, size_t errlen)
+{
+	struct config_parse p = {.err = err, .errlen = errlen};
+	char msg[256] = "";
+	int line;
+
+	p.cfg = config_defaults();
+	if (p.cfg == NULL) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		return NULL;
+	}
+	p.err = msg;
+	p.errlen = sizeof(msg);
+	line = ini_parse(path, config_on_ini_value, &p);
+	if (line == -1) {
+		snprintf(err, errlen, "%s: cannot open: %s", path,
+			 strerror(errno));
+		goto fail;
+	}
+	if (line != 0) {
+		snprintf(err, errlen, "%s:%d: %s", path, line,
+			 msg[0] ? msg : "syntax error");
+		goto fail;
+	}
+	if (p.cfg->n_secrets == 0) {
+		snprintf(err, errlen,
+			 "%s: [device_secrets]: at least one \"pattern = secret\" is required",
+			 path);
+		goto fail;
+	}
+	p.cfg->path = strdup(path);
+	if (p.cfg->path == NULL) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		goto fail;
+	}
+	return p.cfg;
+fail:
+	config_free(p.cfg);
+	return NULL;
+}
+
+void config_free(struct config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	for (size_t i = 0; i < CONFIG_N_SETTINGS; i++) {
+		const struct config_setting *s = &config_table[i];
+
+		if (s->type == CFG_STR || s->type == CFG_HOSTPORT)
+			free(*(char **)config_field(cfg, s));
+	}
+	for (size_t i = 0; i < cfg->n_secrets; i++) {
+		free(cfg->secrets[i].pattern);
+		free(cfg->secrets[i].secret);
+	}
+	free(cfg->secrets);
+	free(cfg->path);
+	free(cfg);
+}
+
+const struct config *config_current(void)
+{
+	return config_running;
+}
+
+void config_set_current(struct config *cfg)
+{
+	struct config *old = config_running;
+
+	config_running = cfg;
+	if (cfg != NULL)
+		log_set_level(cfg->log_level);
+	config_free(old);
+}
+
+/* Keeps the running value of a setting that needs a restart. */
+static void config_keep_running(struct config *next,
+				const struct config_setting *s)
+{
+	void *to = config_field(next, s);
+	const void *from = config_field(config_running, s);
+
+	if (s->type == CFG_STR || s->type == CFG_HOSTPORT) {
+		const char *a = *(char *const *)from, *b = *(char **)to;
+		char *copy;
+
+		if (strcmp(a, b) == 0 || (copy = strdup(a)) == NULL)
+			return;
+		log_warn("config: [%s] %s changed; it takes effect after a restart",
+			 s->section, s->name);
+		free(*(char **)to);
+		*(char **)to = copy;
+	} else if (*(const int *)from != *(int *)to) {
+		log_warn("config: [%s] %s changed; it takes effect after a restart",
+			 s->section, s->name);
+		*(int *)to = *(const int *)from;
+	}
+}
+
+bool config_reload(void)
+{
+	char err[512];
+	struct config *next;
+
+	next = config_load(config_running->path, err, sizeof(err));
+	if (next == NULL) {
+		log_error("config: reload failed, keeping the running config: %s",
+			  err);
+		return false;
+	}
+	for (size_t i = 0; i < CONFIG_N_SETTINGS; i++) {
+		if (!config_table[i].reloadable)
+			config_keep_running(next, &config_table[i]);
+	}
+	config_set_current(next);
+	log_info("config: reloaded %s", next->path);
+	return true;
+}
+
+struct evt_limits config_evt_limits(const struct config *cfg)
+{
+	struct evt_limits l = {
+		.max_id_len = (size_t)cfg->max_id_len,
+		.max_attrs = (size_t)cfg->max_attrs,
+		.max_text_len = (size_t)cfg->max_text_len,
+	};
+	return l;
+}
+
+const char *config_secret_for(const struct config *cfg, const char *source_id)
+{
+	for (size_t i = 0; i < cfg->n_secrets; i++) {
+		if (fnmatch(cfg->secrets[i].pattern, source_id, 0) == 0)
+			return cfg->secrets[i].secret;
+	}
+	return NULL;
+}
+
+bool config_split_hostport(const char *s, char **host, int *port)
+{
+	const char *colon = strrchr(s, ':');
+	char *end;
+	long p;
+
+	if (colon == NULL || colon == s)
+		return false;
+	errno = 0;
+	p = strtol(colon + 1, &end, 10);
+	if (errno != 0 || end == colon + 1 || *end != '\0' || p < 1 ||
+	    p > 65535)
+		return false;
+	*host = strndup(s, (size_t)(colon - s));
+	if (*host == NULL)
+		return false;
+	*port = (int)p;
+	return true;
+}
+
+void config_print_defaults(void)
+{
+	const char *section = "";
+
+	for (size_t i = 0; i < CONFIG_N_SETTINGS; i++) {
+		const struct config_setting *s = &config_table[i];
+
+		if (strcmp(section, s->section) != 0) {
+			printf("%s[%s]\n", i ? "\n" : "", s->section);
+			section = s->section;
+		}
+		printf("%s = %s%s\n", s->name, s->def,
+		       s->reloadable ? "" : "    ; restart to change");
+	}
+	printf("\n[device_secrets]\n; <glob on source.id> = <secret>\n");
+}

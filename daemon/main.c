@@ -1,0 +1,373 @@
+/* main: start-up, signals, sd_notify and the watchdog, the janitor timer,
+ * the two-stage shutdown, and the wiring of the modules. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <systemd/sd-daemon.h>
+
+#include "audit.h"
+#include "config.h"
+#include "decide.h"
+#include "fanout.h"
+#include "http_server.h"
+#include "ingest_tcp.h"
+#include "log.h"
+#include "metrics.h"
+#include "operators.h"
+#include "pg_conn.h"
+#include "pipeline.h"
+#include "redis_pool.h"
+
+#define ALERTD_VERSION "0.1.0"
+
+enum daemon_state {
+	DAEMON_RUNNING,  /* accepting events */
+	DAEMON_DRAINING, /* first SIGTERM: no new work; finishing accepted */
+	DAEMON_STOPPED,  /* drained (or timed out): leave the loop */
+};
+
+struct daemon {
+	struct event_base *base;
+	enum daemon_state state;
+	int exit_status;
+	struct timespec drain_started;
+	struct timespec idle_since; /* draining: when nothing was left */
+	struct event *sig_hup, *sig_term, *sig_int, *janitor;
+	struct redis_pool *redis;
+	struct pg_conn *pg_audit, *pg_ops;
+	struct decide *decide;
+	struct audit *audit;
+	struct operators *operators;
+	struct fanout *fanout;
+	struct pipeline *pipeline;
+	struct http_server *http;
+	struct ingest_tcp *tcp;
+	uint64_t watchdog_usec;
+};
+
+static double daemon_since(const struct timespec *t)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - t->tv_sec) +
+	       (double)(now.tv_nsec - t->tv_nsec) / 1e9;
+}
+
+static void daemon_set_state(struct daemon *d, enum daemon_state state)
+{
+	d->state = state;
+	switch (state) {
+	case DAEMON_RUNNING:
+		break;
+	case DAEMON_DRAINING:
+		clock_gettime(CLOCK_MONOTONIC, &d->drain_started);
+		sd_notify(0, "STOPPING=1\nSTATUS=draining");
+		http_server_stop_accepting(d->http);
+		ingest_tcp_stop_accepting(d->tcp);
+		log_info("shutdown: draining %zu events in flight",
+			 pipeline_inflight(d->pipeline));
+		break;
+	case DAEMON_STOPPED:
+		event_base_loopexit(d->base, NULL);
+		break;
+	}
+}
+
+/* Draining ends when every accepted event is answered and every row is
+ * written, plus a short grace so that the last answers leave the socket
+ * buffers. */
+static void daemon_check_drained(struct daemon *d)
+{
+	size_t inflight = pipeline_inflight(d->pipeline);
+	size_t rows = audit_pending(d->audit);
+
+	if (inflight == 0 && rows == 0) {
+		if (d->idle_since.tv_sec == 0)
+			clock_gettime(CLOCK_MONOTONIC, &d->idle_since);
+		if (daemon_since(&d->idle_since) >= 0.2 ||
+		    ingest_tcp_connections(d->tcp) == 0) {
+			log_info("shutdown: drained");
+			daemon_set_state(d, DAEMON_STOPPED);
+		}
+		return;
+	}
+	d->idle_since.tv_sec = 0;
+	if (daemon_since(&d->drain_started) >
+	    config_current()->drain_timeout_s) {
+		log_error("shutdown: drain timeout; %zu events unanswered, %zu audit rows unwritten",
+			  inflight, rows);
+		d->exit_status = 1;
+		daemon_set_state(d, DAEMON_STOPPED);
+	}
+}
+
+static void daemon_on_janitor(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+	static unsigned ticks;
+
+	if (d->watchdog_usec != 0)
+		sd_notify(0, "WATCHDOG=1");
+	/* The janitor runs every 100 ms; the once-a-second work: */
+	if (++ticks % 10 == 0) {
+		fanout_tick(d->fanout);
+		operators_tick(d->operators);
+	}
+	if (d->state == DAEMON_DRAINING)
+		daemon_check_drained(d);
+}
+
+static void daemon_on_sighup(evutil_socket_t fd, short what, void *arg)
+{
+	sd_notify(0, "RELOADING=1");
+	log_info("config: SIGHUP, reloading %s", config_current()->path);
+	config_reload();
+	sd_notify(0, "READY=1");
+}
+
+static void daemon_on_sigterm(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+
+	if (d->state == DAEMON_RUNNING) {
+		log_info("shutdown: signal %d; send it again to exit at once",
+			 (int)fd);
+		daemon_set_state(d, DAEMON_DRAINING);
+		daemon_check_drained(d);
+		return;
+	}
+	log_warn("shutdown: second signal, exiting at once with %zu events in flight",
+		 pipeline_inflight(d->pipeline));
+	_exit(1);
+}
+
+static double daemon_gauge_inflight(void *arg)
+{
+	return (double)pipeline_inflight(((struct daemon *)arg)->pipeline);
+}
+
+static double daemon_gauge_audit_pending(void *arg)
+{
+	return (double)audit_pending(((struct daemon *)arg)->audit);
+}
+
+static double daemon_gauge_audit_retry(void *arg)
+{
+	return (double)audit_retry_backlog(((struct daemon *)arg)->audit);
+}
+
+static double daemon_gauge_redis_up(void *arg)
+{
+	return redis_pool_ready(((struct daemon *)arg)->redis) ? 1 : 0;
+}
+
+static double daemon_gauge_pg_up(void *arg)
+{
+	return audit_usable(((struct daemon *)arg)->audit) ? 1 : 0;
+}
+
+static double daemon_gauge_streams(void *arg)
+{
+	return (double)fanout_clients(((struct daemon *)arg)->fanout);
+}
+
+static double daemon_gauge_tcp(void *arg)
+{
+	return (double)ingest_tcp_connections(((struct daemon *)arg)->tcp);
+}
+
+static void daemon_register_gauges(struct daemon *d)
+{
+	metrics_register_gauge("alertd_events_in_flight",
+			       "Events received and not yet answered.",
+			       daemon_gauge_inflight, d);
+	metrics_register_gauge("alertd_audit_pending_rows",
+			       "Audit rows queued or in flight to PostgreSQL.",
+			       daemon_gauge_audit_pending, d);
+	metrics_register_gauge("alertd_audit_retry_rows",
+			       "Audit rows of failed batches waiting to be written again.",
+			       daemon_gauge_audit_retry, d);
+	metrics_register_gauge("alertd_redis_up", "1 when Redis is connected.",
+			       daemon_gauge_redis_up, d);
+	metrics_register_gauge("alertd_postgres_up",
+			       "1 when PostgreSQL is connected.",
+			       daemon_gauge_pg_up, d);
+	metrics_register_gauge("alertd_console_streams",
+			       "Connected operator streams.",
+			       daemon_gauge_streams, d);
+	metrics_register_gauge("alertd_tcp_connections",
+			       "Open device TCP connections.", daemon_gauge_tcp,
+			       d);
+}
+
+/* Builds every module; die() on failure (start-up only). */
+static void daemon_build(struct daemon *d, const struct config *cfg)
+{
+	struct http_deps deps;
+
+	d->redis = redis_pool_new(d->base, cfg->redis_host, cfg->redis_port,
+				  cfg->redis_timeout_ms);
+	d->pg_audit = pg_conn_new(d->base, cfg->pg_conninfo, "audit");
+	d->pg_ops = pg_conn_new(d->base, cfg->pg_conninfo, "operators");
+	if (d->redis == NULL || d->pg_audit == NULL || d->pg_ops == NULL)
+		die(1, "out of memory at start-up");
+	d->decide = decide_new(d->redis);
+	d->audit = audit_new(d->base, d->pg_audit);
+	d->operators = operators_new(d->base, d->pg_ops);
+	d->fanout = fanout_new(d->base, d->decide);
+	if (d->decide == NULL || d->audit == NULL || d->operators == NULL ||
+	    d->fanout == NULL)
+		die(1, "out of memory at start-up");
+	d->pipeline = pipeline_new(d->decide, d->audit, d->fanout);
+	if (d->pipeline == NULL)
+		die(1, "out of memory at start-up");
+	deps = (struct http_deps){
+		.pipeline = d->pipeline,
+		.decide = d->decide,
+		.fanout = d->fanout,
+		.operators = d->operators,
+		.redis = d->redis,
+		.pg = d->pg_ops,
+		.audit = d->audit,
+	};
+	d->http = http_server_new(d->base, &deps);
+	d->tcp = ingest_tcp_new(d->base, d->pipeline);
+	if (d->http == NULL || d->tcp == NULL)
+		die(1, "out of memory at start-up");
+	if (!http_server_listen(d->http, cfg->http_listen) ||
+	    !ingest_tcp_listen(d->tcp, cfg->tcp_listen))
+		die(1, "cannot listen; is another alertd running?");
+	daemon_register_gauges(d);
+}
+
+static void daemon_add_signal(struct daemon *d, struct event **ev, int sig,
+			      event_callback_fn cb)
+{
+	*ev = evsignal_new(d->base, sig, cb, d);
+	if (*ev == NULL || event_add(*ev, NULL) != 0)
+		die(1, "cannot watch signal %d", sig);
+}
+
+static void daemon_start(struct daemon *d)
+{
+	struct timeval tick = {0, 100000};
+
+	daemon_add_signal(d, &d->sig_hup, SIGHUP, daemon_on_sighup);
+	daemon_add_signal(d, &d->sig_term, SIGTERM, daemon_on_sigterm);
+	daemon_add_signal(d, &d->sig_int, SIGINT, daemon_on_sigterm);
+	d->janitor = event_new(d->base, -1, EV_PERSIST, daemon_on_janitor, d);
+	if (d->janitor == NULL || event_add(d->janitor, &tick) != 0)
+		die(1, "cannot start the janitor timer");
+	if (sd_watchdog_enabled(0, &d->watchdog_usec) <= 0)
+		d->watchdog_usec = 0;
+	redis_pool_start(d->redis);
+	pg_conn_start(d->pg_audit);
+	pg_conn_start(d->pg_ops);
+	sd_notify(0, "READY=1\nSTATUS=running");
+	log_info("alertd %s running (pid %d)", ALERTD_VERSION, (int)getpid());
+}
+
+/* Connections first, so that their pending callbacks still find the modules
+ * they call alive; then the modules. */
+static void daemon_free(struct daemon *d)
+{
+	ingest_tcp_free(d->tcp);
+	redis_pool_free(d->redis);
+	pg_conn_free(d->pg_audit);
+	pg_conn_free(d->pg_ops);
+	fanout_free(d->fanout);
+	http_server_free(d->http);
+	pipeline_free(d->pipeline);
+	operators_free(d->operators);
+	audit_free(d->audit);
+	decide_free(d->decide);
+	event_free(d->sig_hup);
+	event_free(d->sig_term);
+	event_free(d->sig_int);
+	event_free(d->janitor);
+	event_base_free(d->base);
+}
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: alertd [-c FILE]          run with FILE (default config/alertd.dev.ini)\n"
+		"       alertd --check-config FILE  validate FILE and exit (0 valid, 2 invalid)\n"
+		"       alertd --print-defaults     every setting with its default\n"
+		"       alertd --version\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"check-config", required_argument, NULL, 'C'},
+		{"print-defaults", no_argument, NULL, 'P'},
+		{"version", no_argument, NULL, 'V'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *path = "config/alertd.dev.ini";
+	struct daemon d = {.state = DAEMON_RUNNING};
+	struct config *cfg;
+	char err[512];
+	bool check = false;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'C':
+			path = optarg;
+			check = true;
+			break;
+		case 'P':
+			config_print_defaults();
+			return 0;
+		case 'V':
+			printf("alertd %s\n", ALERTD_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	cfg = config_load(path, err, sizeof(err));
+	if (cfg == NULL) {
+		fprintf(stderr, "alertd: invalid configuration: %s\n", err);
+		return 2;
+	}
+	if (check) {
+		printf("%s: valid\n", path);
+		config_free(cfg);
+		return 0;
+	}
+	config_set_current(cfg);
+	signal(SIGPIPE, SIG_IGN);
+	log_hook_libevent();
+	d.base = event_base_new();
+	if (d.base == NULL)
+		die(1, "cannot create the event loop");
+	daemon_build(&d, cfg);
+	daemon_start(&d);
+	event_base_dispatch(d.base);
+	daemon_free(&d);
+	log_info("alertd stopped");
+	config_set_current(NULL);
+	return d.exit_status;
+}
