@@ -1,0 +1,296 @@
+/* auth: device signatures and operator tokens, pure functions over the
+ * config. HMAC and hashes come from OpenSSL libcrypto. */
+#include "auth.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+
+#define AUTH_HEX_LEN 64 /* SHA-256 as hex */
+/* "<t>." : an int64 is at most 20 characters with its sign. */
+#define AUTH_PREFIX_MAX 24
+
+static const char *const auth_role_names[AUTH_ROLE__COUNT] = {
+	[AUTH_ROLE_OPERATOR] = "operator",
+	[AUTH_ROLE_SUPERVISOR] = "supervisor",
+	[AUTH_ROLE_AUDITOR] = "auditor",
+	[AUTH_ROLE_ADMIN] = "admin",
+};
+
+const char *auth_sig_code(enum auth_sig_result r)
+{
+	switch (r) {
+	case AUTH_SIG_OK:
+		return "ok";
+	case AUTH_SIG_MISSING:
+		return "signature_missing";
+	case AUTH_SIG_MALFORMED:
+		return "signature_malformed";
+	case AUTH_SIG_EXPIRED:
+		return "timestamp_out_of_window";
+	case AUTH_SIG_INVALID:
+		return "signature_invalid";
+	}
+	return "signature_invalid";
+}
+
+static void auth_hex(const unsigned char *bytes, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[bytes[i] >> 4];
+		out[2 * i + 1] = digits[bytes[i] & 0x0f];
+	}
+	out[2 * n] = '\0';
+}
+
+static bool auth_is_hex(char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+	       (c >= 'A' && c <= 'F');
+}
+
+/* Copies exactly 64 hex digits from s (lowercased) into out[65]. */
+static bool auth_take_hex(const char *s, size_t n, char *out)
+{
+	if (n != AUTH_HEX_LEN)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (!auth_is_hex(s[i]))
+			return false;
+		out[i] = (char)(s[i] >= 'A' && s[i] <= 'F' ? s[i] - 'A' + 'a'
+							   : s[i]);
+	}
+	out[n] = '\0';
+	return true;
+}
+
+static const char *auth_skip_spaces(const char *p)
+{
+	while (*p == ' ' || *p == '\t')
+		p++;
+	return p;
+}
+
+/* One "t=<digits>" or "v1=<hex>" part ending at ',' or the end. */
+static bool auth_parse_part(const char **pp, bool *have_t, int64_t *t,
+			    bool *have_v1, char *v1)
+{
+	const char *p = auth_skip_spaces(*pp);
+	const char *end;
+
+	if (p[0] == 't' && p[1] == '=' && !*have_t) {
+		int64_t v = 0;
+
+		p += 2;
+		if (*p < '0' || *p > '9')
+			return false;
+		for (; *p >= '0' && *p <= '9'; p++) {
+			if (v > (INT64_MAX - (*p - '0')) / 10)
+				return false;
+			v = v * 10 + (*p - '0');
+		}
+		*t = v;
+		*have_t = true;
+	} else if (p[0] == 'v' && p[1] == '1' && p[2] == '=' && !*have_v1) {
+		p += 3;
+		for (end = p; auth_is_hex(*end); end++)
+			;
+		if (!auth_take_hex(p, (size_t)(end - p), v1))
+			return false;
+		p = end;
+		*have_v1 = true;
+	} else {
+		return false;
+	}
+	*pp = auth_skip_spaces(p);
+	return true;
+}
+
+bool auth_parse_signature_header(const char *header, int64_t *t, char *v1_hex,
+				 size_t v1_len)
+{
+	char v1[AUTH_HEX_LEN + 1];
+	bool have_t = false, have_v1 = false;
+	int64_t tv = 0;
+	const char *p = header;
+
+	if (header == NULL || v1_len < sizeof(v1))
+		return false;
+	if (!auth_parse_part(&p, &have_t, &tv, &have_v1, v1) || *p != ',')
+		return false;
+	p++;
+	if (!auth_parse_part(&p, &have_t, &tv, &have_v1, v1) || *p != '\0')
+		return false;
+	if (!have_t || !have_v1)
+		return false;
+	*t = tv;
+	memcpy(v1_hex, v1, sizeof(v1));
+	return true;
+}
+
+/* HMAC-SHA256(secret, msg) as lowercase hex. */
+static bool auth_hmac_hex(const char *secret, const uint8_t *msg, size_t n,
+			  char out[AUTH_HEX_LEN + 1])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int md_len = 0;
+
+	if (HMAC(EVP_sha256(), secret, (int)strlen(secret), msg, n, md,
+		 &md_len) == NULL ||
+	    md_len != AUTH_HEX_LEN / 2)
+		return false;
+	auth_hex(md, md_len, out);
+	return true;
+}
+
+/* "<t>." followed by body, in one malloc'd buffer. */
+static uint8_t *auth_signed_message(int64_t t, const uint8_t *body, size_t len,
+				    size_t *out_len)
+{
+	char prefix[AUTH_PREFIX_MAX];
+	int n = snprintf(prefix, sizeof(prefix), "%lld.", (long long)t);
+	uint8_t *msg = malloc((size_t)n + len + 1);
+
+	if (msg == NULL)
+		return NULL;
+	memcpy(msg, prefix, (size_t)n);
+	if (len > 0)
+		memcpy(msg + n, body, len);
+	*out_len = (size_t)n + len;
+	return msg;
+}
+
+void auth_sign(const char *secret, int64_t t, const uint8_t *body, size_t len,
+	       char out[65])
+{
+	size_t n;
+	uint8_t *msg = auth_signed_message(t, body, len, &n);
+
+	out[0] = '\0';
+	if (msg == NULL)
+		return;
+	if (!auth_hmac_hex(secret, msg, n, out))
+		out[0] = '\0';
+	free(msg);
+}
+
+/* true if secret i equals an earlier one: its HMAC was computed already. */
+static bool auth_secret_seen(const struct config *cfg, size_t i)
+{
+	for (size_t j = 0; j < i; j++)
+		if (strcmp(cfg->secrets[j].secret, cfg->secrets[i].secret) == 0)
+			return true;
+	return false;
+}
+
+enum auth_sig_result auth_verify(const struct config *cfg, int64_t t,
+				 const char *v1_hex, const uint8_t *body,
+				 size_t len, time_t now, size_t *secret_index)
+{
+	char given[AUTH_HEX_LEN + 1], want[AUTH_HEX_LEN + 1];
+	int64_t window = cfg->replay_window_s;
+	enum auth_sig_result r = AUTH_SIG_INVALID;
+	uint8_t *msg;
+	size_t n;
+
+	if (v1_hex == NULL || v1_hex[0] == '\0')
+		return AUTH_SIG_MISSING;
+	if (!auth_take_hex(v1_hex, strlen(v1_hex), given))
+		return AUTH_SIG_MALFORMED;
+	/* Written so that a hostile t near INT64_MIN/MAX cannot overflow. */
+	if (t < (int64_t)now - window || t > (int64_t)now + window)
+		return AUTH_SIG_EXPIRED;
+	msg = auth_signed_message(t, body, len, &n);
+	if (msg == NULL)
+		return AUTH_SIG_INVALID;
+	for (size_t i = 0; i < cfg->n_secrets; i++) {
+		if (auth_secret_seen(cfg, i))
+			continue;
+		if (!auth_hmac_hex(cfg->secrets[i].secret, msg, n, want))
+			continue;
+		if (CRYPTO_memcmp(want, given, AUTH_HEX_LEN) == 0) {
+			*secret_index = i;
+			r = AUTH_SIG_OK;
+			break;
+		}
+	}
+	OPENSSL_cleanse(want, sizeof(want));
+	free(msg);
+	return r;
+}
+
+bool auth_source_allowed(const struct config *cfg, size_t secret_index,
+			 const char *source_id)
+{
+	const char *want;
+
+	if (secret_index >= cfg->n_secrets || source_id == NULL)
+		return false;
+	want = config_secret_for(cfg, source_id);
+	return want != NULL &&
+	       strcmp(cfg->secrets[secret_index].secret, want) == 0;
+}
+
+void auth_token_hash(const char *token, char out[65])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int md_len = 0;
+
+	if (!EVP_Digest(token, strlen(token), md, &md_len, EVP_sha256(), NULL) ||
+	    md_len != AUTH_HEX_LEN / 2) {
+		out[0] = '\0';
+		return;
+	}
+	auth_hex(md, md_len, out);
+}
+
+bool auth_token_new(char out[44])
+{
+	unsigned char raw[32];
+	/* EVP_EncodeBlock writes 4 chars per 3 bytes, padded, NUL-ended. */
+	char b64[4 * ((sizeof(raw) + 2) / 3) + 1];
+	int n;
+
+	if (RAND_bytes(raw, sizeof(raw)) != 1)
+		return false;
+	n = EVP_EncodeBlock((unsigned char *)b64, raw, sizeof(raw));
+	OPENSSL_cleanse(raw, sizeof(raw));
+	/* base64 -> base64url without padding (RFC 4648 section 5). */
+	while (n > 0 && b64[n - 1] == '=')
+		n--;
+	if (n != 43)
+		return false;
+	for (int i = 0; i < n; i++)
+		out[i] = b64[i] == '+' ? '-' : b64[i] == '/' ? '_' : b64[i];
+	out[n] = '\0';
+	OPENSSL_cleanse(b64, sizeof(b64));
+	return true;
+}
+
+const char *auth_role_name(enum auth_role role)
+{
+	if ((unsigned)role >= AUTH_ROLE__COUNT)
+		return "unknown";
+	return auth_role_names[role];
+}
+
+bool auth_role_parse(const char *name, enum auth_role *out)
+{
+	if (name == NULL)
+		return false;
+	for (int i = 0; i < AUTH_ROLE__COUNT; i++) {
+		if (strcmp(auth_role_names[i], name) == 0) {
+			*out = (enum auth_role)i;
+			return true;
+		}
+	}
+	return false;
+}
