@@ -1,0 +1,687 @@
+/* decide: the incident model in Redis, through lua/decide.lua.
+ *
+ * The script is loaded with SCRIPT LOAD on every (re)connect and called
+ * with EVALSHA once its SHA is known (EVAL before that). A NOSCRIPT error
+ * (Redis restarted or SCRIPT FLUSH) re-sends the same call once with EVAL
+ * and loads the script again, so that no event fails because of it.
+ *
+ * Each request is a struct decide_call that owns a copy of its arguments
+ * (the NOSCRIPT re-send needs them after the caller's strings are gone)
+ * and is answered exactly once: redis_pool answers every command it took
+ * exactly once, with NULL when Redis is unavailable. */
+#include "decide.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+
+#include "config.h"
+#include "log.h"
+#include "redis_pool.h"
+
+/* lua/decide.lua, embedded by lua/lua_blob.S, NUL-terminated. */
+extern const char decide_lua_text[];
+
+#define DECIDE_CHANGES_MAXLEN 10000
+/* decide_queue returns every open incident (the script's limit 0). */
+#define DECIDE_QUEUE_LIMIT "0"
+#define DECIDE_ARGS_MAX 20
+#define DECIDE_REPLY_FIELDS 10
+
+enum decide_call_kind {
+	DECIDE_CALL_EVENT,   /* script mode decide -> decide_event_cb */
+	DECIDE_CALL_JSON,    /* script mode queue/get -> decide_json_cb */
+	DECIDE_CALL_CHANGES, /* XRANGE -> decide_changes_cb */
+	DECIDE_CALL_LOAD,    /* SCRIPT LOAD, no user callback */
+};
+
+struct decide_call {
+	struct decide_call *prev, *next; /* in d->calls */
+	struct decide *d;                /* NULL once decide_free ran */
+	enum decide_call_kind kind;
+	bool script;   /* argv is prefixed with EVALSHA sha / EVAL text */
+	bool resent;   /* re-sent with EVAL after NOSCRIPT */
+	bool oom;      /* an argument could not be copied */
+	union {
+		decide_event_cb event;
+		decide_json_cb json;
+		decide_changes_cb changes;
+	} cb;
+	void *arg;
+	int argc;
+	const char *argv[DECIDE_ARGS_MAX];
+	size_t argvlen[DECIDE_ARGS_MAX];
+	bool owned[DECIDE_ARGS_MAX];
+};
+
+struct decide {
+	struct redis_pool *pool;
+	char sha[41];
+	bool have_sha;
+	struct decide_call *calls; /* in flight */
+};
+
+static void decide_on_reply(redisReply *reply, void *arg);
+
+const char *decide_script_text(void)
+{
+	return decide_lua_text;
+}
+
+/* The type class that groups events into one incident. */
+static const char *decide_type_class(enum evt_type type)
+{
+	switch (type) {
+	case EVT_TYPE_PANIC:
+	case EVT_TYPE_SILENT_ALARM:
+		return "alarm";
+	case EVT_TYPE_CALL_REQUEST:
+	case EVT_TYPE_CALLBACK_REQUEST:
+		return "call";
+	case EVT_TYPE_FAULT:
+		return "fault";
+	case EVT_TYPE_HEARTBEAT:
+		return "heartbeat";
+	case EVT_TYPE_TEST:
+		return "test";
+	case EVT_TYPE__COUNT:
+		break;
+	}
+	return NULL;
+}
+
+static struct decide_call *decide_call_new(struct decide *d,
+					   enum decide_call_kind kind,
+					   bool script, void *arg)
+{
+	struct decide_call *call = calloc(1, sizeof(*call));
+
+	if (call == NULL) {
+		log_error("decide: out of memory");
+		return NULL;
+	}
+	call->d = d;
+	call->kind = kind;
+	call->script = script;
+	call->arg = arg;
+	call->next = d->calls;
+	if (d->calls != NULL)
+		d->calls->prev = call;
+	d->calls = call;
+	return call;
+}
+
+static void decide_call_free(struct decide_call *call)
+{
+	if (call == NULL)
+		return;
+	if (call->d != NULL) {
+		if (call->prev != NULL)
+			call->prev->next = call->next;
+		else
+			call->d->calls = call->next;
+		if (call->next != NULL)
+			call->next->prev = call->prev;
+	}
+	for (int i = 0; i < call->argc; i++)
+		if (call->owned[i])
+			free((char *)call->argv[i]);
+	free(call);
+}
+
+/* Appends an argument; copy=false for static strings (the script text). */
+static void decide_call_arg(struct decide_call *call, const char *s, bool copy)
+{
+	char *dup;
+
+	if (call->argc >= DECIDE_ARGS_MAX) {
+		call->oom = true;
+		return;
+	}
+	if (copy) {
+		dup = strdup(s);
+		if (dup == NULL) {
+			call->oom = true;
+			return;
+		}
+		s = dup;
+	}
+	call->argv[call->argc] = s;
+	call->argvlen[call->argc] = strlen(s);
+	call->owned[call->argc] = copy;
+	call->argc++;
+}
+
+/* Appends the concatenation a + b (a key built from the prefix). */
+static void decide_call_arg2(struct decide_call *call, const char *a,
+			     const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	char *s;
+
+	if (call->argc >= DECIDE_ARGS_MAX) {
+		call->oom = true;
+		return;
+	}
+	s = malloc(la + lb + 1);
+	if (s == NULL) {
+		call->oom = true;
+		return;
+	}
+	memcpy(s, a, la);
+	memcpy(s + la, b, lb + 1);
+	call->argv[call->argc] = s;
+	call->argvlen[call->argc] = la + lb;
+	call->owned[call->argc] = true;
+	call->argc++;
+}
+
+static void decide_call_argf(struct decide_call *call, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void decide_call_argf(struct decide_call *call, const char *fmt, ...)
+{
+	char buf[64];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(buf)) {
+		call->oom = true;
+		return;
+	}
+	decide_call_arg(call, buf, true);
+}
+
+/* Sends (or re-sends) a call. Script calls go out as EVALSHA while the SHA
+ * is known and the call was not refused with NOSCRIPT, else as EVAL. */
+static bool decide_send(struct decide *d, struct decide_call *call)
+{
+	const char *argv[DECIDE_ARGS_MAX + 2];
+	size_t argvlen[DECIDE_ARGS_MAX + 2];
+	int argc = 0;
+
+	if (call->oom) {
+		log_error("decide: out of memory for a command");
+		return false;
+	}
+	if (call->script) {
+		if (d->have_sha && !call->resent) {
+			argv[0] = "EVALSHA";
+			argv[1] = d->sha;
+		} else {
+			argv[0] = "EVAL";
+			argv[1] = decide_lua_text;
+		}
+		argvlen[0] = strlen(argv[0]);
+		argvlen[1] = strlen(argv[1]);
+		argc = 2;
+	}
+	for (int i = 0; i < call->argc; i++, argc++) {
+		argv[argc] = call->argv[i];
+		argvlen[argc] = call->argvlen[i];
+	}
+	return redis_pool_command_argv(d->pool, argc, argv, argvlen,
+				       decide_on_reply, call);
+}
+
+/* Queues SCRIPT LOAD; its reply sets d->sha. */
+static void decide_load_script(struct decide *d)
+{
+	struct decide_call *call;
+
+	call = decide_call_new(d, DECIDE_CALL_LOAD, false, NULL);
+	if (call == NULL)
+		return;
+	decide_call_arg(call, "SCRIPT", false);
+	decide_call_arg(call, "LOAD", false);
+	decide_call_arg(call, decide_lua_text, false);
+	if (!decide_send(d, call)) {
+		log_warn("decide: cannot send SCRIPT LOAD; using EVAL");
+		decide_call_free(call);
+	}
+}
+
+/* redis_pool: (re)connected. SCRIPT LOAD goes first on the new connection,
+ * so EVALSHA calls sent after it find the script even after a restart. */
+static void decide_on_connect(struct redis_pool *pool, void *arg)
+{
+	struct decide *d = arg;
+
+	(void)pool;
+	decide_load_script(d);
+}
+
+static void decide_on_script_loaded(struct decide *d, const redisReply *reply)
+{
+	if (reply == NULL)
+		return;
+	if (reply->type != REDIS_REPLY_STRING || reply->len != 40) {
+		log_warn("decide: SCRIPT LOAD failed: %s",
+			 reply->type == REDIS_REPLY_ERROR ? reply->str
+							  : "unexpected reply");
+		return;
+	}
+	memcpy(d->sha, reply->str, 40);
+	d->sha[40] = '\0';
+	if (!d->have_sha)
+		log_info("decide: decide.lua loaded, sha %s", d->sha);
+	d->have_sha = true;
+}
+
+/* An integer element: an integer reply or a decimal string. */
+static bool decide_elem_int(const redisReply *e, int64_t *out)
+{
+	char buf[24];
+	char *end;
+	long long v;
+
+	if (e->type == REDIS_REPLY_INTEGER) {
+		*out = e->integer;
+		return true;
+	}
+	if (e->type != REDIS_REPLY_STRING || e->len == 0 ||
+	    e->len >= sizeof(buf))
+		return false;
+	memcpy(buf, e->str, e->len);
+	buf[e->len] = '\0';
+	errno = 0;
+	v = strtoll(buf, &end, 10);
+	if (errno != 0 || *end != '\0')
+		return false;
+	*out = v;
+	return true;
+}
+
+static const char *decide_elem_str(const redisReply *e)
+{
+	if (e->type != REDIS_REPLY_STRING && e->type != REDIS_REPLY_STATUS)
+		return NULL;
+	return e->str;
+}
+
+/* The script's decide reply:
+ * {outcome, original_outcome, incident_id, priority, accept_seq, opened,
+ *  version, first_seen_ms, snapshot_json, change_id}. */
+static bool decide_parse_event(const redisReply *reply,
+			       struct decide_result *res)
+{
+	redisReply **e;
+	const char *s;
+	int64_t prio, opened;
+
+	if (reply->type != REDIS_REPLY_ARRAY ||
+	    reply->elements != DECIDE_REPLY_FIELDS)
+		return false;
+	e = reply->element;
+	memset(res, 0, sizeof(*res));
+	if ((s = decide_elem_str(e[0])) == NULL ||
+	    !evt_outcome_parse(s, &res->outcome))
+		return false;
+	if ((s = decide_elem_str(e[1])) == NULL ||
+	    !evt_outcome_parse(s, &res->original_outcome) ||
+	    res->original_outcome == EVT_OUTCOME_DUPLICATE)
+		return false;
+	if (!decide_elem_int(e[2], &res->incident_id) ||
+	    !decide_elem_int(e[3], &prio) ||
+	    !decide_elem_int(e[4], &res->accept_seq) ||
+	    !decide_elem_int(e[5], &opened) ||
+	    !decide_elem_int(e[6], &res->version) ||
+	    !decide_elem_int(e[7], &res->first_seen_ms))
+		return false;
+	if (res->incident_id <= 0 || prio < 0 || prio > 999 ||
+	    res->accept_seq <= 0 || (opened != 0 && opened != 1) ||
+	    res->version <= 0)
+		return false;
+	res->priority = (int)prio;
+	res->opened = opened == 1;
+	if (decide_elem_str(e[8]) == NULL || decide_elem_str(e[9]) == NULL)
+		return false;
+	if (res->outcome == EVT_OUTCOME_DUPLICATE)
+		return true;
+	if (e[8]->len == 0 || e[9]->len == 0)
+		return false;
+	res->snapshot_json = e[8]->str;
+	res->change_id = e[9]->str;
+	return true;
+}
+
+static void decide_answer_event(struct decide_call *call,
+				const redisReply *reply)
+{
+	const char *event_id = call->argv[3]; /* "0" decide prefix event_id */
+	struct decide_result res;
+
+	if (reply == NULL) {
+		call->cb.event(NULL, call->arg);
+		return;
+	}
+	if (reply->type == REDIS_REPLY_ERROR) {
+		log_warn("decide: event=%s: script error: %s", event_id,
+			 reply->str);
+		call->cb.event(NULL, call->arg);
+		return;
+	}
+	if (!decide_parse_event(reply, &res)) {
+		log_warn("decide: event=%s: unexpected reply from the script",
+			 event_id);
+		call->cb.event(NULL, call->arg);
+		return;
+	}
+	call->cb.event(&res, call->arg);
+}
+
+static void decide_answer_json(struct decide_call *call,
+			       const redisReply *reply)
+{
+	const char *mode = call->argv[1]; /* "0" mode ... */
+
+	if (reply == NULL) {
+		call->cb.json(false, NULL, call->arg);
+	} else if (reply->type == REDIS_REPLY_STRING) {
+		call->cb.json(true, reply->str, call->arg);
+	} else if (reply->type == REDIS_REPLY_NIL &&
+		   strcmp(mode, "get") == 0) {
+		call->cb.json(true, NULL, call->arg);
+	} else {
+		log_warn("decide: %s: %s", mode,
+			 reply->type == REDIS_REPLY_ERROR ? reply->str
+							  : "unexpected reply");
+		call->cb.json(false, NULL, call->arg);
+	}
+}
+
+/* XRANGE reply: [[id, [field, value, ...]], ...]; entries without a
+ * snapshot field (not written by decide.lua) are skipped. */
+static void decide_answer_changes(struct decide_call *call,
+				  const redisReply *reply)
+{
+	const char **ids = NULL, **snaps = NULL;
+	size_t n = 0;
+
+	if (reply == NULL)
+		goto fail;
+	if (reply->type != REDIS_REPLY_ARRAY) {
+		log_warn("decide: XRANGE: %s",
+			 reply->type == REDIS_REPLY_ERROR ? reply->str
+							  : "unexpected reply");
+		goto fail;
+	}
+	if (reply->elements > 0) {
+		ids = calloc(reply->elements, sizeof(*ids));
+		snaps = calloc(reply->elements, sizeof(*snaps));
+		if (ids == NULL || snaps == NULL) {
+			log_error("decide: out of memory for %zu changes",
+				  reply->elements);
+			goto fail;
+		}
+	}
+	for (size_t i = 0; i < reply->elements; i++) {
+		const redisReply *ent = reply->element[i], *f;
+
+		if (ent->type != REDIS_REPLY_ARRAY || ent->elements != 2 ||
+		    decide_elem_str(ent->element[0]) == NULL ||
+		    ent->element[1]->type != REDIS_REPLY_ARRAY)
+			goto malformed;
+		f = ent->element[1];
+		for (size_t j = 0; j + 1 < f->elements; j += 2) {
+			const char *k = decide_elem_str(f->element[j]);
+			const char *v = decide_elem_str(f->element[j + 1]);
+
+			if (k != NULL && v != NULL &&
+			    strcmp(k, "snapshot") == 0) {
+				ids[n] = ent->element[0]->str;
+				snaps[n] = v;
+				n++;
+				break;
+			}
+		}
+	}
+	call->cb.changes(true, n, ids, snaps, call->arg);
+	free(ids);
+	free(snaps);
+	return;
+malformed:
+	log_warn("decide: XRANGE: unexpected entry shape");
+fail:
+	free(ids);
+	free(snaps);
+	call->cb.changes(false, 0, NULL, NULL, call->arg);
+}
+
+static bool decide_is_noscript(const redisReply *reply)
+{
+	return reply != NULL && reply->type == REDIS_REPLY_ERROR &&
+	       strncmp(reply->str, "NOSCRIPT", 8) == 0;
+}
+
+/* redis_pool: the reply to one call (NULL: Redis unavailable). */
+static void decide_on_reply(redisReply *reply, void *arg)
+{
+	struct decide_call *call = arg;
+	struct decide *d = call->d;
+
+	if (call->script && !call->resent && d != NULL &&
+	    decide_is_noscript(reply)) {
+		call->resent = true;
+		/* Warn and load once, not once per refused call. */
+		if (d->have_sha) {
+			log_warn("decide: decide.lua is not in the Redis "
+				 "script cache; using EVAL and loading it "
+				 "again");
+			d->have_sha = false;
+			decide_load_script(d);
+		}
+		if (decide_send(d, call))
+			return; /* answered by the next reply */
+		reply = NULL;
+	}
+	switch (call->kind) {
+	case DECIDE_CALL_EVENT:
+		decide_answer_event(call, reply);
+		break;
+	case DECIDE_CALL_JSON:
+		decide_answer_json(call, reply);
+		break;
+	case DECIDE_CALL_CHANGES:
+		decide_answer_changes(call, reply);
+		break;
+	case DECIDE_CALL_LOAD:
+		if (d != NULL)
+			decide_on_script_loaded(d, reply);
+		break;
+	}
+	decide_call_free(call);
+}
+
+struct decide *decide_new(struct redis_pool *pool)
+{
+	struct decide *d = calloc(1, sizeof(*d));
+
+	if (d == NULL)
+		return NULL;
+	d->pool = pool;
+	redis_pool_set_on_connect(pool, decide_on_connect, d);
+	/* Already connected (decide created late): load now. */
+	if (redis_pool_ready(pool))
+		decide_load_script(d);
+	return d;
+}
+
+void decide_free(struct decide *d)
+{
+	struct decide_call *call;
+
+	if (d == NULL)
+		return;
+	/* The pool may be gone already (main frees it first), so it is not
+	 * touched here. Calls still in flight are answered later by
+	 * redis_pool (at the latest by redis_pool_free); they must not touch
+	 * d then. */
+	for (call = d->calls; call != NULL; call = call->next)
+		call->d = NULL;
+	free(d);
+}
+
+bool decide_event(struct decide *d, const struct evt *ev, int64_t now_ms,
+		  decide_event_cb cb, void *arg)
+{
+	const struct config *cfg = config_current();
+	struct decide_call *call;
+	const char *class;
+	char now_iso[32];
+	int base;
+
+	if ((unsigned)ev->type >= EVT_TYPE__COUNT ||
+	    (unsigned)ev->kind >= EVT_KIND__COUNT) {
+		log_error("decide: event=%s: bad type or kind", ev->event_id);
+		return false;
+	}
+	class = decide_type_class(ev->type);
+	base = cfg->priority_base[ev->type];
+	if (base < 0)
+		base = 0;
+	if (base > 999)
+		base = 999;
+	evt_format_time(now_ms, now_iso, sizeof(now_iso));
+
+	call = decide_call_new(d, DECIDE_CALL_EVENT, true, arg);
+	if (call == NULL)
+		return false;
+	call->cb.event = cb;
+	decide_call_arg(call, "0", false); /* numkeys: see docs/redis.md */
+	decide_call_arg(call, "decide", false);
+	decide_call_arg(call, cfg->redis_prefix, true);
+	decide_call_arg(call, ev->event_id, true);
+	decide_call_arg(call, ev->source_id, true);
+	decide_call_arg(call, evt_kind_name(ev->kind), false);
+	decide_call_arg(call, ev->zone != NULL ? ev->zone : "", true);
+	decide_call_arg(call, ev->label != NULL ? ev->label : "", true);
+	decide_call_arg(call, evt_type_name(ev->type), false);
+	decide_call_arg(call, class, false);
+	decide_call_argf(call, "%d", base);
+	decide_call_argf(call, "%lld", (long long)now_ms);
+	decide_call_arg(call, now_iso, true);
+	decide_call_argf(call, "%d", cfg->idempotency_ttl_s);
+	decide_call_arg(call, ev->has_location ? "1" : "0", false);
+	if (ev->has_location) {
+		decide_call_argf(call, "%.15g", ev->lat);
+		decide_call_argf(call, "%.15g", ev->lon);
+	} else {
+		decide_call_arg(call, "", false);
+		decide_call_arg(call, "", false);
+	}
+	decide_call_argf(call, "%d", DECIDE_CHANGES_MAXLEN);
+	if (!decide_send(d, call))
+		goto fail;
+	return true;
+fail:
+	decide_call_free(call);
+	return false;
+}
+
+/* A script call in mode queue/get answering through a decide_json_cb. */
+static bool decide_json_call(struct decide *d, const char *mode,
+			     const char *param, decide_json_cb cb, void *arg)
+{
+	struct decide_call *call;
+
+	call = decide_call_new(d, DECIDE_CALL_JSON, true, arg);
+	if (call == NULL)
+		return false;
+	call->cb.json = cb;
+	decide_call_arg(call, "0", false);
+	decide_call_arg(call, mode, false);
+	decide_call_arg(call, config_current()->redis_prefix, true);
+	decide_call_arg(call, param, true);
+	if (!decide_send(d, call))
+		goto fail;
+	return true;
+fail:
+	decide_call_free(call);
+	return false;
+}
+
+bool decide_queue(struct decide *d, decide_json_cb cb, void *arg)
+{
+	return decide_json_call(d, "queue", DECIDE_QUEUE_LIMIT, cb, arg);
+}
+
+bool decide_incident(struct decide *d, int64_t incident_id, decide_json_cb cb,
+		     void *arg)
+{
+	char id[24];
+
+	snprintf(id, sizeof(id), "%lld", (long long)incident_id);
+	return decide_json_call(d, "get", id, cb, arg);
+}
+
+/* A stream id as we hand them out: "<ms>" or "<ms>-<seq>", each part a
+ * 64-bit unsigned decimal. */
+static bool decide_stream_id_valid(const char *s)
+{
+	const char *p = s;
+
+	if (s == NULL)
+		return false;
+	for (int part = 0; part < 2; part++) {
+		const char *start = p;
+		unsigned long long v;
+		char *end;
+
+		while (*p >= '0' && *p <= '9')
+			p++;
+		if (p == start || p - start > 20)
+			return false;
+		errno = 0;
+		v = strtoull(start, &end, 10);
+		(void)v;
+		if (errno != 0 || end != p)
+			return false;
+		if (*p == '\0')
+			return true;
+		if (part == 1 || *p != '-')
+			return false;
+		p++;
+	}
+	return false;
+}
+
+bool decide_changes_since(struct decide *d, const char *last_id, size_t max,
+			  decide_changes_cb cb, void *arg)
+{
+	struct decide_call *call;
+
+	if (!decide_stream_id_valid(last_id)) {
+		log_warn("decide: ignoring a malformed change id (%zu chars)",
+			 last_id != NULL ? strlen(last_id) : (size_t)0);
+		cb(true, 0, NULL, NULL, arg);
+		return true;
+	}
+	if (max == 0) {
+		cb(true, 0, NULL, NULL, arg);
+		return true;
+	}
+	call = decide_call_new(d, DECIDE_CALL_CHANGES, false, arg);
+	if (call == NULL)
+		return false;
+	call->cb.changes = cb;
+	decide_call_arg(call, "XRANGE", false);
+	decide_call_arg2(call, config_current()->redis_prefix, "changes");
+	decide_call_arg2(call, "(", last_id); /* exclusive: Redis >= 6.2 */
+	decide_call_arg(call, "+", false);
+	decide_call_arg(call, "COUNT", false);
+	decide_call_argf(call, "%zu", max);
+	if (!decide_send(d, call))
+		goto fail;
+	return true;
+fail:
+	decide_call_free(call);
+	return false;
+}

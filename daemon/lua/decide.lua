@@ -1,0 +1,256 @@
+-- decide.lua: alertd's incident model in Redis (docs/redis.md).
+--
+-- One script, called with 0 KEYS (alertd uses one Redis instance, not a
+-- cluster; every key is built here from the prefix), dispatching on
+-- ARGV[1]:
+--
+--   decide  prefix event_id source_id kind zone label type class base
+--           now_ms now_iso idem_ttl_s has_location lat lon changes_maxlen
+--     -> {outcome, original_outcome, incident_id, priority, accept_seq,
+--         opened, version, first_seen_ms, snapshot_json, change_id}
+--        every element a string; for a duplicate snapshot_json and
+--        change_id are "" and the rest is the first delivery's result.
+--   queue   prefix limit
+--     -> one string: JSON array of the open incidents' snapshots in queue
+--        order (limit <= 0: all of them).
+--   get     prefix incident_id
+--     -> the snapshot JSON string, or nil when there is no such incident.
+--
+-- Numbers are handed back as decimal strings: a Lua number becomes a Redis
+-- integer reply by truncation, and tostring() switches to exponent notation
+-- beyond 14 digits.
+
+local mode = ARGV[1]
+local P = ARGV[2]
+
+local QUEUE_EPOCH_MS = 1700000000000
+local QUEUE_SPAN = 1000000000000 -- 1e12 ms of first_seen, about 31 years
+
+local function fail(msg)
+	return redis.error_reply('ERR alertd decide.lua: ' .. msg)
+end
+
+-- Integral decimal text of a number ("17", never "17.0" or "1.7e+01").
+local function int(n)
+	return string.format('%d', n)
+end
+
+local function clamp(n, lo, hi)
+	if n < lo then return lo end
+	if n > hi then return hi end
+	return n
+end
+
+local function is_uint(s)
+	return type(s) == 'string' and string.match(s, '^%d+$') ~= nil
+end
+
+-- A hash as a table, or nil when the key does not exist.
+local function hgetall(key)
+	local flat = redis.call('HGETALL', key)
+	if #flat == 0 then
+		return nil
+	end
+	local h = {}
+	for i = 1, #flat, 2 do
+		h[flat[i]] = flat[i + 1]
+	end
+	return h
+end
+
+local function hsetall(key, h)
+	local flat = {}
+	for k, v in pairs(h) do
+		flat[#flat + 1] = k
+		flat[#flat + 1] = v
+	end
+	redis.call('HSET', key, unpack(flat))
+end
+
+-- JSON text of a stored integer field (0 when absent).
+local function json_int(v)
+	return int(tonumber(v) or 0)
+end
+
+-- JSON text of an optional stored string ("" or absent: null).
+local function json_opt(v)
+	if v == nil or v == '' then
+		return 'null'
+	end
+	return cjson.encode(v)
+end
+
+-- The incident snapshot of the contract (docs/api.md), members in a fixed
+-- order. Every mode builds snapshots here and nowhere else.
+local function snapshot(h)
+	local loc = 'null'
+	if h.lat ~= nil and h.lat ~= '' and h.lon ~= nil and h.lon ~= '' then
+		loc = '{"lat":' .. cjson.encode(tonumber(h.lat)) ..
+			',"lon":' .. cjson.encode(tonumber(h.lon)) .. '}'
+	end
+	return '{"id":' .. json_int(h.id) ..
+		',"state":' .. cjson.encode(h.state or 'new') ..
+		',"priority":' .. json_int(h.priority) ..
+		',"type":' .. cjson.encode(h.type or '') ..
+		',"source":{"id":' .. cjson.encode(h.source_id or '') ..
+		',"kind":' .. cjson.encode(h.kind or '') ..
+		',"zone":' .. json_opt(h.zone) ..
+		',"label":' .. json_opt(h.label) .. '}' ..
+		',"count":' .. json_int(h.count) ..
+		',"first_seen":' .. cjson.encode(h.first_seen or '') ..
+		',"last_seen":' .. cjson.encode(h.last_seen or '') ..
+		',"location":' .. loc ..
+		',"escalation_level":' .. json_int(h.escalation_level) ..
+		',"acked_by":' .. json_opt(h.acked_by) ..
+		',"version":' .. json_int(h.version) .. '}'
+end
+
+-- ZSET score: priority first (descending with ZREVRANGE), then the older
+-- first_seen first. priority * 1e12 + (1e12 - 1 - (first_seen_ms - epoch))
+-- stays below 2^53, so it is exact in a double; formatted with %.0f because
+-- tostring() would round it to 14 digits.
+local function queue_score(priority, first_seen_ms)
+	local p = clamp(priority, 0, 999)
+	local off = clamp(first_seen_ms - QUEUE_EPOCH_MS, 0, QUEUE_SPAN - 1)
+	return string.format('%.0f', p * QUEUE_SPAN + (QUEUE_SPAN - 1 - off))
+end
+
+local function mode_decide()
+	if #ARGV ~= 17 then
+		return fail('decide wants 17 arguments, got ' .. #ARGV)
+	end
+	local event_id, source_id, kind = ARGV[3], ARGV[4], ARGV[5]
+	local zone, label, etype, class = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+	local base = tonumber(ARGV[10])
+	local now_ms, now_iso = ARGV[11], ARGV[12]
+	local ttl = tonumber(ARGV[13])
+	local has_loc = ARGV[14] == '1'
+	local lat, lon = ARGV[15], ARGV[16]
+	local maxlen = tonumber(ARGV[17])
+	if event_id == '' or source_id == '' or class == '' then
+		return fail('empty event_id, source_id or class')
+	end
+	if base == nil or not is_uint(now_ms) or ttl == nil or ttl < 1 or
+	    maxlen == nil or maxlen < 1 then
+		return fail('bad base, now_ms, idem_ttl_s or changes_maxlen')
+	end
+	if has_loc and (tonumber(lat) == nil or tonumber(lon) == nil) then
+		return fail('bad lat/lon')
+	end
+	base = clamp(math.floor(base), 0, 999)
+
+	-- (a) idempotency: the same event_id answers the first result.
+	local evt_key = P .. 'evt:' .. event_id
+	local stored = redis.call('GET', evt_key)
+	if stored then
+		local o = cjson.decode(stored)
+		return {'duplicate', o.outcome, o.incident_id, o.priority,
+			o.accept_seq, o.opened, o.version, o.first_seen_ms,
+			'', ''}
+	end
+
+	-- (b) merge into the open incident of source + class, or open one.
+	local open_key = P .. 'open:' .. source_id .. ':' .. class
+	local id = redis.call('GET', open_key)
+	local h = nil
+	if id then
+		h = hgetall(P .. 'inc:' .. id)
+	end
+	local outcome
+	if h then
+		outcome = 'merged'
+		h.count = int((tonumber(h.count) or 0) + 1)
+		h.priority = int(math.max(tonumber(h.priority) or 0, base))
+		if base > (tonumber(h.type_base) or -1) then
+			h.type = etype
+			h.type_base = int(base)
+		end
+		h.version = int((tonumber(h.version) or 0) + 1)
+	else
+		outcome = 'new'
+		id = int(redis.call('INCR', P .. 'seq:incident'))
+		h = {
+			id = id, state = 'new', priority = int(base),
+			type = etype, type_base = int(base), class = class,
+			source_id = source_id, count = '1',
+			first_seen = now_iso, first_seen_ms = now_ms,
+			escalation_level = '0', version = '1',
+		}
+		redis.call('SET', open_key, id)
+	end
+	h.kind = kind
+	h.last_seen = now_iso
+	h.last_seen_ms = now_ms
+	if zone ~= '' then h.zone = zone end
+	if label ~= '' then h.label = label end
+	if has_loc then
+		h.lat = lat
+		h.lon = lon
+	end
+	hsetall(P .. 'inc:' .. id, h)
+
+	-- (c) accept sequence, (d) queue position.
+	local accept_seq = int(redis.call('INCR', P .. 'seq:accept'))
+	redis.call('ZADD', P .. 'queue',
+		queue_score(tonumber(h.priority), tonumber(h.first_seen_ms)), id)
+
+	-- (e) the idempotency record, with the result a retry gets.
+	local opened = (outcome == 'new') and '1' or '0'
+	redis.call('SET', evt_key, cjson.encode({
+		outcome = outcome, incident_id = id, priority = h.priority,
+		accept_seq = accept_seq, opened = opened, version = h.version,
+		first_seen_ms = h.first_seen_ms,
+	}), 'EX', int(ttl))
+
+	-- (f) snapshot, (g) change record for the consoles' streams.
+	local snap = snapshot(h)
+	local change_id = redis.call('XADD', P .. 'changes', 'MAXLEN', '~',
+		int(maxlen), '*', 'incident', id, 'snapshot', snap)
+
+	return {outcome, outcome, id, h.priority, accept_seq, opened,
+		h.version, h.first_seen_ms, snap, change_id}
+end
+
+local function mode_queue()
+	local limit = tonumber(ARGV[3])
+	if limit == nil then
+		return fail('queue wants a numeric limit')
+	end
+	local stop = -1
+	if limit > 0 then
+		stop = math.floor(limit) - 1
+	end
+	local ids = redis.call('ZREVRANGE', P .. 'queue', 0, stop)
+	local parts = {}
+	for _, id in ipairs(ids) do
+		local h = hgetall(P .. 'inc:' .. id)
+		if h then
+			parts[#parts + 1] = snapshot(h)
+		end
+	end
+	return '[' .. table.concat(parts, ',') .. ']'
+end
+
+local function mode_get()
+	local id = ARGV[3]
+	if not is_uint(id) then
+		return false
+	end
+	local h = hgetall(P .. 'inc:' .. id)
+	if not h then
+		return false
+	end
+	return snapshot(h)
+end
+
+if type(P) ~= 'string' then
+	return fail('missing prefix')
+end
+if mode == 'decide' then
+	return mode_decide()
+elseif mode == 'queue' then
+	return mode_queue()
+elseif mode == 'get' then
+	return mode_get()
+end
+return fail('unknown mode ' .. tostring(mode))
