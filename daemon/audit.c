@@ -1,0 +1,829 @@
+/* audit: the batched PostgreSQL writer of the audit trail (group commit).
+ *
+ * Natural group commit: when a row comes and nothing is in flight, a batch
+ * goes out at once; while a batch is in flight the next rows accumulate and
+ * go together as soon as it is done. One batch is one statement (below):
+ * one round trip, one implicit transaction, one commit.
+ *
+ * Three lists hold the rows:
+ *   queue  rows recorded while PostgreSQL works, not yet sent; their
+ *          callbacks have not run;
+ *   batch  the rows in flight;
+ *   retry  rows of failed batches, or recorded while PostgreSQL was down.
+ *          Their callbacks have run (durable=false), except during the
+ *          isolation of a bad row (below). Written again before the queue,
+ *          in order, bounded by pg_retry_max_rows (oldest dropped).
+ *
+ * Failures:
+ *   - connection lost, deadline passed, or a server-side error (relation
+ *     missing, disk full, read-only standby...): every waiting row is
+ *     answered durable=false and kept; new rows are answered at once and
+ *     kept; the retry timer (100 ms doubling to 5 s) or the next connect
+ *     writes them again. Such rows are retried as long as there is room.
+ *   - a data error (SQLSTATE classes 22, 23, 54: invalid jsonb, a CHECK
+ *     failing...) is a fault of some row in the batch, not of PostgreSQL:
+ *     the rows are marked suspect and sent again in halves until the bad
+ *     row is alone; a row that fails alone AUDIT_MAX_ALONE_FAILURES times is
+ *     dropped with a log_error. The other rows commit and are answered
+ *     durable=true as usual. */
+#include "audit.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "config.h"
+#include "log.h"
+#include "pg_conn.h"
+
+#define AUDIT_MAX_ALONE_FAILURES 5
+#define AUDIT_BACKOFF_MIN_MS 100
+#define AUDIT_BACKOFF_MAX_MS 5000
+
+/* $1: JSON array of event rows, $2: JSON array of transition rows. Times
+ * are unix milliseconds, turned into timestamptz exactly (no floating
+ * point). WITH ORDINALITY keeps the rows in queue order, so that seq
+ * follows it. */
+static const char audit_batch_sql[] =
+	"WITH ev AS ("
+	" INSERT INTO events (accept_seq, event_id, source_id, source_kind,"
+	"  type, outcome, incident_id, priority, occurred_at, received_at,"
+	"  payload)"
+	" SELECT x.accept_seq, x.event_id, x.source_id, x.source_kind, x.type,"
+	"  x.outcome, x.incident_id, x.priority,"
+	"  timestamptz 'epoch' + x.occurred_at_ms * interval '1 millisecond',"
+	"  timestamptz 'epoch' + x.received_at_ms * interval '1 millisecond',"
+	"  x.payload::jsonb"
+	" FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS ("
+	"  accept_seq bigint, event_id text, source_id text, source_kind text,"
+	"  type text, outcome text, incident_id bigint, priority int,"
+	"  occurred_at_ms bigint, received_at_ms bigint, payload text))"
+	"  WITH ORDINALITY AS x"
+	" ORDER BY x.ordinality"
+	" ON CONFLICT (accept_seq) DO NOTHING"
+	" RETURNING 1"
+	"), tr AS ("
+	" INSERT INTO incident_transitions (transition_id, incident_id,"
+	"  from_state, to_state, actor, detail, at)"
+	" SELECT y.transition_id, y.incident_id, y.from_state, y.to_state,"
+	"  y.actor, y.detail::jsonb,"
+	"  timestamptz 'epoch' + y.at_ms * interval '1 millisecond'"
+	" FROM ROWS FROM (jsonb_to_recordset($2::jsonb) AS ("
+	"  transition_id text, incident_id bigint, from_state text,"
+	"  to_state text, actor text, detail text, at_ms bigint))"
+	"  WITH ORDINALITY AS y"
+	" ORDER BY y.ordinality"
+	" ON CONFLICT (transition_id) DO NOTHING"
+	" RETURNING 1"
+	")"
+	" SELECT (SELECT count(*) FROM ev), (SELECT count(*) FROM tr)";
+
+enum audit_state {
+	/* Nothing in flight: a new row goes out at once (PostgreSQL ready) or
+	 * is answered durable=false and kept for retry (not ready). */
+	AUDIT_IDLE = 0,
+	/* One batch in flight; new rows accumulate in the queue. */
+	AUDIT_WRITING,
+	/* The last batch failed (not for a data reason): new rows are
+	 * answered durable=false and kept; the retry timer or the next
+	 * connect writes the backlog again. */
+	AUDIT_WAITING,
+};
+
+/* A row is encoded once, when it is recorded: the JSON objects of its
+ * event and transition (either may be NULL), joined into the batch's
+ * arrays when it is sent. */
+struct audit_row {
+	struct audit_row *next;
+	char *ev_json;
+	char *tr_json;
+	size_t ev_len, tr_len;
+	char *label;                    /* keys for the logs, never payload */
+	audit_done_cb cb;               /* NULL once answered */
+	void *arg;
+	bool suspect;                   /* in a batch refused for its data */
+	int alone_failures;             /* data failures in a batch of one */
+};
+
+struct audit_list {
+	struct audit_row *head, *tail;
+	size_t n;
+};
+
+struct audit_batch {
+	struct audit *a;         /* NULL once audit_free ran */
+	struct audit_list rows;
+	bool suspects;           /* made only of suspect rows */
+};
+
+/* A callback to run once the lists are consistent again. */
+struct audit_answer {
+	audit_done_cb cb;
+	void *arg;
+	bool durable;
+};
+
+struct audit {
+	struct event_base *base;
+	struct pg_conn *conn;
+	enum audit_state state;
+	struct audit_list queue;
+	struct audit_list retry;
+	struct audit_batch *batch;
+	struct event *ev_retry;
+	int backoff_ms;
+	size_t split_max;        /* rows per suspect batch; 0: no isolation */
+	uint64_t dropped_total;
+	size_t dropped_unlogged;
+	int64_t dropped_logged_ms;
+	/* Answers are queued and run in order by audit_deliver() at the end
+	 * of every entry point, so that a callback that records again never
+	 * sees the lists half-changed. */
+	struct audit_answer *answers;
+	size_t n_answers, cap_answers;
+	bool delivering;
+	bool closing;
+};
+
+static void audit_flush(struct audit *a);
+
+static const char *audit_state_name(enum audit_state s)
+{
+	switch (s) {
+	case AUDIT_IDLE: return "idle";
+	case AUDIT_WRITING: return "writing";
+	case AUDIT_WAITING: return "waiting";
+	}
+	return "?";
+}
+
+static void audit_set_state(struct audit *a, enum audit_state s)
+{
+	if (a->state == s)
+		return;
+	log_debug("audit: %s -> %s", audit_state_name(a->state),
+		  audit_state_name(s));
+	a->state = s;
+}
+
+static int64_t audit_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The settings of config_current(); defaults when there is none. */
+static size_t audit_batch_max(void)
+{
+	const struct config *c = config_current();
+
+	return c && c->pg_batch_max > 0 ? (size_t)c->pg_batch_max : 512;
+}
+
+static int audit_timeout_ms(void)
+{
+	const struct config *c = config_current();
+
+	return c && c->pg_timeout_ms > 0 ? c->pg_timeout_ms : 5000;
+}
+
+static size_t audit_retry_max(void)
+{
+	const struct config *c = config_current();
+
+	return !c ? 100000
+		  : c->pg_retry_max_rows > 0 ? (size_t)c->pg_retry_max_rows : 0;
+}
+
+/* ---- lists ---- */
+
+static void audit_list_push(struct audit_list *l, struct audit_row *r)
+{
+	r->next = NULL;
+	if (l->tail)
+		l->tail->next = r;
+	else
+		l->head = r;
+	l->tail = r;
+	l->n++;
+}
+
+static struct audit_row *audit_list_pop(struct audit_list *l)
+{
+	struct audit_row *r = l->head;
+
+	if (r) {
+		l->head = r->next;
+		if (!l->head)
+			l->tail = NULL;
+		l->n--;
+		r->next = NULL;
+	}
+	return r;
+}
+
+/* Puts every row of `from` before the rows of `to`, in order. */
+static void audit_list_prepend(struct audit_list *to, struct audit_list *from)
+{
+	if (!from->head)
+		return;
+	from->tail->next = to->head;
+	to->head = from->head;
+	if (!to->tail)
+		to->tail = from->tail;
+	to->n += from->n;
+	*from = (struct audit_list){0};
+}
+
+/* ---- rows ---- */
+
+static void audit_row_free(struct audit_row *r)
+{
+	if (!r)
+		return;
+	free(r->ev_json);
+	free(r->tr_json);
+	free(r->label);
+	free(r);
+}
+
+/* Queues the answer of a row whose callback has not run yet; it runs in
+ * audit_deliver(). */
+static void audit_answer(struct audit *a, audit_done_cb cb, void *arg,
+			 bool durable)
+{
+	if (a->n_answers == a->cap_answers) {
+		size_t cap = a->cap_answers ? a->cap_answers * 2 : 64;
+		struct audit_answer *p = realloc(a->answers, cap * sizeof(*p));
+
+		if (!p) {
+			/* Degraded but still exactly once: answer now. */
+			cb(durable, arg);
+			return;
+		}
+		a->answers = p;
+		a->cap_answers = cap;
+	}
+	a->answers[a->n_answers++] = (struct audit_answer){cb, arg, durable};
+}
+
+static void audit_row_answer(struct audit *a, struct audit_row *r,
+			     bool durable)
+{
+	if (!r->cb)
+		return;
+	audit_answer(a, r->cb, r->arg, durable);
+	r->cb = NULL;
+}
+
+/* Runs the queued answers in order, including those queued meanwhile by
+ * the callbacks themselves. */
+static void audit_deliver(struct audit *a)
+{
+	size_t i;
+
+	if (a->delivering)
+		return;
+	a->delivering = true;
+	for (i = 0; i < a->n_answers; i++) {
+		struct audit_answer ans = a->answers[i];
+
+		ans.cb(ans.durable, ans.arg);
+	}
+	a->n_answers = 0;
+	a->delivering = false;
+}
+
+/* A row without one of the NOT NULL columns can never be written. */
+static bool audit_row_complete(const struct audit_event_row *ev,
+			       const struct audit_transition_row *tr)
+{
+	return (!ev || (ev->event_id && ev->source_id && ev->source_kind &&
+			ev->type && ev->outcome && ev->payload_json)) &&
+	       (!tr || (tr->transition_id && tr->to_state && tr->actor));
+}
+
+static bool audit_json_str(json_t *o, const char *key, const char *v)
+{
+	json_t *j = v ? json_string(v) : json_null();
+
+	/* json_string refuses invalid UTF-8; set_new consumes j. */
+	return j && json_object_set_new(o, key, j) == 0;
+}
+
+static bool audit_json_int(json_t *o, const char *key, int64_t v)
+{
+	json_t *j = json_integer((json_int_t)v);
+
+	return j && json_object_set_new(o, key, j) == 0;
+}
+
+/* One element of $1 (the payload goes as text, cast to jsonb by the
+ * server, which is where invalid JSON is caught). */
+static char *audit_encode_event(const struct audit_event_row *e)
+{
+	json_t *o = json_object();
+	char *out = NULL;
+
+	if (o && audit_json_int(o, "accept_seq", e->accept_seq) &&
+	    audit_json_str(o, "event_id", e->event_id) &&
+	    audit_json_str(o, "source_id", e->source_id) &&
+	    audit_json_str(o, "source_kind", e->source_kind) &&
+	    audit_json_str(o, "type", e->type) &&
+	    audit_json_str(o, "outcome", e->outcome) &&
+	    audit_json_int(o, "incident_id", e->incident_id) &&
+	    audit_json_int(o, "priority", e->priority) &&
+	    audit_json_int(o, "received_at_ms", e->received_at_ms) &&
+	    audit_json_str(o, "payload", e->payload_json) &&
+	    (e->occurred_at_ms == 0 ||
+	     audit_json_int(o, "occurred_at_ms", e->occurred_at_ms)))
+		out = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	return out;
+}
+
+/* One element of $2. */
+static char *audit_encode_transition(const struct audit_transition_row *t)
+{
+	json_t *o = json_object();
+	char *out = NULL;
+
+	if (o && audit_json_str(o, "transition_id", t->transition_id) &&
+	    audit_json_int(o, "incident_id", t->incident_id) &&
+	    audit_json_str(o, "from_state", t->from_state) &&
+	    audit_json_str(o, "to_state", t->to_state) &&
+	    audit_json_str(o, "actor", t->actor) &&
+	    audit_json_str(o, "detail", t->detail_json) &&
+	    audit_json_int(o, "at_ms", t->at_ms))
+		out = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	return out;
+}
+
+/* Names a row in logs by its keys. */
+static char *audit_label(const struct audit_event_row *ev,
+			 const struct audit_transition_row *tr)
+{
+	char *out = NULL;
+	int n;
+
+	if (ev && tr)
+		n = asprintf(&out, "accept_seq=%" PRId64 " event=%s transition=%s",
+			     ev->accept_seq, ev->event_id, tr->transition_id);
+	else if (ev)
+		n = asprintf(&out, "accept_seq=%" PRId64 " event=%s",
+			     ev->accept_seq, ev->event_id);
+	else
+		n = asprintf(&out, "transition=%s", tr->transition_id);
+	return n < 0 ? NULL : out;
+}
+
+/* The row, encoded; NULL with *why set when it cannot be. */
+static struct audit_row *audit_row_new(const struct audit_event_row *ev,
+				       const struct audit_transition_row *tr,
+				       const char **why)
+{
+	struct audit_row *r = calloc(1, sizeof(*r));
+
+	*why = "out of memory";
+	if (!r || !(r->label = audit_label(ev, tr)))
+		goto fail;
+	*why = "not valid UTF-8";
+	if (ev && !(r->ev_json = audit_encode_event(ev)))
+		goto fail;
+	if (tr && !(r->tr_json = audit_encode_transition(tr)))
+		goto fail;
+	r->ev_len = r->ev_json ? strlen(r->ev_json) : 0;
+	r->tr_len = r->tr_json ? strlen(r->tr_json) : 0;
+	return r;
+fail:
+	audit_row_free(r);
+	return NULL;
+}
+
+/* ---- retry backlog ---- */
+
+static void audit_log_dropped(struct audit *a, bool force)
+{
+	int64_t now = audit_now_ms();
+
+	if (a->dropped_unlogged == 0)
+		return;
+	if (!force && now - a->dropped_logged_ms < 1000)
+		return;
+	log_error("audit: retry backlog full (%zu rows): %zu oldest rows "
+		  "dropped unrecorded (%" PRIu64 " since start)",
+		  audit_retry_max(), a->dropped_unlogged, a->dropped_total);
+	a->dropped_unlogged = 0;
+	a->dropped_logged_ms = now;
+}
+
+/* Drops the oldest rows beyond pg_retry_max_rows. */
+static void audit_trim_retry(struct audit *a)
+{
+	size_t max = audit_retry_max();
+	struct audit_row *r;
+
+	while (a->retry.n > max && (r = audit_list_pop(&a->retry))) {
+		audit_row_answer(a, r, false);
+		audit_row_free(r);
+		a->dropped_total++;
+		a->dropped_unlogged++;
+	}
+	audit_log_dropped(a, false);
+}
+
+/* Answers every row still waiting (queue, and suspects of an isolation in
+ * progress) with durable=false and keeps them all for retry. */
+static void audit_fail_waiting(struct audit *a)
+{
+	struct audit_row *r;
+
+	for (r = a->retry.head; r; r = r->next)
+		audit_row_answer(a, r, false);
+	while ((r = audit_list_pop(&a->queue))) {
+		audit_list_push(&a->retry, r);
+		audit_row_answer(a, r, false);
+	}
+	audit_trim_retry(a);
+}
+
+static void audit_arm_retry(struct audit *a)
+{
+	int ms = a->backoff_ms;
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	a->backoff_ms = ms * 2 > AUDIT_BACKOFF_MAX_MS ? AUDIT_BACKOFF_MAX_MS
+						      : ms * 2;
+	evtimer_add(a->ev_retry, &tv);
+}
+
+/* ---- batches ---- */
+
+/* The JSON array of the rows' events (or transitions). */
+static char *audit_join(const struct audit_list *rows, bool events)
+{
+	size_t len = 3;
+	const struct audit_row *r;
+	char *out, *p;
+
+	for (r = rows->head; r; r = r->next)
+		len += (events ? r->ev_len : r->tr_len) + 1;
+	if (!(out = malloc(len)))
+		return NULL;
+	p = out;
+	*p++ = '[';
+	for (r = rows->head; r; r = r->next) {
+		const char *js = events ? r->ev_json : r->tr_json;
+		size_t n = events ? r->ev_len : r->tr_len;
+
+		if (!js)
+			continue;
+		if (p > out + 1)
+			*p++ = ',';
+		memcpy(p, js, n);
+		p += n;
+	}
+	*p++ = ']';
+	*p = '\0';
+	return out;
+}
+
+/* Takes the rows of the next batch: suspects of an isolation in progress
+ * alone; else the retry backlog first, in order, keeping half of the batch
+ * for queued rows so that a large backlog does not hold new rows back. */
+static void audit_take_rows(struct audit *a, struct audit_batch *b)
+{
+	size_t max = audit_batch_max();
+	size_t n_retry;
+	struct audit_row *r;
+
+	if (a->retry.head && a->retry.head->suspect) {
+		if (a->split_max == 0 || a->split_max > max)
+			a->split_max = max;
+		b->suspects = true;
+		while (b->rows.n < a->split_max && a->retry.head &&
+		       a->retry.head->suspect)
+			audit_list_push(&b->rows, audit_list_pop(&a->retry));
+		return;
+	}
+	a->split_max = 0;
+	n_retry = max;
+	if (a->queue.n > 0)
+		n_retry = max - (a->queue.n < max / 2 ? a->queue.n : max / 2);
+	while (b->rows.n < n_retry && a->retry.head)
+		audit_list_push(&b->rows, audit_list_pop(&a->retry));
+	while (b->rows.n < max && (r = audit_list_pop(&a->queue)))
+		audit_list_push(&b->rows, r);
+}
+
+static void audit_on_batch_done(PGresult *res, const char *errmsg, void *arg);
+
+/* Sends the next batch if there is something to send and nothing in
+ * flight. */
+static void audit_flush(struct audit *a)
+{
+	struct audit_batch *b = NULL;
+	char *params[2] = {NULL, NULL};
+
+	if (a->state != AUDIT_IDLE || (!a->queue.n && !a->retry.n))
+		return;
+	if (!pg_conn_ready(a->conn)) {
+		audit_fail_waiting(a);
+		return;
+	}
+	if (!(b = calloc(1, sizeof(*b))))
+		goto fail;
+	b->a = a;
+	audit_take_rows(a, b);
+	if (!(params[0] = audit_join(&b->rows, true)) ||
+	    !(params[1] = audit_join(&b->rows, false)))
+		goto fail;
+	if (!pg_conn_query(a->conn, audit_batch_sql, 2,
+			   (const char *const *)params, audit_timeout_ms(),
+			   audit_on_batch_done, b))
+		goto fail;
+	a->batch = b;
+	audit_set_state(a, AUDIT_WRITING);
+	log_debug("audit: batch of %zu rows sent", b->rows.n);
+	free(params[0]);
+	free(params[1]);
+	return;
+fail:
+	log_error("audit: cannot send a batch (out of memory?); rows kept "
+		  "for retry");
+	free(params[0]);
+	free(params[1]);
+	if (b) {
+		audit_list_prepend(&a->retry, &b->rows);
+		free(b);
+	}
+	audit_set_state(a, AUDIT_WAITING);
+	audit_arm_retry(a);
+	audit_fail_waiting(a);
+}
+
+/* SQLSTATE classes that blame the rows, not PostgreSQL: 22 data exception
+ * (invalid jsonb, bad text), 23 integrity constraint (CHECK, NOT NULL), 54
+ * program limit (value too large to index). */
+static bool audit_is_data_error(const char *sqlstate)
+{
+	return sqlstate && (strncmp(sqlstate, "22", 2) == 0 ||
+			    strncmp(sqlstate, "23", 2) == 0 ||
+			    strncmp(sqlstate, "54", 2) == 0);
+}
+
+static void audit_batch_free(struct audit_batch *b)
+{
+	struct audit_row *r;
+
+	while ((r = audit_list_pop(&b->rows)))
+		audit_row_free(r);
+	free(b);
+}
+
+static void audit_on_batch_ok(struct audit *a, struct audit_batch *b,
+			      PGresult *res)
+{
+	struct audit_row *r;
+
+	log_debug("audit: batch of %zu rows committed (%s new events, %s new "
+		  "transitions)", b->rows.n, PQgetvalue(res, 0, 0),
+		  PQgetvalue(res, 0, 1));
+	a->backoff_ms = AUDIT_BACKOFF_MIN_MS;
+	if (b->suspects && a->split_max < audit_batch_max())
+		a->split_max *= 2;
+	audit_set_state(a, AUDIT_IDLE);
+	while ((r = audit_list_pop(&b->rows))) {
+		audit_row_answer(a, r, true);
+		audit_row_free(r);
+	}
+	free(b);
+	audit_flush(a);
+}
+
+/* A data error: isolate the bad row by halves, drop it when it fails
+ * alone often enough. The other rows stay unanswered until they commit. */
+static void audit_on_batch_refused(struct audit *a, struct audit_batch *b,
+				   const char *sqlstate, const char *errmsg)
+{
+	struct audit_row *r;
+
+	if (b->rows.n == 1) {
+		r = b->rows.head;
+		if (++r->alone_failures >= AUDIT_MAX_ALONE_FAILURES) {
+			log_error("audit: %s: refused %d times (%s: %s), "
+				  "dropped unrecorded", r->label,
+				  r->alone_failures, sqlstate, errmsg);
+			audit_list_pop(&b->rows);
+			audit_row_answer(a, r, false);
+			audit_row_free(r);
+		} else {
+			log_warn("audit: %s: refused (%s: %s), attempt %d of %d",
+				 r->label, sqlstate, errmsg, r->alone_failures,
+				 AUDIT_MAX_ALONE_FAILURES);
+		}
+		a->split_max = 1;
+	} else {
+		log_warn("audit: batch of %zu rows refused (%s: %s); isolating "
+			 "the bad row", b->rows.n, sqlstate, errmsg);
+		a->split_max = b->rows.n / 2;
+	}
+	for (r = b->rows.head; r; r = r->next)
+		r->suspect = true;
+	audit_list_prepend(&a->retry, &b->rows);
+	free(b);
+	audit_trim_retry(a);
+	audit_set_state(a, AUDIT_IDLE);
+	audit_flush(a);
+}
+
+static void audit_on_batch_done(PGresult *res, const char *errmsg, void *arg)
+{
+	struct audit_batch *b = arg;
+	struct audit *a = b->a;
+	const char *sqlstate = NULL;
+	size_t n = b->rows.n;
+
+	if (!a) {
+		/* audit_free ran while this batch was in flight. */
+		audit_batch_free(b);
+		return;
+	}
+	a->batch = NULL;
+	if (res && PQresultStatus(res) == PGRES_TUPLES_OK &&
+	    PQntuples(res) == 1) {
+		audit_on_batch_ok(a, b, res);
+		audit_deliver(a);
+		return;
+	}
+	if (res)
+		sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	if (res && audit_is_data_error(sqlstate)) {
+		audit_on_batch_refused(a, b, sqlstate, errmsg ? errmsg : "?");
+		audit_deliver(a);
+		return;
+	}
+	log_warn("audit: batch of %zu rows failed (%s%s%s); kept for retry", n,
+		 sqlstate ? sqlstate : "", sqlstate ? ": " : "",
+		 errmsg ? errmsg : "unknown error");
+	audit_list_prepend(&a->retry, &b->rows);
+	free(b);
+	audit_set_state(a, AUDIT_WAITING);
+	audit_arm_retry(a);
+	audit_fail_waiting(a);
+	audit_deliver(a);
+}
+
+static void audit_on_retry(evutil_socket_t fd, short what, void *arg)
+{
+	struct audit *a = arg;
+
+	if (a->state == AUDIT_WAITING) {
+		if (!pg_conn_ready(a->conn)) {
+			/* The next connect flushes; keep trying meanwhile. */
+			audit_arm_retry(a);
+			return;
+		}
+		audit_set_state(a, AUDIT_IDLE);
+	}
+	audit_flush(a);
+	audit_deliver(a);
+}
+
+static void audit_on_connect(struct pg_conn *conn, void *arg)
+{
+	struct audit *a = arg;
+
+	if (a->state == AUDIT_WAITING) {
+		evtimer_del(a->ev_retry);
+		audit_set_state(a, AUDIT_IDLE);
+	}
+	audit_log_dropped(a, true);
+	if (a->retry.n)
+		log_info("audit: connected; writing %zu rows kept for retry",
+			 a->retry.n);
+	audit_flush(a);
+	audit_deliver(a);
+}
+
+/* ---- interface ---- */
+
+struct audit *audit_new(struct event_base *base, struct pg_conn *conn)
+{
+	struct audit *a = calloc(1, sizeof(*a));
+
+	if (!a)
+		return NULL;
+	a->base = base;
+	a->conn = conn;
+	a->backoff_ms = AUDIT_BACKOFF_MIN_MS;
+	a->ev_retry = evtimer_new(base, audit_on_retry, a);
+	if (!a->ev_retry) {
+		free(a);
+		return NULL;
+	}
+	pg_conn_set_on_connect(conn, audit_on_connect, a);
+	return a;
+}
+
+/* Rows still waiting are answered durable=false; the ones not recorded
+ * are counted in the log. Does not touch the pg_conn (it may be gone
+ * already); a batch in flight frees itself when its connection answers
+ * it. */
+void audit_free(struct audit *a)
+{
+	struct audit_row *r;
+	size_t lost;
+
+	if (!a)
+		return;
+	a->closing = true;
+	lost = a->queue.n + a->retry.n + (a->batch ? a->batch->rows.n : 0);
+	if (a->batch) {
+		for (r = a->batch->rows.head; r; r = r->next)
+			audit_row_answer(a, r, false);
+		a->batch->a = NULL;
+		a->batch = NULL;
+	}
+	while ((r = audit_list_pop(&a->queue))) {
+		audit_row_answer(a, r, false);
+		audit_row_free(r);
+	}
+	while ((r = audit_list_pop(&a->retry))) {
+		audit_row_answer(a, r, false);
+		audit_row_free(r);
+	}
+	a->delivering = false;
+	audit_deliver(a);
+	audit_log_dropped(a, true);
+	if (lost)
+		log_error("audit: stopping with %zu rows not recorded", lost);
+	event_free(a->ev_retry);
+	free(a->answers);
+	free(a);
+}
+
+void audit_record(struct audit *a, const struct audit_event_row *ev,
+		  const struct audit_transition_row *tr, audit_done_cb cb,
+		  void *arg)
+{
+	const char *why;
+	struct audit_row *r;
+
+	if (a->closing) {
+		cb(false, arg);
+		return;
+	}
+	if (!ev && !tr) {
+		cb(true, arg);
+		return;
+	}
+	if (!audit_row_complete(ev, tr)) {
+		log_error("audit: row without a required column refused");
+		cb(false, arg);
+		return;
+	}
+	r = audit_row_new(ev, tr, &why);
+	if (!r) {
+		log_error("audit: row %s%s%s not recorded: %s",
+			  ev ? ev->event_id : "", ev && tr ? "/" : "",
+			  tr ? tr->transition_id : "", why);
+		cb(false, arg);
+		return;
+	}
+	r->cb = cb;
+	r->arg = arg;
+	if (!pg_conn_ready(a->conn) || a->state == AUDIT_WAITING) {
+		audit_list_push(&a->retry, r);
+		audit_row_answer(a, r, false);
+		audit_trim_retry(a);
+	} else {
+		audit_list_push(&a->queue, r);
+		audit_flush(a);
+	}
+	audit_deliver(a);
+}
+
+size_t audit_pending(const struct audit *a)
+{
+	return a->queue.n + (a->batch ? a->batch->rows.n : 0);
+}
+
+size_t audit_retry_backlog(const struct audit *a)
+{
+	return a->retry.n;
+}
+
+/* Connected, and the last batch did not fail (a server that refuses every
+ * batch, e.g. with the schema missing, is not usable either). */
+bool audit_usable(const struct audit *a)
+{
+	return pg_conn_ready(a->conn) && a->state != AUDIT_WAITING;
+}

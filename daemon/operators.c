@@ -1,0 +1,347 @@
+/* operators: the cache of operator tokens (token_hash -> name, role) of
+ * the operators that are not revoked, read from PostgreSQL on its own
+ * connection.
+ *
+ * Refreshed: on every connect (after LISTEN alertd_operators), when
+ * alertctl sends NOTIFY alertd_operators, every 60 s, and on a cache miss
+ * unless a refresh completed less than a second ago (so that a flood of
+ * bad tokens costs at most one query a second). A lookup that misses waits
+ * for the refresh in flight, if any, or for the one it starts. While
+ * PostgreSQL is down the last cache keeps answering. */
+#include "operators.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+#include "log.h"
+#include "pg_conn.h"
+
+#define OPERATORS_CHANNEL "alertd_operators"
+#define OPERATORS_REFRESH_EVERY_MS 60000
+#define OPERATORS_MISS_MIN_MS 1000
+
+static const char operators_select_sql[] =
+	"SELECT name, role, token_hash FROM operators WHERE revoked_at IS NULL";
+
+enum operators_state {
+	/* No refresh in flight. */
+	OPS_IDLE = 0,
+	/* A refresh query is in flight; lookups that miss wait for it. */
+	OPS_REFRESHING,
+};
+
+struct operators_entry {
+	char hash[65];
+	struct operator_info info;
+};
+
+struct operators_wait {
+	struct operators_wait *next;
+	char hash[65];
+	operators_cb cb;
+	void *arg;
+};
+
+/* The arg of our queries: outlives the operators if operators_free runs
+ * while a query is in flight (the connection answers it later). */
+struct operators_ticket {
+	struct operators *ops;   /* NULL once operators_free ran */
+	int refs;                /* queries in flight + 1 for ops */
+};
+
+struct operators {
+	struct event_base *base;
+	struct pg_conn *conn;
+	enum operators_state state;
+	struct operators_ticket *ticket;
+	struct operators_entry *entries;   /* sorted by hash */
+	size_t n_entries;
+	bool loaded;                       /* one refresh has succeeded */
+	struct operators_wait *wait_head, *wait_tail;
+	bool again;                        /* refresh again when this one ends */
+	int64_t started_ms;                /* last refresh started */
+	int64_t finished_ms;               /* last refresh finished */
+	bool last_ok;
+};
+
+static void operators_set_state(struct operators *ops,
+				enum operators_state s)
+{
+	if (ops->state != s)
+		log_debug("operators: %s", s == OPS_IDLE ? "idle" : "refreshing");
+	ops->state = s;
+}
+
+static int64_t operators_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int operators_entry_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct operators_entry *)a)->hash,
+		      ((const struct operators_entry *)b)->hash);
+}
+
+static const struct operator_info *operators_find(const struct operators *ops,
+						  const char *hash)
+{
+	struct operators_entry key;
+	const struct operators_entry *e;
+
+	if (!ops->n_entries)
+		return NULL;
+	snprintf(key.hash, sizeof(key.hash), "%s", hash);
+	e = bsearch(&key, ops->entries, ops->n_entries, sizeof(*ops->entries),
+		    operators_entry_cmp);
+	return e ? &e->info : NULL;
+}
+
+static void operators_entries_free(struct operators_entry *entries, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(entries[i].info.name);
+	free(entries);
+}
+
+/* Answers every waiting lookup from the cache: unknown tokens get NULL,
+ * with unavailable=true when the last refresh failed. The list is taken
+ * first, so that lookups made by the callbacks queue anew. */
+static void operators_answer_waiting(struct operators *ops)
+{
+	struct operators_wait *w = ops->wait_head, *next;
+
+	ops->wait_head = ops->wait_tail = NULL;
+	for (; w; w = next) {
+		const struct operator_info *op = operators_find(ops, w->hash);
+
+		next = w->next;
+		w->cb(op, !op && !ops->last_ok, w->arg);
+		free(w);
+	}
+}
+
+static void operators_ticket_put(struct operators_ticket *t)
+{
+	if (--t->refs == 0)
+		free(t);
+}
+
+/* Builds the new cache from the rows; false on allocation failure. */
+static bool operators_load(struct operators *ops, PGresult *res)
+{
+	int n = PQntuples(res);
+	struct operators_entry *entries = NULL;
+	size_t k = 0;
+
+	if (n > 0 && !(entries = calloc((size_t)n, sizeof(*entries))))
+		return false;
+	for (int i = 0; i < n; i++) {
+		const char *name = PQgetvalue(res, i, 0);
+		const char *role = PQgetvalue(res, i, 1);
+		const char *hash = PQgetvalue(res, i, 2);
+		enum auth_role r;
+
+		if (!auth_role_parse(role, &r) || strlen(hash) != 64) {
+			log_warn("operators: operator %s has an unknown role or "
+				 "a malformed token hash; ignored", name);
+			continue;
+		}
+		entries[k].info.name = strdup(name);
+		if (!entries[k].info.name) {
+			operators_entries_free(entries, k);
+			return false;
+		}
+		entries[k].info.role = r;
+		memcpy(entries[k].hash, hash, 65);
+		k++;
+	}
+	if (k > 1)
+		qsort(entries, k, sizeof(*entries), operators_entry_cmp);
+	if (!ops->loaded || k != ops->n_entries)
+		log_info("operators: %zu active operator tokens", k);
+	operators_entries_free(ops->entries, ops->n_entries);
+	ops->entries = entries;
+	ops->n_entries = k;
+	ops->loaded = true;
+	return true;
+}
+
+static void operators_on_refreshed(PGresult *res, const char *errmsg,
+				   void *arg)
+{
+	struct operators_ticket *t = arg;
+	struct operators *ops = t->ops;
+
+	operators_ticket_put(t);
+	if (!ops)
+		return;
+	operators_set_state(ops, OPS_IDLE);
+	ops->finished_ms = operators_now_ms();
+	if (res && PQresultStatus(res) == PGRES_TUPLES_OK &&
+	    PQnfields(res) == 3) {
+		ops->last_ok = operators_load(ops, res);
+		if (!ops->last_ok)
+			log_error("operators: out of memory; cache kept");
+	} else {
+		ops->last_ok = false;
+		log_warn("operators: refresh failed (%s); %zu cached tokens "
+			 "kept", errmsg ? errmsg : "unknown error",
+			 ops->n_entries);
+	}
+	operators_answer_waiting(ops);
+	if (ops->again && ops->state == OPS_IDLE) {
+		ops->again = false;
+		operators_refresh(ops);
+	}
+}
+
+static void operators_on_listen(PGresult *res, const char *errmsg, void *arg)
+{
+	struct operators_ticket *t = arg;
+
+	if (t->ops && (!res || PQresultStatus(res) != PGRES_COMMAND_OK))
+		log_warn("operators: LISTEN " OPERATORS_CHANNEL " failed (%s); "
+			 "changes are seen within 60 s",
+			 errmsg ? errmsg : "unknown error");
+	operators_ticket_put(t);
+}
+
+static bool operators_send(struct operators *ops, const char *sql,
+			   pg_result_cb cb)
+{
+	const struct config *cfg = config_current();
+	int timeout = cfg && cfg->pg_timeout_ms > 0 ? cfg->pg_timeout_ms : 5000;
+
+	if (!pg_conn_query(ops->conn, sql, 0, NULL, timeout, cb, ops->ticket))
+		return false;
+	ops->ticket->refs++;
+	return true;
+}
+
+static void operators_on_connect(struct pg_conn *conn, void *arg)
+{
+	struct operators *ops = arg;
+
+	if (!operators_send(ops, "LISTEN " OPERATORS_CHANNEL,
+			    operators_on_listen))
+		log_warn("operators: cannot send LISTEN");
+	operators_refresh(ops);
+}
+
+static void operators_on_notify(const char *channel, const char *payload,
+				void *arg)
+{
+	struct operators *ops = arg;
+
+	if (strcmp(channel, OPERATORS_CHANNEL) == 0) {
+		log_debug("operators: notified, refreshing");
+		operators_refresh(ops);
+	}
+}
+
+struct operators *operators_new(struct event_base *base, struct pg_conn *conn)
+{
+	struct operators *ops = calloc(1, sizeof(*ops));
+
+	if (!ops)
+		return NULL;
+	ops->ticket = calloc(1, sizeof(*ops->ticket));
+	if (!ops->ticket) {
+		free(ops);
+		return NULL;
+	}
+	ops->ticket->ops = ops;
+	ops->ticket->refs = 1;
+	ops->base = base;
+	ops->conn = conn;
+	ops->state = OPS_IDLE;
+	ops->started_ms = operators_now_ms();
+	pg_conn_set_on_connect(conn, operators_on_connect, ops);
+	pg_conn_set_on_notify(conn, operators_on_notify, ops);
+	return ops;
+}
+
+/* Waiting lookups are answered (NULL, unavailable). Does not touch the
+ * pg_conn (it may be gone already). */
+void operators_free(struct operators *ops)
+{
+	if (!ops)
+		return;
+	ops->last_ok = false;
+	operators_entries_free(ops->entries, ops->n_entries);
+	ops->entries = NULL;
+	ops->n_entries = 0;
+	operators_answer_waiting(ops);
+	ops->ticket->ops = NULL;
+	operators_ticket_put(ops->ticket);
+	free(ops);
+}
+
+void operators_refresh(struct operators *ops)
+{
+	if (ops->state == OPS_REFRESHING) {
+		/* The query in flight may predate the change: once more. */
+		ops->again = true;
+		return;
+	}
+	ops->started_ms = operators_now_ms();
+	if (!pg_conn_ready(ops->conn) ||
+	    !operators_send(ops, operators_select_sql, operators_on_refreshed)) {
+		ops->finished_ms = ops->started_ms;
+		ops->last_ok = false;
+		operators_answer_waiting(ops);
+		return;
+	}
+	operators_set_state(ops, OPS_REFRESHING);
+}
+
+void operators_lookup(struct operators *ops, const char *token,
+		      operators_cb cb, void *arg)
+{
+	const struct operator_info *op;
+	struct operators_wait *w;
+	char hash[65];
+
+	if (!token || !*token) {
+		cb(NULL, false, arg);
+		return;
+	}
+	auth_token_hash(token, hash);
+	if ((op = operators_find(ops, hash))) {
+		cb(op, false, arg);
+		return;
+	}
+	if (ops->state != OPS_REFRESHING && ops->finished_ms != 0 &&
+	    operators_now_ms() - ops->finished_ms < OPERATORS_MISS_MIN_MS) {
+		/* Refreshed a moment ago: the token is unknown. */
+		cb(NULL, !ops->last_ok, arg);
+		return;
+	}
+	if (!(w = calloc(1, sizeof(*w)))) {
+		cb(NULL, true, arg);
+		return;
+	}
+	memcpy(w->hash, hash, sizeof(hash));
+	w->cb = cb;
+	w->arg = arg;
+	if (ops->wait_tail)
+		ops->wait_tail->next = w;
+	else
+		ops->wait_head = w;
+	ops->wait_tail = w;
+	if (ops->state != OPS_REFRESHING)
+		operators_refresh(ops); /* may answer w at once (not ready) */
+}
+
+void operators_tick(struct operators *ops)
+{
+	if (ops->state == OPS_IDLE &&
+	    operators_now_ms() - ops->started_ms >= OPERATORS_REFRESH_EVERY_MS)
+		operators_refresh(ops);
+}
