@@ -1,0 +1,263 @@
+/* api: the operator and local endpoints of the HTTP API: the console
+ * stream, the queue, one incident, health, readiness and metrics. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "audit.h"
+#include "decide.h"
+#include "fanout.h"
+#include "http_server.h"
+#include "log.h"
+#include "metrics.h"
+#include "operators.h"
+#include "redis_pool.h"
+
+enum api_route {
+	API_STREAM,
+	API_QUEUE,
+	API_INCIDENT,
+};
+
+/* One operator request waiting for its token lookup. */
+struct api_call {
+	struct evhttp_request *req;
+	struct http_server *server;
+	enum api_route route;
+	int64_t incident_id;
+	char *last_event_id;
+};
+
+static void api_reply_unavailable(struct evhttp_request *req, const char *what)
+{
+	char detail[128];
+
+	snprintf(detail, sizeof(detail), "%s is unavailable now; try again",
+		 what);
+	http_reply_error(req, 503, "unavailable", NULL, detail, 2);
+}
+
+static void api_on_json(bool ok, const char *json, void *arg)
+{
+	struct evhttp_request *req = arg;
+
+	if (!ok)
+		api_reply_unavailable(req, "the incident store");
+	else if (json == NULL)
+		http_reply_error(req, 404, "not_found", NULL,
+				 "no such incident", 0);
+	else
+		http_reply_json(req, 200, json);
+}
+
+static void api_call_free(struct api_call *call)
+{
+	free(call->last_event_id);
+	free(call);
+}
+
+static void api_on_operator(const struct operator_info *op, bool unavailable,
+			    void *arg)
+{
+	struct api_call *call = arg;
+	const struct http_deps *deps = http_server_deps(call->server);
+	struct evhttp_request *req = call->req;
+	bool sent = true;
+
+	if (op == NULL) {
+		if (unavailable) {
+			api_reply_unavailable(req, "the operator directory");
+		} else {
+			evhttp_add_header(evhttp_request_get_output_headers(req),
+					  "WWW-Authenticate", "Bearer");
+			http_reply_error(req, 401, "unauthorized", NULL,
+					 "unknown or revoked operator token", 0);
+		}
+		api_call_free(call);
+		return;
+	}
+	switch (call->route) {
+	case API_STREAM:
+		if (evhttp_request_get_connection(req) == NULL) {
+			/* The console left during the lookup: this reply
+			 * only frees the request. */
+			evhttp_send_reply(req, 499, "Client Closed", NULL);
+			break;
+		}
+		fanout_attach_sse(deps->fanout, req, op, call->last_event_id);
+		break;
+	case API_QUEUE:
+		sent = decide_queue(deps->decide, api_on_json, req);
+		break;
+	case API_INCIDENT:
+		sent = decide_incident(deps->decide, call->incident_id,
+				       api_on_json, req);
+		break;
+	}
+	if (!sent)
+		api_reply_unavailable(req, "the incident store");
+	api_call_free(call);
+}
+
+/* "Authorization: Bearer <token>" -> the token, or NULL. */
+static const char *api_bearer(struct evhttp_request *req)
+{
+	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req),
+					   "Authorization");
+
+	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
+		return NULL;
+	h += 7;
+	while (*h == ' ')
+		h++;
+	return *h != '\0' ? h : NULL;
+}
+
+/* Checks method and token, then continues in api_on_operator. */
+static void api_authorize(struct evhttp_request *req, struct http_server *s,
+			  struct api_call *proto)
+{
+	const char *token = api_bearer(req);
+	struct api_call *call;
+
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+				  "Allow", "GET");
+		http_reply_error(req, 405, "method_not_allowed", NULL,
+				 "use GET", 0);
+		free(proto->last_event_id);
+		return;
+	}
+	if (token == NULL) {
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+				  "WWW-Authenticate", "Bearer");
+		http_reply_error(req, 401, "unauthorized", NULL,
+				 "an operator bearer token is required", 0);
+		free(proto->last_event_id);
+		return;
+	}
+	call = malloc(sizeof(*call));
+	if (call == NULL) {
+		api_reply_unavailable(req, "memory");
+		free(proto->last_event_id);
+		return;
+	}
+	*call = *proto;
+	call->req = req;
+	call->server = s;
+	operators_lookup(http_server_deps(s)->operators, token,
+			 api_on_operator, call);
+}
+
+void api_on_stream(struct evhttp_request *req, void *server)
+{
+	const char *last = evhttp_find_header(
+		evhttp_request_get_input_headers(req), "Last-Event-ID");
+	struct api_call proto = {.route = API_STREAM};
+
+	if (last != NULL && last[0] != '\0') {
+		proto.last_event_id = strdup(last);
+		if (proto.last_event_id == NULL) {
+			api_reply_unavailable(req, "memory");
+			return;
+		}
+	}
+	api_authorize(req, server, &proto);
+}
+
+/* /v1/incidents[?state=open] and /v1/incidents/{id}. */
+void api_on_incidents(struct evhttp_request *req, void *server)
+{
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *path = evhttp_uri_get_path(uri);
+	struct api_call proto = {.route = API_QUEUE};
+
+	if (strncmp(path, "/v1/incidents/", 14) == 0) {
+		const char *id = path + 14;
+		char *end;
+
+		if (strchr(id, '/') != NULL) {
+			http_reply_error(req, 404, "not_found", NULL,
+					 "no such endpoint", 0);
+			return;
+		}
+		errno = 0;
+		proto.incident_id = strtoll(id, &end, 10);
+		if (id[0] < '0' || id[0] > '9' || *end != '\0' || errno != 0 ||
+		    proto.incident_id <= 0) {
+			http_reply_error(req, 400, "invalid_id", "id",
+					 "an incident id is a positive integer",
+					 0);
+			return;
+		}
+		proto.route = API_INCIDENT;
+	} else {
+		const char *query = evhttp_uri_get_query(uri);
+		struct evkeyvalq params;
+		const char *state;
+		bool ok;
+
+		TAILQ_INIT(&params);
+		if (query != NULL && evhttp_parse_query_str(query, &params) != 0) {
+			http_reply_error(req, 400, "bad_request", NULL,
+					 "malformed query string", 0);
+			return;
+		}
+		state = evhttp_find_header(&params, "state");
+		ok = state == NULL || strcmp(state, "open") == 0;
+		evhttp_clear_headers(&params);
+		if (!ok) {
+			http_reply_error(req, 400, "bad_request", "state",
+					 "only state=open is supported", 0);
+			return;
+		}
+	}
+	api_authorize(req, server, &proto);
+}
+
+void api_on_health(struct evhttp_request *req, void *server)
+{
+	http_reply_json(req, 200, "{\"status\":\"ok\"}");
+}
+
+void api_on_ready(struct evhttp_request *req, void *server)
+{
+	const struct http_deps *deps = http_server_deps(server);
+	bool redis = redis_pool_ready(deps->redis);
+	bool pg = audit_usable(deps->audit);
+	char json[96];
+
+	snprintf(json, sizeof(json),
+		 "{\"status\":\"%s\",\"redis\":%s,\"postgres\":%s}",
+		 redis && pg ? "ready" : "not_ready", redis ? "true" : "false",
+		 pg ? "true" : "false");
+	http_reply_json(req, redis && pg ? 200 : 503, json);
+}
+
+void api_on_metrics(struct evhttp_request *req, void *server)
+{
+	char *text = metrics_render();
+	struct evbuffer *body = evbuffer_new();
+
+	if (text == NULL || body == NULL) {
+		free(text);
+		if (body != NULL)
+			evbuffer_free(body);
+		api_reply_unavailable(req, "memory");
+		return;
+	}
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+			  "Content-Type", "text/plain; version=0.0.4");
+	evbuffer_add(body, text, strlen(text));
+	evhttp_send_reply(req, 200, "OK", body);
+	evbuffer_free(body);
+	free(text);
+}

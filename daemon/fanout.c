@@ -1,0 +1,330 @@
+/* fanout: Server-Sent Events to operator consoles.
+ *
+ * A console that sends Last-Event-ID is first REPLAYING: the changes it
+ * missed are read from the Redis change stream while live changes are held
+ * back in its backlog; then it is LIVE. Ids are Redis stream ids
+ * ("<ms>-<seq>"), increasing, so a held-back change already covered by the
+ * replay is skipped by comparing ids. */
+#include "fanout.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "config.h"
+#include "decide.h"
+#include "log.h"
+#include "operators.h"
+
+/* Changes read back per replay round for a reconnecting console. */
+#define FANOUT_REPLAY_MAX 10000
+
+enum fanout_state {
+	SSE_REPLAYING, /* reading missed changes; live ones go to backlog */
+	SSE_LIVE,      /* every change is written at once */
+	SSE_ORPHANED,  /* console gone during the replay read; freed when the
+			  read answers */
+};
+
+struct fanout_change {
+	STAILQ_ENTRY(fanout_change) next;
+	char *id;
+	char *json;
+};
+
+struct fanout_client {
+	LIST_ENTRY(fanout_client) next;
+	struct fanout *f;
+	struct evhttp_request *req;
+	enum fanout_state state;
+	char *name;        /* operator, for logs */
+	char last_id[48];  /* last change id written */
+	time_t last_write;
+	STAILQ_HEAD(, fanout_change) backlog;
+};
+
+struct fanout {
+	struct event_base *base;
+	struct decide *decide;
+	LIST_HEAD(, fanout_client) clients;
+	size_t n_clients;
+};
+
+struct fanout *fanout_new(struct event_base *base, struct decide *decide)
+{
+	struct fanout *f = calloc(1, sizeof(*f));
+
+	if (f == NULL)
+		return NULL;
+	f->base = base;
+	f->decide = decide;
+	LIST_INIT(&f->clients);
+	return f;
+}
+
+size_t fanout_clients(const struct fanout *f)
+{
+	return f->n_clients;
+}
+
+/* Compares two stream ids "<ms>-<seq>" numerically. */
+static int fanout_id_cmp(const char *a, const char *b)
+{
+	unsigned long long ams = 0, aseq = 0, bms = 0, bseq = 0;
+
+	sscanf(a, "%llu-%llu", &ams, &aseq);
+	sscanf(b, "%llu-%llu", &bms, &bseq);
+	if (ams != bms)
+		return ams < bms ? -1 : 1;
+	if (aseq != bseq)
+		return aseq < bseq ? -1 : 1;
+	return 0;
+}
+
+static void fanout_backlog_clear(struct fanout_client *c)
+{
+	struct fanout_change *ch;
+
+	while ((ch = STAILQ_FIRST(&c->backlog)) != NULL) {
+		STAILQ_REMOVE_HEAD(&c->backlog, next);
+		free(ch->id);
+		free(ch->json);
+		free(ch);
+	}
+}
+
+static void fanout_client_free(struct fanout_client *c)
+{
+	fanout_backlog_clear(c);
+	free(c->name);
+	free(c);
+}
+
+/* Unlinks a console. If its request is still ours (the connection is gone
+ * but libevent keeps the request until we finish it), finishing it frees
+ * it. */
+static void fanout_client_close(struct fanout_client *c, bool finish)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(c->req);
+
+	LIST_REMOVE(c, next);
+	c->f->n_clients--;
+	if (evcon != NULL)
+		evhttp_connection_set_closecb(evcon, NULL, NULL);
+	if (finish)
+		evhttp_send_reply_end(c->req);
+	log_info("stream operator=%s: closed", c->name);
+	if (c->state == SSE_REPLAYING) {
+		c->state = SSE_ORPHANED; /* freed by fanout_on_replay */
+		return;
+	}
+	fanout_client_free(c);
+}
+
+static void fanout_on_close(struct evhttp_connection *evcon, void *arg)
+{
+	struct fanout_client *c = arg;
+
+	/* When the console hung up, libevent detached the request from the
+	 * connection and left it to us; otherwise libevent frees it. */
+	fanout_client_close(c, evhttp_request_get_connection(c->req) == NULL);
+}
+
+static struct evbuffer *fanout_output(struct fanout_client *c)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(c->req);
+
+	if (evcon == NULL)
+		return NULL;
+	return bufferevent_get_output(evhttp_connection_get_bufferevent(evcon));
+}
+
+/* Writes one change; false if the console was dropped for lagging. */
+static bool fanout_write(struct fanout_client *c, const char *id,
+			 const char *json)
+{
+	struct evbuffer *out = fanout_output(c);
+	struct evbuffer *chunk;
+
+	if (out == NULL)
+		return true; /* closing; the close callback cleans up */
+	if (evbuffer_get_length(out) >
+	    (size_t)config_current()->sse_max_buffer_bytes) {
+		log_warn("stream operator=%s: console lags by %zu bytes, disconnecting it (it will resume with Last-Event-ID)",
+			 c->name, evbuffer_get_length(out));
+		fanout_client_close(c, true);
+		return false;
+	}
+	chunk = evbuffer_new();
+	if (chunk == NULL)
+		return true;
+	evbuffer_add_printf(chunk, "id: %s\nevent: incident\ndata: %s\n\n", id,
+			    json);
+	evhttp_send_reply_chunk(c->req, chunk);
+	evbuffer_free(chunk);
+	snprintf(c->last_id, sizeof(c->last_id), "%s", id);
+	c->last_write = time(NULL);
+	return true;
+}
+
+static void fanout_write_comment(struct fanout_client *c, const char *text)
+{
+	struct evbuffer *chunk = evbuffer_new();
+
+	if (chunk == NULL)
+		return;
+	evbuffer_add_printf(chunk, "%s", text);
+	evhttp_send_reply_chunk(c->req, chunk);
+	evbuffer_free(chunk);
+	c->last_write = time(NULL);
+}
+
+static void fanout_go_live(struct fanout_client *c)
+{
+	struct fanout_change *ch;
+
+	c->state = SSE_LIVE;
+	while ((ch = STAILQ_FIRST(&c->backlog)) != NULL) {
+		bool alive = true;
+
+		STAILQ_REMOVE_HEAD(&c->backlog, next);
+		if (c->last_id[0] == '\0' ||
+		    fanout_id_cmp(ch->id, c->last_id) > 0)
+			alive = fanout_write(c, ch->id, ch->json);
+		free(ch->id);
+		free(ch->json);
+		free(ch);
+		if (!alive)
+			return;
+	}
+}
+
+static void fanout_on_replay(bool ok, size_t n, const char *const *ids,
+			     const char *const *snapshots, void *arg)
+{
+	struct fanout_client *c = arg;
+
+	if (c->state == SSE_ORPHANED) {
+		fanout_client_free(c);
+		return;
+	}
+	if (!ok) {
+		/* Redis is down: the console gets live changes and can
+		 * reconnect later to fill the gap. */
+		log_warn("stream operator=%s: cannot replay since %s (Redis unavailable)",
+			 c->name, c->last_id);
+		fanout_write_comment(c, ": replay unavailable\n\n");
+	}
+	c->state = SSE_LIVE; /* so that fanout_write may close it */
+	for (size_t i = 0; i < n; i++) {
+		if (!fanout_write(c, ids[i], snapshots[i]))
+			return;
+	}
+	fanout_go_live(c);
+}
+
+void fanout_attach_sse(struct fanout *f, struct evhttp_request *req,
+		       const struct operator_info *op,
+		       const char *last_event_id)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct evkeyvalq *hdr = evhttp_request_get_output_headers(req);
+	struct fanout_client *c = calloc(1, sizeof(*c));
+
+	if (c == NULL || (c->name = strdup(op->name)) == NULL) {
+		free(c);
+		evhttp_send_reply(req, 503, "Service Unavailable", NULL);
+		return;
+	}
+	c->f = f;
+	c->req = req;
+	c->state = SSE_LIVE;
+	STAILQ_INIT(&c->backlog);
+	LIST_INSERT_HEAD(&f->clients, c, next);
+	f->n_clients++;
+
+	evhttp_add_header(hdr, "Content-Type", "text/event-stream");
+	evhttp_add_header(hdr, "Cache-Control", "no-store");
+	evhttp_add_header(hdr, "X-Accel-Buffering", "no");
+	evhttp_send_reply_start(req, 200, "OK");
+	/* A stream may stay quiet but for pings: lift the idle timeout. */
+	evhttp_connection_set_timeout(evcon, 7 * 24 * 3600);
+	evhttp_connection_set_closecb(evcon, fanout_on_close, c);
+	fanout_write_comment(c, "retry: 2000\n: connected\n\n");
+	log_info("stream operator=%s: connected%s%s", c->name,
+		 last_event_id != NULL ? ", resuming after " : "",
+		 last_event_id != NULL ? last_event_id : "");
+
+	if (last_event_id == NULL)
+		return;
+	snprintf(c->last_id, sizeof(c->last_id), "%s", last_event_id);
+	c->state = SSE_REPLAYING;
+	if (!decide_changes_since(f->decide, last_event_id, FANOUT_REPLAY_MAX,
+				  fanout_on_replay, c))
+		fanout_on_replay(false, 0, NULL, NULL, c);
+}
+
+static void fanout_hold_back(struct fanout_client *c, const char *change_id,
+			     const char *snapshot_json)
+{
+	struct fanout_change *ch = calloc(1, sizeof(*ch));
+
+	if (ch == NULL)
+		return;
+	ch->id = strdup(change_id);
+	ch->json = strdup(snapshot_json);
+	if (ch->id == NULL || ch->json == NULL) {
+		free(ch->id);
+		free(ch->json);
+		free(ch);
+		return;
+	}
+	STAILQ_INSERT_TAIL(&c->backlog, ch, next);
+}
+
+void fanout_publish(struct fanout *f, const char *change_id,
+		    const char *snapshot_json)
+{
+	struct fanout_client *c, *tmp;
+
+	/* fanout_write may unlink c: keep its successor first. */
+	for (c = LIST_FIRST(&f->clients); c != NULL; c = tmp) {
+		tmp = LIST_NEXT(c, next);
+		if (c->state == SSE_REPLAYING)
+			fanout_hold_back(c, change_id, snapshot_json);
+		else
+			fanout_write(c, change_id, snapshot_json);
+	}
+}
+
+void fanout_tick(struct fanout *f)
+{
+	time_t now = time(NULL);
+	time_t every = config_current()->sse_ping_s;
+	struct fanout_client *c;
+
+	LIST_FOREACH(c, &f->clients, next) {
+		if (c->state == SSE_LIVE && now - c->last_write >= every)
+			fanout_write_comment(c, ": ping\n\n");
+	}
+}
+
+void fanout_free(struct fanout *f)
+{
+	struct fanout_client *c;
+
+	if (f == NULL)
+		return;
+	while ((c = LIST_FIRST(&f->clients)) != NULL)
+		fanout_client_close(c, true);
+	free(f);
+}
