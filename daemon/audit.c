@@ -64,7 +64,7 @@ static const char audit_batch_sql[] =
 	"  occurred_at_ms bigint, received_at_ms bigint, payload text))"
 	"  WITH ORDINALITY AS x"
 	" ORDER BY x.ordinality"
-	" ON CONFLICT (accept_seq) DO NOTHING"
+	" ON CONFLICT (accept_seq, event_id) DO NOTHING"
 	" RETURNING 1"
 	"), tr AS ("
 	" INSERT INTO incident_transitions (transition_id, incident_id,"
@@ -77,7 +77,7 @@ static const char audit_batch_sql[] =
 	"  to_state text, actor text, detail text, at_ms bigint))"
 	"  WITH ORDINALITY AS y"
 	" ORDER BY y.ordinality"
-	" ON CONFLICT (transition_id) DO NOTHING"
+	" ON CONFLICT (transition_id, at) DO NOTHING"
 	" RETURNING 1"
 	")"
 	" SELECT (SELECT count(*) FROM ev), (SELECT count(*) FROM tr)";

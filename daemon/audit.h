@@ -2,8 +2,8 @@
  *
  * Rows queue up while a batch is in flight; each batch is one statement
  * (one round trip, one commit) that inserts every queued event row and
- * transition row, idempotent on the event's accept_seq and the transition
- * id. A row's callback runs once its batch has committed (durable=true) or
+ * transition row, idempotent on the event's (accept_seq, event_id) and the
+ * transition's (transition_id, at). A row's callback runs once its batch has committed (durable=true) or
  * failed (durable=false). Rows of a failed batch are kept (bounded by
  * pg_retry_max_rows) and written again when PostgreSQL returns, so that an
  * event decided in Redis is recorded even if its sender gave up. */

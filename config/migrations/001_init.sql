@@ -13,14 +13,16 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 	applied_at timestamptz NOT NULL DEFAULT now()
 );
 
--- Every accepted event, once. accept_seq is the idempotency key given by
--- Redis when the event was decided: a duplicate delivery or a retried batch
--- writes the same accept_seq again and changes nothing. event_id is the
--- sender's id; it is not unique here because the same id may legitimately
--- come back after the idempotency window.
+-- Every accepted event, once. accept_seq is the number Redis gave the event
+-- when it decided it: a duplicate delivery or a retried batch writes the same
+-- (accept_seq, event_id) again and changes nothing. The key includes
+-- event_id because a Redis that lost its data counts again from 1: a new
+-- event must then get its row, not be mistaken for an old one. event_id
+-- alone is not unique either: the same id may legitimately come back after
+-- the idempotency window.
 CREATE TABLE events (
 	seq          bigserial PRIMARY KEY,
-	accept_seq   bigint NOT NULL UNIQUE,
+	accept_seq   bigint NOT NULL,
 	event_id     text NOT NULL,
 	source_id    text NOT NULL,
 	source_kind  text NOT NULL,
@@ -31,7 +33,8 @@ CREATE TABLE events (
 	occurred_at  timestamptz NULL,          -- the device's clock, if sent
 	received_at  timestamptz NOT NULL,      -- alertd's clock
 	recorded_at  timestamptz NOT NULL DEFAULT now(),
-	payload      jsonb NOT NULL             -- the canonical event JSON
+	payload      jsonb NOT NULL,            -- the canonical event JSON
+	CONSTRAINT events_idempotency_key UNIQUE (accept_seq, event_id)
 );
 
 CREATE INDEX events_event_id_idx ON events (event_id);
@@ -40,18 +43,23 @@ CREATE INDEX events_source_received_idx ON events (source_id, received_at);
 CREATE INDEX events_received_at_idx ON events (received_at);
 
 -- Every change of an incident's state (opened, escalated, acknowledged,
--- resolved). transition_id is "<incident>:<version>", unique, so that a
--- retried batch cannot record a transition twice.
+-- resolved). transition_id names the change ("<incident>:<version>",
+-- "<incident>:open"); with its time it is the idempotency key, so that a
+-- retried batch or a duplicate delivery cannot record a transition twice,
+-- while an incident id that Redis reused after losing its data still gets
+-- its own rows.
 CREATE TABLE incident_transitions (
 	seq           bigserial PRIMARY KEY,
-	transition_id text NOT NULL UNIQUE,
+	transition_id text NOT NULL,
 	incident_id   bigint NOT NULL,
 	from_state    text NULL,                -- NULL for the opening transition
 	to_state      text NOT NULL,
 	actor         text NOT NULL,            -- 'alertd' or an operator name
 	detail        jsonb NULL,
 	at            timestamptz NOT NULL,
-	recorded_at   timestamptz NOT NULL DEFAULT now()
+	recorded_at   timestamptz NOT NULL DEFAULT now(),
+	CONSTRAINT incident_transitions_idempotency_key
+		UNIQUE (transition_id, at)
 );
 
 CREATE INDEX incident_transitions_incident_id_idx
