@@ -18,13 +18,16 @@ CFLAGS   += -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined
 LDFLAGS  += -fsanitize=address,undefined
 endif
 
-# Modules of the daemon (everything in daemon/ but the two mains).
-MODULES  := $(filter-out daemon/main.c daemon/alertctl.c,$(wildcard daemon/*.c))
+# Modules of the daemon: everything in daemon/ but the two mains and the
+# alertctl subcommands (daemon/ctl_*.c, linked into alertctl only).
+CTL_SRC  := $(wildcard daemon/ctl_*.c)
+MODULES  := $(filter-out daemon/main.c daemon/alertctl.c $(CTL_SRC),$(wildcard daemon/*.c))
 GEN_C    := $(B)/gen/alertd.pb-c.c
 MOD_OBJS := $(patsubst daemon/%.c,$(B)/obj/%.o,$(MODULES)) \
             $(B)/obj/alertd.pb-c.o $(B)/obj/lua_blob.o
 CTL_OBJS := $(B)/obj/alertctl.o $(B)/obj/config.o $(B)/obj/log.o \
-            $(B)/obj/evt.o $(B)/obj/auth.o $(B)/obj/lua_blob.o
+            $(B)/obj/evt.o $(B)/obj/auth.o $(B)/obj/lua_blob.o \
+            $(patsubst daemon/%.c,$(B)/obj/%.o,$(CTL_SRC))
 UNIT_SRC := $(wildcard tests/unit/*.c)
 UNIT_OBJS:= $(patsubst tests/unit/%.c,$(B)/obj/unit_%.o,$(UNIT_SRC))
 

@@ -1,0 +1,279 @@
+"""alertctl against a real PostgreSQL (no daemon): `migrate` applies the
+schema once and is idempotent, `operator add` stores only the token's hash,
+and the schema holds the rules the audit writer relies on.
+
+Fixtures (conftest.py): pg_server, test_env (a fresh, migrated database per
+test), make_config, alertctl (runs $ALERTD_BUILD/alertctl -c <config>).
+"""
+
+import hashlib
+import re
+import select
+import socket
+import time
+import uuid
+
+import psycopg2
+import pytest
+
+from helpers import REPO
+
+MIGRATIONS = REPO / "config" / "migrations"
+TABLES = {"events", "incident_transitions", "operators", "schema_migrations"}
+TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+
+
+def versions_on_disk():
+    return sorted(p.stem for p in MIGRATIONS.glob("*.sql"))
+
+
+def tables(conn):
+    with conn.cursor() as cur:
+        cur.execute("SELECT table_name FROM information_schema.tables "
+                    "WHERE table_schema = 'public'")
+        return {r[0] for r in cur.fetchall()}
+
+
+def applied_versions(conn):
+    with conn.cursor() as cur:
+        cur.execute("SELECT version FROM schema_migrations ORDER BY version")
+        return [r[0] for r in cur.fetchall()]
+
+
+def operator_rows(conn, name):
+    with conn.cursor() as cur:
+        cur.execute("SELECT name, role, token_hash, revoked_at, created_at "
+                    "FROM operators WHERE name = %s", (name,))
+        return cur.fetchall()
+
+
+def unique_name(tag="op"):
+    return "%s-%s" % (tag, uuid.uuid4().hex[:10])
+
+
+@pytest.fixture
+def empty_db(pg_server, make_config):
+    """An empty database (not cloned from the migrated template) and a
+    config that points alertctl at it."""
+    name = "alertd_e_" + uuid.uuid4().hex[:12]
+    admin = pg_server.admin()
+    with admin.cursor() as cur:
+        cur.execute("CREATE DATABASE %s OWNER alertd" % name)
+    cfg = make_config(name="empty-db.ini",
+                      postgres__conninfo=pg_server.dsn_for(name))
+    yield name, cfg
+    pg_server.drop_database(name)
+
+
+# --------------------------------------------------------------------------
+# migrate
+
+def test_migrate_twice_on_an_empty_database(pg_server, alertctl, empty_db):
+    name, cfg = empty_db
+    first = alertctl("migrate", "--dir", MIGRATIONS, config=cfg.path)
+    for v in versions_on_disk():
+        assert "applied %s" % v in first.stdout
+    conn = pg_server.connect(dbname=name)
+    assert TABLES <= tables(conn)
+    assert applied_versions(conn) == versions_on_disk()
+
+    second = alertctl("migrate", "--dir", MIGRATIONS, config=cfg.path)
+    assert "applied" not in second.stdout
+    assert "up to date" in second.stdout
+    assert applied_versions(conn) == versions_on_disk()
+    assert TABLES <= tables(conn)
+
+
+def test_migrate_default_dir_on_a_migrated_database(test_env, alertctl):
+    # test_env's database is a clone of one that `alertctl migrate` made.
+    r = alertctl("migrate")
+    assert "up to date" in r.stdout
+    conn = test_env.connect()
+    assert TABLES <= tables(conn)
+    assert applied_versions(conn) == versions_on_disk()
+
+
+def test_migrate_failure_rolls_back_that_file_only(pg_server, alertctl,
+                                                   empty_db, tmp_path):
+    name, cfg = empty_db
+    d = tmp_path / "migrations"
+    d.mkdir()
+    (d / "001_one.sql").write_text("CREATE TABLE one (x int);\n")
+    (d / "002_two.sql").write_text(
+        "CREATE TABLE two (x int);\nSELECT no_such_function();\n")
+    (d / "notes.txt").write_text("not a migration\n")
+
+    r = alertctl("migrate", "--dir", d, config=cfg.path, check=False)
+    assert r.returncode == 1
+    assert "002_two" in r.stderr
+    conn = pg_server.connect(dbname=name)
+    assert {"one", "schema_migrations"} <= tables(conn)
+    assert "two" not in tables(conn)
+    assert applied_versions(conn) == ["001_one"]
+
+    (d / "002_two.sql").write_text("CREATE TABLE two (x int);\n")
+    r = alertctl("migrate", "--dir", d, config=cfg.path)
+    assert "applied 002_two" in r.stdout
+    assert "applied 001_one" not in r.stdout
+    assert applied_versions(conn) == ["001_one", "002_two"]
+
+
+def test_migrate_missing_dir_fails(alertctl, tmp_path):
+    r = alertctl("migrate", "--dir", tmp_path / "nowhere", check=False)
+    assert r.returncode == 1
+    assert "nowhere" in r.stderr
+
+
+def test_postgres_unreachable_is_a_runtime_failure(alertctl, make_config):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()   # nothing listens there now
+    cfg = make_config(name="nopg.ini", postgres__conninfo=(
+        "host=127.0.0.1 port=%d dbname=alertd user=alertd "
+        "connect_timeout=5" % port))
+    r = alertctl("migrate", config=cfg.path, check=False)
+    assert r.returncode == 1
+    assert "postgres" in r.stderr
+    r = alertctl("operator", "add", unique_name(), "--role", "operator",
+                 config=cfg.path, check=False)
+    assert r.returncode == 1
+    assert r.stdout == ""
+
+
+# --------------------------------------------------------------------------
+# operator add
+
+@pytest.mark.parametrize("role", ["operator", "supervisor", "auditor",
+                                  "admin"])
+def test_operator_add_prints_the_token_and_stores_its_hash(test_env,
+                                                           alertctl, role):
+    name = unique_name(role)
+    r = alertctl("operator", "add", name, "--role", role)
+    lines = r.stdout.splitlines()
+    assert len(lines) == 1, "stdout must be the token only: %r" % r.stdout
+    token = lines[0]
+    assert TOKEN_RE.match(token)
+
+    conn = test_env.connect()
+    rows = operator_rows(conn, name)
+    assert len(rows) == 1
+    _, stored_role, token_hash, revoked_at, created_at = rows[0]
+    assert stored_role == role
+    assert token_hash == hashlib.sha256(token.encode()).hexdigest()
+    assert revoked_at is None
+    assert created_at is not None
+    # The token itself is stored nowhere in the table.
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM operators o "
+                    "WHERE strpos(o::text, %s) > 0", (token,))
+        assert cur.fetchone()[0] == 0
+
+
+def test_operator_add_gives_different_tokens(test_env, alertctl):
+    a = alertctl("operator", "add", unique_name(), "--role", "operator")
+    b = alertctl("operator", "add", unique_name(), "--role", "operator")
+    assert a.stdout.strip() != b.stdout.strip()
+
+
+def test_operator_add_notifies_running_daemons(test_env, alertctl):
+    listener = test_env.connect()
+    with listener.cursor() as cur:
+        cur.execute("LISTEN alertd_operators")
+    alertctl("operator", "add", unique_name(), "--role", "supervisor")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if select.select([listener], [], [], 0.5)[0]:
+            listener.poll()
+        if listener.notifies:
+            break
+    assert [n.channel for n in listener.notifies] == ["alertd_operators"]
+
+
+def test_operator_add_bad_role_is_a_usage_error(test_env, alertctl):
+    name = unique_name()
+    r = alertctl("operator", "add", name, "--role", "boss", check=False)
+    assert r.returncode == 2
+    assert r.stdout == ""
+    assert "role" in r.stderr
+    assert operator_rows(test_env.connect(), name) == []
+
+
+def test_operator_add_duplicate_name_fails(test_env, alertctl):
+    name = unique_name()
+    first = alertctl("operator", "add", name, "--role", "operator")
+    token = first.stdout.strip()
+    r = alertctl("operator", "add", name, "--role", "admin", check=False)
+    assert r.returncode == 1
+    assert r.stdout == ""
+    assert "already exists" in r.stderr
+    rows = operator_rows(test_env.connect(), name)
+    assert len(rows) == 1
+    assert rows[0][1] == "operator"
+    assert rows[0][2] == hashlib.sha256(token.encode()).hexdigest()
+
+
+@pytest.mark.parametrize("args", [
+    ["operator", "add", "someone"],                      # no --role
+    ["operator", "add", "--role", "admin"],              # no NAME
+    ["operator", "add", "two words", "--role", "admin"],  # bad NAME
+    ["operator", "add", "a", "b", "--role", "admin"],    # two NAMEs
+    ["operator", "add", "x", "--role"],                  # no role value
+    ["operator", "remove", "x"],
+    ["operator"],
+    [],
+    ["frobnicate"],
+    ["migrate", "--bogus"],
+    ["incidents", "--yaml"],
+])
+def test_usage_errors_exit_2(alertctl, args):
+    r = alertctl(*args, check=False)
+    assert r.returncode == 2, r.stderr
+    assert r.stdout == ""
+    assert "usage:" in r.stderr
+
+
+def test_help_exits_0(alertctl):
+    r = alertctl("--help", check=False)
+    assert r.returncode == 0
+    assert "usage:" in r.stdout
+
+
+def test_bad_config_exits_2(alertctl, make_config):
+    cfg = make_config(name="bad.ini", raw="[postgres]\nconninfo = x\n")
+    r = alertctl("migrate", config=cfg.path, check=False)
+    assert r.returncode == 2
+    assert "bad.ini" in r.stderr
+
+
+# --------------------------------------------------------------------------
+# The schema's rules that the audit writer relies on.
+
+def test_schema_idempotency_keys_and_checks(test_env):
+    conn = test_env.connect()
+    ins = ("INSERT INTO events (accept_seq, event_id, source_id, source_kind,"
+           " type, outcome, incident_id, priority, received_at, payload)"
+           " VALUES (%s, %s, 'bus-1', 'bus', 'panic', %s, 1, 100, now(),"
+           " '{}') ON CONFLICT (accept_seq, event_id) DO NOTHING")
+    with conn.cursor() as cur:
+        cur.execute(ins, (1, "e-1", "new"))
+        cur.execute(ins, (1, "e-1", "new"))          # the same delivery
+        assert cur.rowcount == 0
+        cur.execute(ins, (2, "e-1", "merged"))       # event_id not unique
+        cur.execute(ins, (1, "e-9", "new"))          # Redis counted again
+        assert cur.rowcount == 1
+        cur.execute("SELECT count(*) FROM events WHERE event_id = 'e-1'")
+        assert cur.fetchone()[0] == 2
+        with pytest.raises(psycopg2.errors.CheckViolation):
+            cur.execute(ins, (3, "e-3", "duplicate"))
+        with pytest.raises(psycopg2.errors.CheckViolation):
+            cur.execute("INSERT INTO operators (name, role, token_hash) "
+                        "VALUES ('x', 'boss', %s)", ("0" * 64,))
+        tr = ("INSERT INTO incident_transitions (transition_id, incident_id,"
+              " to_state, actor, at) VALUES ('1:open', 1, 'new', 'alertd',"
+              " %s) ON CONFLICT (transition_id, at) DO NOTHING")
+        cur.execute(tr, ("2026-11-21T22:14:03.120Z",))
+        cur.execute(tr, ("2026-11-21T22:14:03.120Z",))
+        assert cur.rowcount == 0
+        cur.execute(tr, ("2026-11-22T08:00:00.000Z",))  # a reused id
+        assert cur.rowcount == 1

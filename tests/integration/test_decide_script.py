@@ -1,0 +1,305 @@
+"""daemon/lua/decide.lua run directly against a real Redis (no daemon).
+
+The script is called the way decide.c calls it: EVAL <script> 0 <mode>
+<prefix> ...  Every test uses its own key prefix, and passes now_ms itself
+(no sleeping: time is an argument of the script).
+"""
+
+import datetime
+import json
+import pathlib
+import uuid
+
+import pytest
+import redis
+
+SCRIPT_PATH = (pathlib.Path(__file__).resolve().parents[2] / "daemon" / "lua"
+               / "decide.lua")
+T0 = 1763762043120  # 2025-11-21T21:54:03.120Z
+OUT = ("outcome", "original_outcome", "incident_id", "priority",
+       "accept_seq", "opened", "version", "first_seen_ms", "snapshot",
+       "change_id")
+CLASS = {"panic": "alarm", "silent_alarm": "alarm", "call_request": "call",
+         "callback_request": "call", "fault": "fault",
+         "heartbeat": "heartbeat", "test": "test"}
+BASE = {"panic": 100, "silent_alarm": 110, "call_request": 80,
+        "callback_request": 70, "fault": 40, "heartbeat": 20, "test": 5}
+
+
+def iso(ms):
+    dt = datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (ms % 1000)
+
+
+class Script:
+    def __init__(self, r, prefix):
+        self.r = r
+        self.prefix = prefix
+        self.text = SCRIPT_PATH.read_text()
+
+    def decide(self, event_id, source_id, etype="panic", now_ms=T0,
+               kind="bus", zone="", label="", base=None, location=None,
+               ttl=86400, maxlen=10000):
+        lat, lon = location if location else ("", "")
+        reply = self.r.eval(
+            self.text, 0, "decide", self.prefix, event_id, source_id, kind,
+            zone, label, etype, CLASS[etype],
+            str(BASE[etype] if base is None else base), str(now_ms),
+            iso(now_ms), str(ttl), "1" if location else "0", str(lat),
+            str(lon), str(maxlen))
+        assert isinstance(reply, list) and len(reply) == len(OUT)
+        res = dict(zip(OUT, reply))
+        for k in ("incident_id", "priority", "accept_seq", "opened",
+                  "version", "first_seen_ms"):
+            assert isinstance(res[k], str) and res[k].isdigit(), (k, res)
+            res[k] = int(res[k])
+        res["snap"] = json.loads(res["snapshot"]) if res["snapshot"] else None
+        return res
+
+    def queue(self, limit=0):
+        out = self.r.eval(self.text, 0, "queue", self.prefix, str(limit))
+        assert isinstance(out, str)
+        return json.loads(out)
+
+    def get(self, incident_id):
+        out = self.r.eval(self.text, 0, "get", self.prefix, str(incident_id))
+        return None if out is None else json.loads(out)
+
+    def changes(self):
+        return self.r.xrange(self.prefix + "changes")
+
+
+@pytest.fixture
+def s(redis_server):
+    return Script(redis_server.client(), "t%s:" % uuid.uuid4().hex[:8])
+
+
+def uid(tag):
+    return "%s-%s" % (tag, uuid.uuid4().hex[:10])
+
+
+def test_new_incident_snapshot_fields_and_types(s):
+    src = uid("bus")
+    res = s.decide(uid("e"), src, "panic", zone="Karsiyaka",
+                   label="ESHOT 1436, line 90", location=(38.4555, 27.1199))
+    assert res["outcome"] == "new" and res["original_outcome"] == "new"
+    assert res["opened"] == 1 and res["version"] == 1
+    assert res["priority"] == 100 and res["first_seen_ms"] == T0
+    snap = res["snap"]
+    assert list(snap) == ["id", "state", "priority", "type", "source",
+                          "count", "first_seen", "last_seen", "location",
+                          "escalation_level", "acked_by", "version"]
+    assert snap == {
+        "id": res["incident_id"], "state": "new", "priority": 100,
+        "type": "panic",
+        "source": {"id": src, "kind": "bus", "zone": "Karsiyaka",
+                   "label": "ESHOT 1436, line 90"},
+        "count": 1, "first_seen": iso(T0), "last_seen": iso(T0),
+        "location": {"lat": 38.4555, "lon": 27.1199},
+        "escalation_level": 0, "acked_by": None, "version": 1}
+    # Integers are JSON integers ("id":12, never 12.0).
+    for key in ("id", "priority", "count", "escalation_level", "version"):
+        assert type(snap[key]) is int, key
+        assert '"%s":%d' % (key, snap[key]) in res["snapshot"]
+    assert res["change_id"]
+    assert s.get(res["incident_id"]) == snap
+
+
+def test_location_zone_label_null_when_absent(s):
+    res = s.decide(uid("e"), uid("stop"), "fault", kind="stop")
+    snap = res["snap"]
+    assert snap["location"] is None
+    assert snap["source"]["zone"] is None and snap["source"]["label"] is None
+    assert '"location":null' in res["snapshot"]
+
+
+def test_merge_keeps_latest_location_and_counts(s):
+    src = uid("bus")
+    a = s.decide(uid("e"), src, "panic", zone="Konak",
+                 location=(38.1, 27.1))
+    b = s.decide(uid("e"), src, "panic", now_ms=T0 + 5884)
+    c = s.decide(uid("e"), src, "panic", now_ms=T0 + 9000,
+                 location=(38.123456789012, 27.987654321098))
+    assert b["outcome"] == "merged" and c["outcome"] == "merged"
+    assert a["incident_id"] == b["incident_id"] == c["incident_id"]
+    assert b["opened"] == 0 and c["version"] == 3
+    snap = c["snap"]
+    assert snap["count"] == 3
+    assert snap["first_seen"] == iso(T0) and snap["last_seen"] == iso(T0 + 9000)
+    assert snap["source"]["zone"] == "Konak"          # kept: not re-sent
+    assert snap["location"] == {"lat": 38.123456789012,
+                                "lon": 27.987654321098}
+    assert b["snap"]["location"] == {"lat": 38.1, "lon": 27.1}
+    assert c["first_seen_ms"] == T0
+    assert c["accept_seq"] > b["accept_seq"] > a["accept_seq"]
+
+
+def test_duplicate_returns_original_and_changes_nothing(s):
+    src = uid("bus")
+    eid = uid("e")
+    first = s.decide(eid, src, "panic")
+    second = s.decide(uid("e"), src, "silent_alarm", now_ms=T0 + 1000)
+    before = s.get(first["incident_id"])
+    n_changes = len(s.changes())
+    seq = s.r.get(s.prefix + "seq:accept")
+
+    dup = s.decide(eid, src, "silent_alarm", now_ms=T0 + 2000,
+                   location=(1.0, 2.0))
+    assert dup["outcome"] == "duplicate"
+    assert dup["original_outcome"] == "new"
+    assert dup["incident_id"] == first["incident_id"]
+    assert dup["priority"] == 100                     # the first delivery's
+    assert dup["accept_seq"] == first["accept_seq"]
+    assert dup["opened"] == 1 and dup["version"] == 1
+    assert dup["first_seen_ms"] == T0
+    assert dup["snapshot"] == "" and dup["change_id"] == ""
+    after = s.get(first["incident_id"])
+    assert after == before
+    assert after["count"] == 2 and after["version"] == second["version"] == 2
+    assert len(s.changes()) == n_changes
+    assert s.r.get(s.prefix + "seq:accept") == seq
+
+
+
+def test_duplicate_of_merged_event(s):
+    src = uid("bus")
+    s.decide(uid("e"), src, "panic")
+    eid = uid("e")
+    m = s.decide(eid, src, "panic", now_ms=T0 + 10)
+    d = s.decide(eid, src, "panic", now_ms=T0 + 20)
+    assert d["outcome"] == "duplicate" and d["original_outcome"] == "merged"
+    assert d["opened"] == 0 and d["version"] == m["version"] == 2
+
+
+def test_idempotency_key_has_ttl(s):
+    eid = uid("e")
+    s.decide(eid, uid("bus"), "panic", ttl=321)
+    ttl = s.r.ttl(s.prefix + "evt:" + eid)
+    assert 0 < ttl <= 321
+
+
+def test_merge_class(s):
+    src = uid("bus")
+    panic = s.decide(uid("e"), src, "panic")
+    silent = s.decide(uid("e"), src, "silent_alarm", now_ms=T0 + 1)
+    fault = s.decide(uid("e"), src, "fault", now_ms=T0 + 2)
+    call = s.decide(uid("e"), src, "call_request", now_ms=T0 + 3)
+    callback = s.decide(uid("e"), src, "callback_request", now_ms=T0 + 4)
+    other = s.decide(uid("e"), uid("bus"), "panic", now_ms=T0 + 5)
+    assert silent["outcome"] == "merged"
+    assert silent["incident_id"] == panic["incident_id"]
+    assert fault["outcome"] == "new"
+    assert fault["incident_id"] != panic["incident_id"]
+    assert callback["incident_id"] == call["incident_id"] != fault["incident_id"]
+    assert other["outcome"] == "new"
+    assert len({panic["incident_id"], fault["incident_id"],
+                call["incident_id"], other["incident_id"]}) == 4
+
+
+def test_priority_is_max_and_type_of_highest_base(s):
+    src = uid("bus")
+    a = s.decide(uid("e"), src, "panic")               # 100
+    b = s.decide(uid("e"), src, "silent_alarm", now_ms=T0 + 1)  # 110
+    c = s.decide(uid("e"), src, "panic", now_ms=T0 + 2)          # 100
+    assert a["priority"] == 100
+    assert b["priority"] == 110 and b["snap"]["type"] == "silent_alarm"
+    assert c["priority"] == 110 and c["snap"]["type"] == "silent_alarm"
+    # Base priorities are clamped to 0..999.
+    d = s.decide(uid("e"), uid("bus"), "panic", base=5000, now_ms=T0 + 3)
+    assert d["priority"] == 999
+
+
+def test_queue_order_priority_then_first_seen(s):
+    low_old = s.decide(uid("e"), uid("park"), "fault", now_ms=T0)
+    high_new = s.decide(uid("e"), uid("bus"), "panic", now_ms=T0 + 3000)
+    high_old = s.decide(uid("e"), uid("bus"), "panic", now_ms=T0 + 1000)
+    # One millisecond apart at the same priority still orders.
+    high_older = s.decide(uid("e"), uid("bus"), "panic", now_ms=T0 + 999)
+    mid = s.decide(uid("e"), uid("line"), "call_request", now_ms=T0 + 500,
+                   kind="support_line")
+    # A merge that raises the priority moves the incident up but keeps its
+    # first_seen.
+    raised_src = uid("ferry")
+    raised = s.decide(uid("e"), raised_src, "panic", now_ms=T0 + 5000,
+                      kind="ferry")
+    s.decide(uid("e"), raised_src, "silent_alarm", now_ms=T0 + 6000,
+             kind="ferry")
+    q = s.queue()
+    assert [x["id"] for x in q] == [
+        raised["incident_id"], high_older["incident_id"],
+        high_old["incident_id"], high_new["incident_id"],
+        mid["incident_id"], low_old["incident_id"]]
+    assert q[0]["priority"] == 110 and q[0]["first_seen"] == iso(T0 + 5000)
+    assert [x["id"] for x in s.queue(limit=2)] == [
+        raised["incident_id"], high_older["incident_id"]]
+
+
+def test_queue_score_formula(s):
+    res = s.decide(uid("e"), uid("bus"), "panic", now_ms=T0)
+    score = s.r.zscore(s.prefix + "queue", str(res["incident_id"]))
+    want = 100 * 10**12 + (10**12 - 1 - (T0 - 1700000000000))
+    assert int(score) == want and score == float(want)
+
+
+def test_queue_empty_is_json_array(s):
+    assert s.queue() == []
+    assert s.r.eval(s.text, 0, "queue", s.prefix, "10") == "[]"
+
+
+def test_get_unknown_is_nil(s):
+    assert s.get(424242) is None
+    assert s.get("not-a-number") is None
+
+
+def test_change_stream_one_entry_per_change(s):
+    src = uid("bus")
+    eid = uid("e")
+    a = s.decide(eid, src, "panic")
+    b = s.decide(uid("e"), src, "panic", now_ms=T0 + 1)
+    s.decide(eid, src, "panic", now_ms=T0 + 2)              # duplicate
+    c = s.decide(uid("e"), uid("bus"), "fault", now_ms=T0 + 3)
+    entries = s.changes()
+    assert [e[0] for e in entries] == [a["change_id"], b["change_id"],
+                                       c["change_id"]]
+    for (_, fields), res in zip(entries, (a, b, c)):
+        assert fields["incident"] == str(res["incident_id"])
+        assert fields["snapshot"] == res["snapshot"]
+    # Exclusive range after a change id, as decide_changes_since reads it.
+    after = s.r.xrange(s.prefix + "changes", "(" + a["change_id"], "+")
+    assert [e[0] for e in after] == [b["change_id"], c["change_id"]]
+
+
+def test_change_stream_is_capped(s):
+    src = uid("bus")
+    for i in range(300):
+        s.decide(uid("e"), src, "heartbeat", now_ms=T0 + i, maxlen=100)
+    n = s.r.xlen(s.prefix + "changes")
+    assert 100 <= n < 300      # MAXLEN ~ trims whole nodes
+
+
+def test_incident_ids_are_sequential_integers(s):
+    ids = [s.decide(uid("e"), uid("bus"), "test", now_ms=T0 + i)["incident_id"]
+           for i in range(3)]
+    assert ids == [ids[0], ids[0] + 1, ids[0] + 2]
+
+
+def test_resolved_incident_is_not_merged_into(s):
+    """After the open key is gone (resolve), the next event opens anew."""
+    src = uid("bus")
+    a = s.decide(uid("e"), src, "panic")
+    s.r.delete(s.prefix + "open:%s:alarm" % src)
+    b = s.decide(uid("e"), src, "panic", now_ms=T0 + 1)
+    assert b["outcome"] == "new" and b["incident_id"] != a["incident_id"]
+
+
+def test_bad_arguments_are_errors(s):
+    with pytest.raises(redis.exceptions.ResponseError):
+        s.r.eval(s.text, 0, "nope", s.prefix)
+    with pytest.raises(redis.exceptions.ResponseError):
+        s.r.eval(s.text, 0, "decide", s.prefix, "e1")
+    with pytest.raises(redis.exceptions.ResponseError):
+        s.r.eval(s.text, 0, "decide", s.prefix, uid("e"), uid("bus"), "bus",
+                 "", "", "panic", "alarm", "100", "soon", iso(T0), "60",
+                 "0", "", "", "100")
+    # Nothing was written by the refused calls.
+    assert s.r.keys(s.prefix + "*") == []

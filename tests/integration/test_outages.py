@@ -1,0 +1,169 @@
+"""Redis or PostgreSQL unreachable: the sender gets a retryable error (HTTP
+503 + Retry-After, TCP Nack with retry), never a success for an event that
+is not durable; alertd keeps running and recovers by itself."""
+
+import pytest
+
+from helpers import (TcpClient, http_get, make_event, post_event,
+                     wait_until)
+
+RECOVERY_S = 45
+
+
+def _row_incident(alertd, event_id):
+    with alertd.db().cursor() as cur:
+        cur.execute("SELECT incident_id FROM events WHERE event_id = %s",
+                    (event_id,))
+        rows = cur.fetchall()
+    return [r[0] for r in rows]
+
+
+def _assert_unavailable(st, body, hdrs):
+    assert st == 503, (st, body)
+    assert body["error"] == "unavailable", body
+    assert body.get("detail")
+    ra = hdrs.get("retry-after")
+    assert ra is not None and ra.strip().isdigit() and int(ra) >= 1, hdrs
+
+
+def _ready(alertd):
+    st, body, _ = http_get(alertd.http, "/readyz", timeout=5)
+    return st, body
+
+
+def _recover(alertd, ev):
+    """Retries the same event until 202 (the retry is always safe)."""
+    last = {}
+
+    def try_once():
+        st, body, _ = post_event(alertd.http, ev, timeout=15)
+        last["r"] = (st, body)
+        if st == 202:
+            return body
+        assert st == 503, (st, body)    # never anything else meanwhile
+        return None
+
+    return wait_until(try_once, RECOVERY_S, interval=0.5,
+                      what="alertd to accept events again (last %r)" % last)
+
+
+def _tcp_nack_unavailable(alertd, ev):
+    with TcpClient(*alertd.tcp, timeout=20) as c:
+        c.send_event(ev)
+        f = c.read_frame()
+    assert f is not None and f.WhichOneof("msg") == "nack", f
+    assert f.nack.code == "unavailable"
+    assert f.nack.retry is True
+    assert f.nack.retry_after_ms > 0
+    assert f.nack.event_id in ("", ev["event_id"])
+
+
+@pytest.mark.kill_after(240)
+def test_redis_down_then_back(alertd, redis_server):
+    first = make_event()
+    st, before, _ = post_event(alertd.http, first)
+    assert st == 202, before
+
+    redis_server.stop()
+    try:
+        down = [make_event() for _ in range(3)]
+        for ev in down:
+            _assert_unavailable(*post_event(alertd.http, ev, timeout=15))
+        wait_until(lambda: _ready(alertd)[0] == 503, 10,
+                   what="/readyz 503 while Redis is down")
+        st, body = _ready(alertd)
+        assert body["redis"] is False, body
+        _tcp_nack_unavailable(alertd, make_event())
+        assert alertd.alive()
+        for ev in down:
+            assert _row_incident(alertd, ev["event_id"]) == []
+    finally:
+        redis_server.start()
+
+    # Back by itself: the refused events, retried, are accepted and durable.
+    for ev in down:
+        body = _recover(alertd, ev)
+        assert body["outcome"] in ("new", "merged"), body
+        assert _row_incident(alertd, ev["event_id"]) == [body["incident_id"]]
+    wait_until(lambda: _ready(alertd)[0] == 200, 10, what="/readyz 200")
+    # Redis kept its data: the incident from before the outage is still
+    # open, and a new event of its source merges into it.
+    st, merged, _ = post_event(alertd.http, make_event(
+        source=first["source"]))
+    assert st == 202, merged
+    assert merged["outcome"] == "merged", merged
+    assert merged["incident_id"] == before["incident_id"]
+
+
+@pytest.mark.kill_after(240)
+def test_postgres_down_then_back(alertd, pg_server):
+    st, body, _ = post_event(alertd.http, make_event())
+    assert st == 202, body
+
+    pg_server.stop("fast")
+    try:
+        down = [make_event() for _ in range(3)]
+        for ev in down:
+            _assert_unavailable(*post_event(alertd.http, ev, timeout=20))
+        wait_until(lambda: _ready(alertd)[0] == 503, 10,
+                   what="/readyz 503 while PostgreSQL is down")
+        st, body = _ready(alertd)
+        assert body["postgres"] is False, body
+        _tcp_nack_unavailable(alertd, make_event())
+        # Still never a success while PostgreSQL is down.
+        _assert_unavailable(*post_event(alertd.http, down[0], timeout=20))
+        assert alertd.alive()
+    finally:
+        pg_server.start()
+
+    for ev in down:
+        body = _recover(alertd, ev)
+        # decided in Redis before PostgreSQL failed: a retry may be a
+        # duplicate of that decision, answered now that its row is durable
+        assert body["outcome"] in ("new", "merged", "duplicate"), body
+        assert _row_incident(alertd, ev["event_id"]) == [body["incident_id"]]
+    wait_until(lambda: _ready(alertd)[0] == 200, 10, what="/readyz 200")
+    fresh = make_event()
+    st, body, _ = post_event(alertd.http, fresh)
+    assert st == 202 and body["outcome"] == "new", body
+    assert _row_incident(alertd, fresh["event_id"]) == [body["incident_id"]]
+
+
+@pytest.mark.kill_after(240)
+def test_postgres_immediate_stop(alertd, pg_server):
+    """A crash-like stop (no clean disconnect) is handled the same way."""
+    pg_server.stop("immediate")
+    try:
+        ev = make_event()
+        _assert_unavailable(*post_event(alertd.http, ev, timeout=20))
+    finally:
+        pg_server.start()
+    body = _recover(alertd, ev)
+    assert _row_incident(alertd, ev["event_id"]) == [body["incident_id"]]
+
+
+@pytest.mark.kill_after(240)
+def test_redis_restart_that_lost_its_data(alertd, redis_server):
+    """Redis comes back empty (no persistence, or a failover that lost
+    writes). Events accepted afterwards must still get their rows: a 202
+    always means a committed row, whatever Redis forgot."""
+    accepted = []
+    for _ in range(3):
+        ev = make_event()
+        st, body, _ = post_event(alertd.http, ev)
+        assert st == 202, body
+        accepted.append((ev, body))
+
+    redis_server.stop(save=False)
+    redis_server.start()
+
+    for _ in range(3):
+        ev = make_event()
+        body = _recover(alertd, ev)
+        assert body["outcome"] == "new", body
+        assert _row_incident(alertd, ev["event_id"]) == \
+            [body["incident_id"]], \
+            "202 for %s but no row of it in PostgreSQL" % ev["event_id"]
+        accepted.append((ev, body))
+    for ev, body in accepted:
+        assert _row_incident(alertd, ev["event_id"]) == [body["incident_id"]]

@@ -1,0 +1,192 @@
+"""Signals and configuration: SIGHUP reloads a good file and keeps the old
+config on a bad one; --check-config; SIGTERM drains without losing an
+accepted event."""
+
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from helpers import (ALERTD, REPO, make_event, post_event, sanitizer_env,
+                     sanitizer_report, wait_until)
+
+
+def _panic_priority(alertd):
+    st, body, _ = post_event(alertd.http, make_event(type="panic"))
+    assert st == 202, body
+    return body["priority"]
+
+
+def test_sighup_good_config_changes_priority(alertd):
+    assert _panic_priority(alertd) == 100
+    alertd.config.update(priority={"panic": 150})
+    alertd.signal(signal.SIGHUP)
+    wait_until(lambda: _panic_priority(alertd) == 150, 10,
+               what="panic priority 150 after SIGHUP")
+    assert alertd.alive()
+    # Other types keep their base.
+    st, body, _ = post_event(alertd.http, make_event(type="fault"))
+    assert st == 202 and body["priority"] == 30, body
+
+
+def _bad_reload(alertd, text, line):
+    assert _panic_priority(alertd) == 100
+    mark = len(alertd.log())
+    alertd.config.update(raw=text)
+    alertd.signal(signal.SIGHUP)
+    path = str(alertd.config_path)
+    wait_until(lambda: path in alertd.log()[mark:], 10,
+               what="the reload failure in the log")
+    new_log = alertd.log()[mark:]
+    assert "%s:%d" % (path, line) in new_log, new_log
+    time.sleep(0.3)
+    assert alertd.alive()
+    assert _panic_priority(alertd) == 100     # the old config is kept
+    st, body, _ = post_event(alertd.http, make_event(type="fault"))
+    assert st == 202 and body["priority"] == 30, body
+    return new_log
+
+
+def test_sighup_syntax_error_keeps_old_config(alertd):
+    text = alertd.config.text.replace(
+        "[device_secrets]", "[priority]\npanic = 150\n[[this is not ini\n\n"
+        "[device_secrets]")
+    line = text.split("\n").index("[[this is not ini") + 1
+    _bad_reload(alertd, text, line)
+
+
+def test_sighup_bad_value_keeps_old_config(alertd):
+    text = alertd.config.text.replace(
+        "[device_secrets]", "[priority]\npanic = banana\n\n[device_secrets]")
+    line = text.split("\n").index("panic = banana") + 1
+    log = _bad_reload(alertd, text, line)
+    assert "panic" in log
+
+
+def test_sighup_then_good_again(alertd):
+    """After a failed reload, a fixed file reloads."""
+    text = alertd.config.text + "\n[priority]\npanic = nope\n"
+    alertd.config.update(raw=text)
+    alertd.signal(signal.SIGHUP)
+    wait_until(lambda: str(alertd.config_path) in alertd.log(), 10,
+               what="the reload failure in the log")
+    alertd.config.update(priority={"panic": 140})
+    alertd.signal(signal.SIGHUP)
+    wait_until(lambda: _panic_priority(alertd) == 140, 10,
+               what="panic priority 140 after the second SIGHUP")
+
+
+def _check_config(path):
+    return subprocess.run([str(ALERTD), "--check-config", str(path)],
+                          capture_output=True, text=True, timeout=30,
+                          cwd=str(REPO), env=sanitizer_env())
+
+
+def test_check_config_bad_file_exits_2_naming_file_and_line(make_config):
+    cfg = make_config()
+    lines = cfg.text.split("\n")
+    i = lines.index("[redis]")
+    lines.insert(i + 1, "port = not-a-port")
+    cfg.update(raw="\n".join(lines))
+    r = _check_config(cfg.path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 2, out
+    assert "%s:%d" % (cfg.path, i + 2) in out, out
+    assert "port" in out
+    assert not sanitizer_report(out), out
+
+
+def test_check_config_syntax_error(make_config):
+    cfg = make_config()
+    text = cfg.text + "\n[server\n"
+    cfg.update(raw=text)
+    line = text.split("\n").index("[server") + 1
+    r = _check_config(cfg.path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 2, out
+    assert "%s:%d" % (cfg.path, line) in out, out
+
+
+def test_check_config_good_files_exit_0(make_config):
+    r = _check_config(make_config().path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for name in ("alertd.dev.ini", "alertd.example.ini"):
+        r = _check_config(REPO / "config" / name)
+        assert r.returncode == 0, (name, r.stdout + r.stderr)
+
+
+def test_check_config_missing_file(tmp_path):
+    r = _check_config(tmp_path / "nope.ini")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "nope.ini" in r.stdout + r.stderr
+
+
+def test_start_with_bad_config_exits_2(make_config):
+    cfg = make_config(server__max_body_bytes="lots")
+    r = subprocess.run([str(ALERTD), "-c", str(cfg.path)],
+                       capture_output=True, text=True, timeout=30,
+                       cwd=str(REPO), env=sanitizer_env())
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert str(cfg.path) in r.stdout + r.stderr
+
+
+@pytest.mark.kill_after(240)
+def test_sigterm_drains_accepted_events(alertd):
+    n = 200
+    events = [make_event(type="panic") for _ in range(n)]
+    # a few sources with many events each, so that merges happen too
+    for i, ev in enumerate(events):
+        if i % 4:
+            ev["source"] = events[i - i % 4]["source"]
+    results = [None] * n
+    started = threading.Barrier(n + 1)
+    answered = threading.Semaphore(0)
+
+    def worker(i):
+        started.wait(30)
+        try:
+            results[i] = post_event(alertd.http, events[i], timeout=60)
+        except Exception as e:  # noqa: BLE001 - refused, reset: fine
+            results[i] = e
+        answered.release()
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True)
+               for i in range(n)]
+    for t in threads:
+        t.start()
+    started.wait(30)
+    for _ in range(15):                  # some answered, most in flight
+        assert answered.acquire(timeout=60)
+    alertd.signal(signal.SIGTERM)
+    for t in threads:
+        t.join(90)
+    assert not any(t.is_alive() for t in threads), "requests still hanging"
+    rc = alertd.wait(60)
+    assert rc == 0, alertd.log()[-3000:]
+
+    with alertd.db().cursor() as cur:
+        cur.execute("SELECT event_id, incident_id FROM events"
+                    " WHERE event_id = ANY(%s)",
+                    ([ev["event_id"] for ev in events],))
+        rows = dict(cur.fetchall())
+    ok = [i for i, r in enumerate(results)
+          if isinstance(r, tuple) and r[0] == 202]
+    kinds = {}
+    for r in results:
+        k = r[0] if isinstance(r, tuple) else type(r).__name__
+        kinds[k] = kinds.get(k, 0) + 1
+    print("answers after SIGTERM:", kinds, "rows:", len(rows))
+    assert len(ok) >= 15
+    lost = [events[i]["event_id"] for i in ok
+            if events[i]["event_id"] not in rows]
+    assert not lost, "202 without a row: %s" % lost
+    for i in ok:
+        assert rows[events[i]["event_id"]] == results[i][1]["incident_id"]
+    # Everything else was refused or answered retryable, never a success.
+    for i, r in enumerate(results):
+        if isinstance(r, tuple) and r[0] != 202:
+            assert r[0] == 503, r
+            assert r[1]["error"] == "unavailable", r
+            assert "retry-after" in r[2], r

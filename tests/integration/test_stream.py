@@ -1,0 +1,114 @@
+"""GET /v1/stream: operator consoles get every new or changed incident as
+`event: incident` with its snapshot, and a reconnect with Last-Event-ID
+gets exactly the changes it missed."""
+
+from helpers import SseClient, make_event, post_event, uid
+
+
+def _post(alertd, ev):
+    st, body, _ = post_event(alertd.http, ev)
+    assert st == 202, body
+    return body
+
+
+def _incident_event(sse, timeout=10):
+    ev = sse.next_event(timeout)
+    assert ev["event"] == "incident", ev
+    assert ev["id"], "every change carries an id: %r" % ev
+    assert isinstance(ev["json"], dict), ev
+    return ev
+
+
+def test_console_sees_new_and_merged(alertd, operator_token):
+    with SseClient(alertd.http, operator_token) as sse:
+        assert sse.status == 200, sse.body
+        assert sse.headers.get("content-type", "").startswith(
+            "text/event-stream")
+        ev1 = make_event(type="panic", zone="Bornova")
+        b1 = _post(alertd, ev1)
+        e = _incident_event(sse)
+        snap = e["json"]
+        assert snap["id"] == b1["incident_id"]
+        assert snap["state"] == "new"
+        assert snap["count"] == 1
+        assert snap["priority"] == 100
+        assert snap["type"] == "panic"
+        assert snap["source"]["id"] == ev1["source"]["id"]
+        assert snap["source"]["zone"] == "Bornova"
+        v1 = snap["version"]
+
+        ev2 = make_event(type="panic", source=ev1["source"],
+                         location={"lat": 38.46, "lon": 27.21})
+        b2 = _post(alertd, ev2)
+        assert b2["outcome"] == "merged"
+        e2 = _incident_event(sse)
+        assert e2["json"]["id"] == b1["incident_id"]
+        assert e2["json"]["count"] == 2
+        assert e2["json"]["version"] > v1
+        assert e2["json"]["location"] == {"lat": 38.46, "lon": 27.21}
+        assert e2["id"] != e["id"]
+
+        # A duplicate changes nothing: no event.
+        b3 = _post(alertd, ev2)
+        assert b3["outcome"] == "duplicate"
+        assert sse.no_event_within(1.0), sse.unexpected
+
+        # Another source: a new incident.
+        ev4 = make_event(type="fault")
+        b4 = _post(alertd, ev4)
+        e4 = _incident_event(sse)
+        assert e4["json"]["id"] == b4["incident_id"] != b1["incident_id"]
+        assert e4["json"]["count"] == 1
+
+
+def test_two_consoles_both_see_the_change(alertd, operator_token):
+    with SseClient(alertd.http, operator_token) as a, \
+            SseClient(alertd.http, operator_token) as b:
+        assert a.status == 200 and b.status == 200
+        body = _post(alertd, make_event())
+        assert _incident_event(a)["json"]["id"] == body["incident_id"]
+        assert _incident_event(b)["json"]["id"] == body["incident_id"]
+
+
+def test_reconnect_with_last_event_id_gets_only_missed(alertd,
+                                                       operator_token):
+    src = make_event()["source"]
+    with SseClient(alertd.http, operator_token) as sse:
+        b1 = _post(alertd, make_event(source=src))
+        first = _incident_event(sse)
+        assert first["json"]["id"] == b1["incident_id"]
+        last_id = first["id"]
+
+    # While disconnected: a merge and a new incident.
+    b2 = _post(alertd, make_event(source=src))
+    assert b2["outcome"] == "merged"
+    b3 = _post(alertd, make_event(type="call_request"))
+    assert b3["outcome"] == "new"
+
+    with SseClient(alertd.http, operator_token,
+                   last_event_id=last_id) as sse:
+        assert sse.status == 200, sse.body
+        m1 = _incident_event(sse)
+        m2 = _incident_event(sse)
+        assert (m1["json"]["id"], m1["json"]["count"]) == (
+            b1["incident_id"], 2)
+        assert (m2["json"]["id"], m2["json"]["count"]) == (
+            b3["incident_id"], 1)
+        assert last_id not in (m1["id"], m2["id"])
+        # Nothing else was missed ...
+        assert sse.no_event_within(1.0), sse.unexpected
+        # ... and live changes follow.
+        _post(alertd, make_event(source=src))
+        live = _incident_event(sse)
+        assert (live["json"]["id"], live["json"]["count"]) == (
+            b1["incident_id"], 3)
+
+
+def test_stream_needs_a_token(alertd):
+    with SseClient(alertd.http, None) as sse:
+        assert sse.status == 401
+        assert isinstance(sse.body, dict), sse.body
+        assert sse.body["error"] == "unauthorized"
+    with SseClient(alertd.http, "nope-" + uid()) as sse:
+        assert sse.status == 401
+        assert sse.body["error"] == "unauthorized"

@@ -1,0 +1,204 @@
+"""The device TCP protocol: length-prefixed protobuf frames, pipelined,
+answered by Ack/Nack (possibly out of order, matched on event_id) once the
+event is durable; bad frames close only their own connection."""
+
+import struct
+import time
+
+from helpers import TcpClient, make_event, pb, uid
+
+
+def _rows(db, event_ids):
+    with db.cursor() as cur:
+        cur.execute("SELECT event_id, incident_id, outcome FROM events"
+                    " WHERE event_id = ANY(%s)", (list(event_ids),))
+        return {r[0]: (r[1], r[2]) for r in cur.fetchall()}
+
+
+def _ack(frame):
+    assert frame.WhichOneof("msg") == "ack", frame
+    return frame.ack
+
+
+def test_pipelined_frames_all_acked_and_durable(alertd):
+    m = pb()
+    db = alertd.db()
+    sources = [make_event()["source"] for _ in range(10)]
+    events = [make_event(source=sources[i % 10],
+                         type="panic" if i % 2 else "silent_alarm")
+              for i in range(50)]
+    with TcpClient(*alertd.tcp) as c:
+        payload = b"".join(
+            struct.pack(">I", len(f)) + f
+            for f in (TcpClient.signed_frame(ev) for ev in events))
+        c.send_raw(payload)          # all 50 before reading anything
+        acks = {}
+        for _ in range(50):
+            a = _ack(c.read_frame(timeout=30))
+            row = _rows(db, [a.event_id])   # durable when the Ack arrives
+            assert a.event_id in row, "Ack before commit: %s" % a.event_id
+            assert row[a.event_id][0] == a.incident_id
+            assert a.event_id not in acks, "two answers for " + a.event_id
+            acks[a.event_id] = a
+    assert set(acks) == {ev["event_id"] for ev in events}
+    # Per source: one incident, one NEW and four MERGED.
+    for src in sources:
+        mine = [acks[ev["event_id"]] for ev in events
+                if ev["source"]["id"] == src["id"]]
+        assert len({a.incident_id for a in mine}) == 1
+        outcomes = sorted(a.outcome for a in mine)
+        assert outcomes == [m.NEW] + [m.MERGED] * 4, outcomes
+        assert all(a.priority == 100 for a in mine)
+    assert len({a.incident_id for a in acks.values()}) == 10
+    assert len(_rows(db, acks)) == 50
+
+
+def test_duplicate_over_tcp(alertd):
+    m = pb()
+    ev = make_event()
+    with TcpClient(*alertd.tcp) as c:
+        c.send_event(ev)
+        a1 = _ack(c.read_frame())
+        c.send_event(ev)
+        a2 = _ack(c.read_frame())
+    assert a1.outcome == m.NEW
+    assert a2.outcome == m.DUPLICATE
+    assert a2.incident_id == a1.incident_id
+    assert a2.event_id == ev["event_id"]
+
+
+def test_bad_signature_gets_nack_and_connection_stays(alertd):
+    db = alertd.db()
+    bad = make_event()
+    old = make_event()
+    good = make_event()
+    with TcpClient(*alertd.tcp) as c:
+        c.send_event(bad, secret="wrong-secret")
+        f = c.read_frame()
+        assert f.WhichOneof("msg") == "nack", f
+        assert f.nack.code == "signature_invalid"
+        assert f.nack.retry is False
+        c.send_event(old, t=int(time.time()) - 3600)
+        f = c.read_frame()
+        assert f.WhichOneof("msg") == "nack", f
+        assert f.nack.code == "timestamp_out_of_window"
+        assert f.nack.retry is False
+        c.send_event(good)
+        a = _ack(c.read_frame())
+        assert a.event_id == good["event_id"]
+    rows = _rows(db, [bad["event_id"], old["event_id"], good["event_id"]])
+    assert set(rows) == {good["event_id"]}
+
+
+def test_invalid_event_gets_nack_with_its_code(alertd):
+    m = pb()
+    db = alertd.db()
+    ev = make_event(event_id="has space " + uid())
+    no_type = make_event()
+    with TcpClient(*alertd.tcp) as c:
+        c.send_event(ev)
+        f = c.read_frame()
+        assert f.WhichOneof("msg") == "nack", f
+        assert f.nack.code == "invalid_id"
+        assert f.nack.retry is False
+        e = TcpClient.signed_frame(no_type)
+        fr = m.Frame()
+        fr.ParseFromString(e)
+        inner = m.Event()
+        inner.ParseFromString(fr.event.event)
+        inner.ClearField("type")
+        c.send_event(inner)
+        f = c.read_frame()
+        assert f.WhichOneof("msg") == "nack", f
+        assert f.nack.code in ("missing_field", "invalid_enum")
+        # Signed garbage in place of the Event: malformed_protobuf, a Nack.
+        c.send_event(b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01")
+        f = c.read_frame()
+        assert f.WhichOneof("msg") == "nack", f
+        assert f.nack.code == "malformed_protobuf"
+        ok = make_event()
+        c.send_event(ok)
+        assert _ack(c.read_frame()).event_id == ok["event_id"]
+    assert set(_rows(db, [ev["event_id"], no_type["event_id"],
+                          ok["event_id"]])) == {ok["event_id"]}
+
+
+def test_malformed_frame_closes_only_that_connection(alertd):
+    with TcpClient(*alertd.tcp) as other, TcpClient(*alertd.tcp) as c:
+        ev0 = make_event()
+        other.send_event(ev0)
+        assert _ack(other.read_frame()).event_id == ev0["event_id"]
+
+        c.send_payload(b"\xff" * 23)     # valid length, not a Frame
+        f = c.read_frame()
+        assert f is not None and f.WhichOneof("msg") == "error", f
+        assert f.error.code == "malformed_frame"
+        assert c.is_closed(5.0), "connection left open after a bad frame"
+
+        ev1 = make_event()
+        other.send_event(ev1)
+        assert _ack(other.read_frame()).event_id == ev1["event_id"]
+    # and new connections are accepted
+    with TcpClient(*alertd.tcp) as c2:
+        ev2 = make_event()
+        c2.send_event(ev2)
+        assert _ack(c2.read_frame()).event_id == ev2["event_id"]
+
+
+def test_frame_without_event_is_malformed(alertd):
+    m = pb()
+    f = m.Frame()
+    f.ack.event_id = "x"
+    with TcpClient(*alertd.tcp) as c:
+        c.send_payload(f.SerializeToString())
+        r = c.read_frame()
+        assert r is not None and r.WhichOneof("msg") == "error", r
+        assert r.error.code == "malformed_frame"
+        assert c.is_closed(5.0)
+
+
+def test_oversized_length_prefix_closes_with_frame_too_large(alertd):
+    with TcpClient(*alertd.tcp) as other, TcpClient(*alertd.tcp) as c:
+        c.send_raw(struct.pack(">I", 64 * 1024 + 1))   # the header alone
+        f = c.read_frame()
+        assert f is not None and f.WhichOneof("msg") == "error", f
+        assert f.error.code == "frame_too_large"
+        assert c.is_closed(5.0)
+        ev = make_event()
+        other.send_event(ev)
+        assert _ack(other.read_frame()).event_id == ev["event_id"]
+    with TcpClient(*alertd.tcp) as c:
+        c.send_raw(b"\xff\xff\xff\xff")
+        f = c.read_frame()
+        assert f is not None and f.error.code == "frame_too_large", f
+        assert c.is_closed(5.0)
+
+
+def test_frame_split_across_writes(alertd):
+    """A frame may arrive a byte at a time."""
+    ev = make_event()
+    data = TcpClient.signed_frame(ev)
+    data = struct.pack(">I", len(data)) + data
+    with TcpClient(*alertd.tcp) as c:
+        for i in range(0, len(data), 7):
+            c.send_raw(data[i:i + 7])
+            time.sleep(0.002)
+        assert _ack(c.read_frame()).event_id == ev["event_id"]
+
+
+def test_client_leaving_early_still_records(alertd):
+    """A device that disconnects before its Ack: the event still completes
+    (decided and recorded), and a retry is a duplicate of it."""
+    m = pb()
+    db = alertd.db()
+    ev = make_event()
+    c = TcpClient(*alertd.tcp)
+    c.send_event(ev)
+    c.close()
+    from helpers import wait_until
+    wait_until(lambda: ev["event_id"] in _rows(db, [ev["event_id"]]),
+               10, what="the row of an event whose sender left")
+    with TcpClient(*alertd.tcp) as c2:
+        c2.send_event(ev)
+        a = _ack(c2.read_frame())
+    assert a.outcome == m.DUPLICATE
