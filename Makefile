@@ -34,7 +34,7 @@ UNIT_OBJS:= $(patsubst tests/unit/%.c,$(B)/obj/unit_%.o,$(UNIT_SRC))
 .PHONY: all test run clean deps check-config install
 all: $(B)/alertd $(B)/alertctl
 
-$(B)/gen/alertd.pb-c.c $(B)/gen/alertd.pb-c.h: proto/alertd.proto
+$(B)/gen/alertd.pb-c.c $(B)/gen/alertd.pb-c.h &: proto/alertd.proto
 	@mkdir -p $(B)/gen
 	protoc-c --proto_path=proto --c_out=$(B)/gen proto/alertd.proto
 
