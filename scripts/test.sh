@@ -7,7 +7,8 @@
 set -u
 cd "$(dirname "$0")/.." || exit 1
 
-B=build/asan
+# TEST_BUILD lets several checkouts or sessions test side by side.
+B="${TEST_BUILD:-build/asan}"
 PY=/usr/bin/python3
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
