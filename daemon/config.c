@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <ini.h>
 
@@ -16,6 +17,9 @@ enum config_type {
 	CFG_INT,      /* int within [min, max] */
 	CFG_LOGLEVEL, /* enum log_level */
 	CFG_HOSTPORT, /* char *, "host:port" */
+	CFG_HHMM,     /* int, minute of the day from "HH:MM" */
+	CFG_KINDS,    /* int, bit mask 1 << evt_kind from "bus,stop" */
+	CFG_POLICY,   /* int, "accept" 1 / "reject" 0 */
 };
 
 struct config_setting {
@@ -30,6 +34,8 @@ struct config_setting {
 
 #define OFF(field) offsetof(struct config, field)
 #define PRIO(i) (OFF(priority_base) + (i) * sizeof(int))
+#define KMOD(i) (OFF(priority_kind) + (i) * sizeof(int))
+#define SUPV(i) (OFF(supervision_s) + (i) * sizeof(int))
 
 /* Every setting: section, name, type, default, reloadable, where, range.
  * config/alertd.example.ini documents each with the same defaults. */
@@ -65,11 +71,237 @@ static const struct config_setting config_table[] = {
 	{"priority", "heartbeat", CFG_INT, "10", true, PRIO(EVT_TYPE_HEARTBEAT), 0, 999},
 	{"priority", "test", CFG_INT, "5", true, PRIO(EVT_TYPE_TEST), 0, 999},
 	{"dedup", "idempotency_ttl_s", CFG_INT, "86400", true, OFF(idempotency_ttl_s), 1, 31536000},
+	/* Issue 3: priority rules, dedup rules, flood control, supervision. */
+	{"priority", "device_offline", CFG_INT, "20", true, OFF(priority_device_offline), 0, 999},
+	{"priority", "kind_bus", CFG_INT, "0", true, KMOD(EVT_KIND_BUS), -999, 999},
+	{"priority", "kind_ferry", CFG_INT, "0", true, KMOD(EVT_KIND_FERRY), -999, 999},
+	{"priority", "kind_stop", CFG_INT, "0", true, KMOD(EVT_KIND_STOP), -999, 999},
+	{"priority", "kind_park", CFG_INT, "0", true, KMOD(EVT_KIND_PARK), -999, 999},
+	{"priority", "kind_support_line", CFG_INT, "0", true, KMOD(EVT_KIND_SUPPORT_LINE), -999, 999},
+	{"priority", "kind_other", CFG_INT, "0", true, KMOD(EVT_KIND_OTHER), -999, 999},
+	{"priority", "timezone", CFG_STR, "Europe/Istanbul", true, OFF(priority_timezone), 0, 0},
+	{"priority", "night_start", CFG_HHMM, "22:00", true, OFF(night_start_min), 0, 0},
+	{"priority", "night_end", CFG_HHMM, "06:00", true, OFF(night_end_min), 0, 0},
+	{"priority", "night_boost", CFG_INT, "20", true, OFF(night_boost), 0, 999},
+	{"priority", "night_kinds", CFG_KINDS, "bus,stop,park", true, OFF(night_kinds), 0, 0},
+	{"priority", "repeat_step", CFG_INT, "5", true, OFF(repeat_step), 0, 999},
+	{"priority", "repeat_cap", CFG_INT, "20", true, OFF(repeat_cap), 0, 999},
+	{"priority", "aging_step", CFG_INT, "1", true, OFF(aging_step), 0, 999},
+	{"priority", "aging_interval_s", CFG_INT, "60", true, OFF(aging_interval_s), 1, 86400},
+	{"priority", "aging_cap", CFG_INT, "30", true, OFF(aging_cap), 0, 999},
+	{"dedup", "merge_classes", CFG_STR, "panic+silent_alarm,call_request+callback_request", true, OFF(merge_classes), 0, 0},
+	{"dedup", "flood_window_s", CFG_INT, "10", true, OFF(flood_window_s), 1, 3600},
+	{"dedup", "flood_soft", CFG_INT, "20", true, OFF(flood_soft), 1, 1000000},
+	{"dedup", "flood_hard", CFG_INT, "100", true, OFF(flood_hard), 1, 1000000},
+	{"sources", "unknown", CFG_POLICY, "reject", true, OFF(unknown_accept), 0, 0},
+	{"sources", "supervision_bus_s", CFG_INT, "180", true, SUPV(EVT_KIND_BUS), 0, 604800},
+	{"sources", "supervision_ferry_s", CFG_INT, "180", true, SUPV(EVT_KIND_FERRY), 0, 604800},
+	{"sources", "supervision_stop_s", CFG_INT, "900", true, SUPV(EVT_KIND_STOP), 0, 604800},
+	{"sources", "supervision_park_s", CFG_INT, "900", true, SUPV(EVT_KIND_PARK), 0, 604800},
+	{"sources", "supervision_support_line_s", CFG_INT, "0", true, SUPV(EVT_KIND_SUPPORT_LINE), 0, 604800},
+	{"sources", "supervision_other_s", CFG_INT, "0", true, SUPV(EVT_KIND_OTHER), 0, 604800},
+	{"sources", "supervision_batch", CFG_INT, "500", true, OFF(supervision_batch), 1, 100000},
 };
 
 #define CONFIG_N_SETTINGS (sizeof(config_table) / sizeof(config_table[0]))
 
 static struct config *config_running;
+
+/* ---- Issue 3: rule-valued settings, zones and merge classes ---- */
+
+static bool config_rules_set(enum config_type type, int *field,
+			     const char *value, char *why, size_t whylen)
+{
+	if (type == CFG_HHMM) {
+		int h, m, n = 0;
+
+		if (sscanf(value, "%2d:%2d%n", &h, &m, &n) != 2 ||
+		    value[n] != '\0' || h < 0 || h > 23 || m < 0 || m > 59) {
+			snprintf(why, whylen, "expected HH:MM, got \"%s\"",
+				 value);
+			return false;
+		}
+		*field = h * 60 + m;
+		return true;
+	}
+	if (type == CFG_POLICY) {
+		if (strcmp(value, "accept") == 0)
+			*field = 1;
+		else if (strcmp(value, "reject") == 0)
+			*field = 0;
+		else {
+			snprintf(why, whylen,
+				 "expected accept or reject, got \"%s\"", value);
+			return false;
+		}
+		return true;
+	}
+	/* CFG_KINDS: comma-separated kind names, possibly empty. */
+	int mask = 0;
+	const char *p = value;
+
+	while (*p != '\0') {
+		char name[32];
+		size_t n = strcspn(p, ", ");
+		enum evt_kind k;
+
+		if (n > 0) {
+			if (n >= sizeof(name))
+				goto bad;
+			memcpy(name, p, n);
+			name[n] = '\0';
+			if (!evt_kind_parse(name, &k))
+				goto bad;
+			mask |= 1 << k;
+		}
+		p += n;
+		while (*p == ',' || *p == ' ')
+			p++;
+	}
+	*field = mask;
+	return true;
+bad:
+	snprintf(why, whylen, "expected source kinds separated by commas, got \"%s\"",
+		 value);
+	return false;
+}
+
+static bool config_add_zone(struct config *cfg, const char *zone,
+			    const char *value, char *why, size_t whylen)
+{
+	struct config_zone *grown;
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(value, &end, 10);
+	if (errno != 0 || end == value || *end != '\0' || v < -999 ||
+	    v > 999) {
+		snprintf(why, whylen, "expected an integer in -999..999, got \"%s\"",
+			 value);
+		return false;
+	}
+	grown = realloc(cfg->zones, (cfg->n_zones + 1) * sizeof(*grown));
+	if (grown == NULL)
+		goto oom;
+	cfg->zones = grown;
+	grown[cfg->n_zones].zone = strdup(zone);
+	grown[cfg->n_zones].modifier = (int)v;
+	cfg->n_zones++;
+	if (grown[cfg->n_zones - 1].zone == NULL)
+		goto oom;
+	return true;
+oom:
+	snprintf(why, whylen, "out of memory");
+	return false;
+}
+
+int config_zone_modifier(const struct config *cfg, const char *zone)
+{
+	if (zone == NULL)
+		return 0;
+	for (size_t i = 0; i < cfg->n_zones; i++)
+		if (strcmp(cfg->zones[i].zone, zone) == 0)
+			return cfg->zones[i].modifier;
+	return 0;
+}
+
+/* [dedup] merge_classes: groups of types joined by '+', separated by ','.
+ * A group's class name is its text ("panic+silent_alarm"); a type in no
+ * group is a class of its own, named after the type. */
+static bool config_merge_classes(struct config *cfg, char *why, size_t whylen)
+{
+	const char *text = cfg->merge_classes;
+	size_t len = strlen(text);
+	char *store;
+	size_t at = 0;
+
+	/* Room for the groups' text and every type name. */
+	store = malloc(len + 1 + EVT_TYPE__COUNT * 24);
+	if (store == NULL) {
+		snprintf(why, whylen, "out of memory");
+		return false;
+	}
+	for (int t = 0; t < EVT_TYPE__COUNT; t++)
+		cfg->type_class[t] = NULL;
+	for (const char *p = text; *p != '\0';) {
+		size_t glen = strcspn(p, ", ");
+		char *group = store + at;
+
+		if (glen > 0) {
+			memcpy(group, p, glen);
+			group[glen] = '\0';
+			at += glen + 1;
+			for (const char *q = group; *q != '\0';) {
+				size_t tlen = strcspn(q, "+");
+				char name[32];
+				enum evt_type t;
+
+				if (tlen == 0 || tlen >= sizeof(name))
+					goto bad;
+				memcpy(name, q, tlen);
+				name[tlen] = '\0';
+				if (!evt_type_parse(name, &t) ||
+				    cfg->type_class[t] != NULL)
+					goto bad;
+				cfg->type_class[t] = group;
+				q += tlen;
+				if (*q == '+')
+					q++;
+			}
+		}
+		p += glen;
+		while (*p == ',' || *p == ' ')
+			p++;
+	}
+	for (int t = 0; t < EVT_TYPE__COUNT; t++) {
+		if (cfg->type_class[t] != NULL)
+			continue;
+		strcpy(store + at, evt_type_name((enum evt_type)t));
+		cfg->type_class[t] = store + at;
+		at += strlen(store + at) + 1;
+	}
+	free(cfg->class_names);
+	cfg->class_names = store;
+	return true;
+bad:
+	free(store);
+	for (int t = 0; t < EVT_TYPE__COUNT; t++)
+		cfg->type_class[t] = NULL;
+	snprintf(why, whylen,
+		 "expected groups of event types joined by '+' and separated by ',' (each type once), got \"%s\"",
+		 text);
+	return false;
+}
+
+/* Checks what one setting cannot check alone. */
+static bool config_finish_rules(struct config *cfg, char *err, size_t errlen)
+{
+	char why[200];
+	const char *tz = cfg->priority_timezone;
+	char path[300];
+
+	if (!config_merge_classes(cfg, why, sizeof(why))) {
+		snprintf(err, errlen, "[dedup] merge_classes: %s", why);
+		return false;
+	}
+	if (cfg->flood_hard < cfg->flood_soft) {
+		snprintf(err, errlen,
+			 "[dedup] flood_hard: %d is below flood_soft %d",
+			 cfg->flood_hard, cfg->flood_soft);
+		return false;
+	}
+	/* A tz database name: no "..", found under /usr/share/zoneinfo. */
+	snprintf(path, sizeof(path), "/usr/share/zoneinfo/%s", tz);
+	if (tz[0] == '\0' || tz[0] == '/' || strstr(tz, "..") != NULL ||
+	    access(path, R_OK) != 0) {
+		snprintf(err, errlen,
+			 "[priority] timezone: \"%s\" is not a time zone of the tz database",
+			 tz);
+		return false;
+	}
+	return true;
+}
 
 struct config_parse {
 	struct config *cfg;
@@ -131,6 +363,11 @@ static bool config_set(struct config *cfg, const struct config_setting *s,
 		*(int *)field = (int)v;
 		return true;
 	}
+	case CFG_HHMM:
+	case CFG_KINDS:
+	case CFG_POLICY:
+		return config_rules_set(s->type, (int *)field, value, why,
+					whylen);
 	case CFG_LOGLEVEL:
 		if (!log_level_parse(value, (enum log_level *)field)) {
 			snprintf(why, whylen,
@@ -176,6 +413,12 @@ static int config_on_ini_value(void *user, const char *section,
 	struct config_parse *p = user;
 	char why[160] = "";
 
+	if (strcmp(section, "priority_zones") == 0) {
+		if (config_add_zone(p->cfg, name, value, why, sizeof(why)))
+			return 1;
+		snprintf(p->err, p->errlen, "[%s] %s: %s", section, name, why);
+		return 0;
+	}
 	if (strcmp(section, "device_secrets") == 0) {
 		if (config_add_secret(p->cfg, name, value, why, sizeof(why)))
 			return 1;
@@ -218,7 +461,7 @@ static struct config *config_defaults(void)
 struct config *config_load(const char *path, char *err, size_t errlen)
 {
 	struct config_parse p = {.err = err, .errlen = errlen};
-	char msg[256] = "";
+	char msg[320] = "";
 	int line;
 
 	p.cfg = config_defaults();
@@ -243,6 +486,10 @@ struct config *config_load(const char *path, char *err, size_t errlen)
 		snprintf(err, errlen,
 			 "%s: [device_secrets]: at least one \"pattern = secret\" is required",
 			 path);
+		goto fail;
+	}
+	if (!config_finish_rules(p.cfg, msg, sizeof(msg))) {
+		snprintf(err, errlen, "%s: %s", path, msg);
 		goto fail;
 	}
 	p.cfg->path = strdup(path);
@@ -271,6 +518,10 @@ void config_free(struct config *cfg)
 		free(cfg->secrets[i].secret);
 	}
 	free(cfg->secrets);
+	for (size_t i = 0; i < cfg->n_zones; i++)
+		free(cfg->zones[i].zone);
+	free(cfg->zones);
+	free(cfg->class_names);
 	free(cfg->path);
 	free(cfg);
 }
@@ -387,5 +638,6 @@ void config_print_defaults(void)
 		printf("%s = %s%s\n", s->name, s->def,
 		       s->reloadable ? "" : "    ; restart to change");
 	}
+	printf("\n[priority_zones]\n; <zone> = <priority modifier>\n");
 	printf("\n[device_secrets]\n; <glob on source.id> = <secret>\n");
 }

@@ -60,7 +60,46 @@ struct config {
 	/* [device_secrets] */
 	struct config_secret *secrets;
 	size_t n_secrets;
+
+	/* Issue 3: priority rules, dedup rules, flood control, supervision
+	 * (docs/prioritisation.md). */
+	/* [priority] */
+	int priority_kind[EVT_KIND__COUNT]; /* kind_<kind> modifiers, 0 */
+	int priority_device_offline;  /* base of device_offline, 20 */
+	char *priority_timezone;      /* night window zone, "Europe/Istanbul" */
+	int night_start_min;          /* minute of the local day, 22:00 */
+	int night_end_min;            /* 06:00 */
+	int night_boost;              /* 20 */
+	int night_kinds;              /* bit mask of 1 << evt_kind */
+	int repeat_step;              /* per repeated event, 5 */
+	int repeat_cap;               /* 20 */
+	int aging_step;               /* per aging_interval_s unacked, 1 */
+	int aging_interval_s;         /* 60 */
+	int aging_cap;                /* 30 */
+	/* [priority_zones] "<zone> = <modifier>", in file order */
+	struct config_zone *zones;
+	size_t n_zones;
+	/* [dedup] */
+	char *merge_classes;          /* "panic+silent_alarm,..." */
+	const char *type_class[EVT_TYPE__COUNT]; /* from merge_classes;
+						     points into class_names */
+	char *class_names;            /* owned storage of the class names */
+	int flood_window_s;           /* 10 */
+	int flood_soft;               /* events per window: quiet merge, 20 */
+	int flood_hard;               /* events per window: 429, 100 */
+	/* [sources] */
+	int unknown_accept;           /* unknown = accept (1) | reject (0) */
+	int supervision_s[EVT_KIND__COUNT]; /* 0: not supervised */
+	int supervision_batch;        /* sources per sweep, 500 */
 };
+
+struct config_zone {
+	char *zone;
+	int modifier;
+};
+
+/* The modifier of zone (0 when not listed). */
+int config_zone_modifier(const struct config *cfg, const char *zone);
 
 /* Parses and validates path. On failure returns NULL and writes
  * "FILE:LINE: [section] name: why" into err. */
