@@ -18,10 +18,12 @@
 #include <string.h>
 
 #include <hiredis/hiredis.h>
+#include <jansson.h>
 
 #include "config.h"
 #include "log.h"
 #include "redis_pool.h"
+#include "tzclock.h"
 
 /* lua/decide.lua, embedded by lua/lua_blob.S, NUL-terminated. */
 extern const char decide_lua_text[];
@@ -37,6 +39,7 @@ enum decide_call_kind {
 	DECIDE_CALL_JSON,    /* script mode queue/get -> decide_json_cb */
 	DECIDE_CALL_CHANGES, /* XRANGE -> decide_changes_cb */
 	DECIDE_CALL_LOAD,    /* SCRIPT LOAD, no user callback */
+	DECIDE_CALL_ITEMS,   /* script mode age/sweep -> decide_items_cb */
 };
 
 struct decide_call {
@@ -50,6 +53,7 @@ struct decide_call {
 		decide_event_cb event;
 		decide_json_cb json;
 		decide_changes_cb changes;
+		decide_items_cb items;
 	} cb;
 	void *arg;
 	int argc;
@@ -306,6 +310,64 @@ static const char *decide_elem_str(const redisReply *e)
 	return e->str;
 }
 
+/* A refusal: {"refused", code, retry_after_ms}. */
+static bool decide_parse_refused(const redisReply *reply,
+				 struct decide_result *res)
+{
+	const char *s;
+	int64_t ms;
+
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+	    (s = decide_elem_str(reply->element[0])) == NULL ||
+	    strcmp(s, "refused") != 0 ||
+	    (s = decide_elem_str(reply->element[1])) == NULL ||
+	    !decide_elem_int(reply->element[2], &ms))
+		return false;
+	if (strcmp(s, "rate_limited") == 0)
+		res->refused = "rate_limited";
+	else if (strcmp(s, "unknown_source") == 0)
+		res->refused = "unknown_source";
+	else
+		return false;
+	res->retry_after_ms = ms < 0 ? 0 : ms > 3600000 ? 3600000 : (int)ms;
+	return true;
+}
+
+/* Elements after the tenth: "quiet" "1" and/or "resolved" id from_state
+ * version snapshot change_id. */
+static bool decide_parse_extras(const redisReply *reply,
+				struct decide_result *res)
+{
+	redisReply **e = reply->element;
+	size_t i = DECIDE_REPLY_FIELDS;
+
+	while (i < reply->elements) {
+		const char *tag = decide_elem_str(e[i]);
+
+		if (tag != NULL && strcmp(tag, "quiet") == 0 &&
+		    i + 1 < reply->elements) {
+			res->quiet = true;
+			i += 2;
+		} else if (tag != NULL && strcmp(tag, "resolved") == 0 &&
+			   i + 5 < reply->elements) {
+			if (!decide_elem_int(e[i + 1], &res->resolved_id) ||
+			    !decide_elem_int(e[i + 3], &res->resolved_version) ||
+			    (res->resolved_from = decide_elem_str(e[i + 2])) ==
+				    NULL ||
+			    (res->resolved_snapshot = decide_elem_str(e[i + 4])) ==
+				    NULL ||
+			    (res->resolved_change_id =
+				     decide_elem_str(e[i + 5])) == NULL ||
+			    res->resolved_id <= 0)
+				return false;
+			i += 6;
+		} else {
+			return false;
+		}
+	}
+	return true;
+}
+
 /* The script's decide reply:
  * {outcome, original_outcome, incident_id, priority, accept_seq, opened,
  *  version, first_seen_ms, snapshot_json, change_id}. */
@@ -316,11 +378,13 @@ static bool decide_parse_event(const redisReply *reply,
 	const char *s;
 	int64_t prio, opened;
 
+	memset(res, 0, sizeof(*res));
+	if (decide_parse_refused(reply, res))
+		return true;
 	if (reply->type != REDIS_REPLY_ARRAY ||
-	    reply->elements != DECIDE_REPLY_FIELDS)
+	    reply->elements < DECIDE_REPLY_FIELDS)
 		return false;
 	e = reply->element;
-	memset(res, 0, sizeof(*res));
 	if ((s = decide_elem_str(e[0])) == NULL ||
 	    !evt_outcome_parse(s, &res->outcome))
 		return false;
@@ -335,20 +399,25 @@ static bool decide_parse_event(const redisReply *reply,
 	    !decide_elem_int(e[6], &res->version) ||
 	    !decide_elem_int(e[7], &res->first_seen_ms))
 		return false;
-	if (res->incident_id <= 0 || prio < 0 || prio > 999 ||
+	/* incident_id 0 (version 0): a heartbeat, no incident. */
+	if (res->incident_id < 0 || prio < 0 || prio > 999 ||
 	    res->accept_seq <= 0 || (opened != 0 && opened != 1) ||
-	    res->version <= 0)
+	    res->version < 0 || (res->version == 0) != (res->incident_id == 0))
 		return false;
 	res->priority = (int)prio;
 	res->opened = opened == 1;
 	if (decide_elem_str(e[8]) == NULL || decide_elem_str(e[9]) == NULL)
 		return false;
+	if (!decide_parse_extras(reply, res))
+		return false;
 	if (res->outcome == EVT_OUTCOME_DUPLICATE)
 		return true;
-	if (e[8]->len == 0 || e[9]->len == 0)
+	if (res->incident_id == 0)
+		return e[8]->len == 0;
+	if (e[8]->len == 0 || (e[9]->len == 0) != res->quiet)
 		return false;
 	res->snapshot_json = e[8]->str;
-	res->change_id = e[9]->str;
+	res->change_id = res->quiet ? NULL : e[9]->str;
 	return true;
 }
 
@@ -455,6 +524,53 @@ fail:
 	call->cb.changes(false, 0, NULL, NULL, call->arg);
 }
 
+/* age/sweep reply: a flat array of groups of `width` elements (id,
+ * snapshot, change_id[, last_seen_ms]). */
+static void decide_answer_items(struct decide_call *call,
+				const redisReply *reply)
+{
+	const char *mode = call->argv[1]; /* "0" mode ... */
+	size_t width = strcmp(mode, "sweep") == 0 ? 4 : 3;
+	struct decide_item *items = NULL;
+	size_t n = 0;
+
+	if (reply == NULL)
+		goto fail;
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements % width != 0) {
+		log_warn("decide: %s: %s", mode,
+			 reply->type == REDIS_REPLY_ERROR ? reply->str
+							  : "unexpected reply");
+		goto fail;
+	}
+	if (reply->elements > 0) {
+		items = calloc(reply->elements / width, sizeof(*items));
+		if (items == NULL) {
+			log_error("decide: %s: out of memory", mode);
+			goto fail;
+		}
+	}
+	for (size_t i = 0; i < reply->elements; i += width, n++) {
+		redisReply **e = reply->element + i;
+		struct decide_item *it = &items[n];
+
+		if (!decide_elem_int(e[0], &it->incident_id) ||
+		    (it->snapshot_json = decide_elem_str(e[1])) == NULL ||
+		    (it->change_id = decide_elem_str(e[2])) == NULL)
+			goto malformed;
+		if (width == 4 && e[3]->type == REDIS_REPLY_STRING &&
+		    e[3]->len > 0 && !decide_elem_int(e[3], &it->last_seen_ms))
+			goto malformed;
+	}
+	call->cb.items(true, n, items, call->arg);
+	free(items);
+	return;
+malformed:
+	log_warn("decide: %s: unexpected entry shape", mode);
+fail:
+	free(items);
+	call->cb.items(false, 0, NULL, call->arg);
+}
+
 static bool decide_is_noscript(const redisReply *reply)
 {
 	return reply != NULL && reply->type == REDIS_REPLY_ERROR &&
@@ -491,6 +607,9 @@ static void decide_on_reply(redisReply *reply, void *arg)
 		break;
 	case DECIDE_CALL_CHANGES:
 		decide_answer_changes(call, reply);
+		break;
+	case DECIDE_CALL_ITEMS:
+		decide_answer_items(call, reply);
 		break;
 	case DECIDE_CALL_LOAD:
 		if (d != NULL)
@@ -529,6 +648,78 @@ void decide_free(struct decide *d)
 	free(d);
 }
 
+/* The rules argument of the script (docs/prioritisation.md): every issue 3
+ * rule of the config, with the night flag computed here for now_ms so that
+ * the script stays deterministic. */
+static bool decide_call_rules(struct decide_call *call,
+			      const struct config *cfg, int64_t now_ms)
+{
+	json_t *r = json_object(), *kmod = json_object(),
+	       *zmod = json_object(), *nk = json_object(),
+	       *sup = json_object();
+	char *text = NULL;
+	int minute = 0;
+	bool night = false;
+
+	if (r == NULL || kmod == NULL || zmod == NULL || nk == NULL ||
+	    sup == NULL)
+		goto done;
+	if (tzclock_local_minute(cfg->priority_timezone, now_ms, &minute))
+		night = tzclock_in_window(minute, cfg->night_start_min,
+					  cfg->night_end_min);
+	else
+		log_warn("decide: unknown time zone %s; no night window",
+			 cfg->priority_timezone);
+	for (int k = 0; k < EVT_KIND__COUNT; k++) {
+		const char *name = evt_kind_name((enum evt_kind)k);
+
+		json_object_set_new(kmod, name,
+				    json_integer(cfg->priority_kind[k]));
+		if (cfg->night_kinds & (1 << k))
+			json_object_set_new(nk, name, json_true());
+		json_object_set_new(sup, name,
+				    json_integer(cfg->supervision_s[k]));
+	}
+	for (size_t i = 0; i < cfg->n_zones; i++)
+		json_object_set_new(zmod, cfg->zones[i].zone,
+				    json_integer(cfg->zones[i].modifier));
+	json_object_set(r, "kind_mod", kmod);
+	json_object_set(r, "zone_mod", zmod);
+	json_object_set(r, "night_kinds", nk);
+	json_object_set(r, "supervision", sup);
+	json_object_set_new(r, "night", json_integer(night ? 1 : 0));
+	json_object_set_new(r, "night_boost", json_integer(cfg->night_boost));
+	json_object_set_new(r, "repeat_step", json_integer(cfg->repeat_step));
+	json_object_set_new(r, "repeat_cap", json_integer(cfg->repeat_cap));
+	json_object_set_new(r, "aging_step", json_integer(cfg->aging_step));
+	json_object_set_new(r, "aging_interval_ms",
+			    json_integer((json_int_t)cfg->aging_interval_s * 1000));
+	json_object_set_new(r, "aging_cap", json_integer(cfg->aging_cap));
+	json_object_set_new(r, "flood_window_ms",
+			    json_integer((json_int_t)cfg->flood_window_s * 1000));
+	json_object_set_new(r, "flood_soft", json_integer(cfg->flood_soft));
+	json_object_set_new(r, "flood_hard", json_integer(cfg->flood_hard));
+	json_object_set_new(r, "unknown", json_string(cfg->unknown_accept
+							      ? "accept"
+							      : "reject"));
+	json_object_set_new(r, "device_offline",
+			    json_integer(cfg->priority_device_offline));
+	text = json_dumps(r, JSON_COMPACT);
+done:
+	json_decref(kmod);
+	json_decref(zmod);
+	json_decref(nk);
+	json_decref(sup);
+	json_decref(r);
+	if (text == NULL) {
+		log_error("decide: out of memory for the rules");
+		return false;
+	}
+	decide_call_arg(call, text, true);
+	free(text);
+	return true;
+}
+
 bool decide_event(struct decide *d, const struct evt *ev, int64_t now_ms,
 		  decide_event_cb cb, void *arg)
 {
@@ -543,7 +734,8 @@ bool decide_event(struct decide *d, const struct evt *ev, int64_t now_ms,
 		log_error("decide: event=%s: bad type or kind", ev->event_id);
 		return false;
 	}
-	class = decide_type_class(ev->type);
+	class = cfg->type_class[ev->type] != NULL ? cfg->type_class[ev->type]
+						  : decide_type_class(ev->type);
 	base = cfg->priority_base[ev->type];
 	if (base < 0)
 		base = 0;
@@ -578,12 +770,59 @@ bool decide_event(struct decide *d, const struct evt *ev, int64_t now_ms,
 		decide_call_arg(call, "", false);
 	}
 	decide_call_argf(call, "%d", DECIDE_CHANGES_MAXLEN);
+	if (!decide_call_rules(call, cfg, now_ms))
+		goto fail;
 	if (!decide_send(d, call))
 		goto fail;
 	return true;
 fail:
 	decide_call_free(call);
 	return false;
+}
+
+/* A periodic script call (age, sweep) answering with items. */
+static bool decide_items_call(struct decide *d, const char *mode,
+			      int64_t now_ms, int limit, decide_items_cb cb,
+			      void *arg)
+{
+	const struct config *cfg = config_current();
+	struct decide_call *call;
+	char now_iso[32];
+
+	call = decide_call_new(d, DECIDE_CALL_ITEMS, true, arg);
+	if (call == NULL)
+		return false;
+	call->cb.items = cb;
+	decide_call_arg(call, "0", false);
+	decide_call_arg(call, mode, false);
+	decide_call_arg(call, cfg->redis_prefix, true);
+	decide_call_argf(call, "%lld", (long long)now_ms);
+	if (strcmp(mode, "sweep") == 0) {
+		evt_format_time(now_ms, now_iso, sizeof(now_iso));
+		decide_call_arg(call, now_iso, true);
+	}
+	if (!decide_call_rules(call, cfg, now_ms))
+		goto fail;
+	decide_call_argf(call, "%d", limit);
+	decide_call_argf(call, "%d", DECIDE_CHANGES_MAXLEN);
+	if (!decide_send(d, call))
+		goto fail;
+	return true;
+fail:
+	decide_call_free(call);
+	return false;
+}
+
+bool decide_age(struct decide *d, int64_t now_ms, int limit,
+		decide_items_cb cb, void *arg)
+{
+	return decide_items_call(d, "age", now_ms, limit, cb, arg);
+}
+
+bool decide_sweep(struct decide *d, int64_t now_ms, int limit,
+		  decide_items_cb cb, void *arg)
+{
+	return decide_items_call(d, "sweep", now_ms, limit, cb, arg);
 }
 
 /* A script call in mode queue/get answering through a decide_json_cb. */

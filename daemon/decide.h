@@ -33,7 +33,28 @@ struct decide_result {
 	int64_t first_seen_ms;
 	/* Set only when the incident changed (not for a duplicate): */
 	const char *snapshot_json; /* incident snapshot (contract JSON) */
-	const char *change_id;     /* Redis stream id of the change = SSE id */
+	const char *change_id;     /* Redis stream id of the change = SSE id;
+				      NULL when quiet or a heartbeat */
+	/* Issue 3 (docs/prioritisation.md): */
+	const char *refused;       /* "unknown_source" / "rate_limited": the
+				      event was refused and nothing written;
+				      the fields above are unset */
+	int retry_after_ms;        /* rate_limited: until the window ends */
+	bool quiet;                /* flood: changed but not to be published */
+	/* The source's device_offline incident was resolved by this event: */
+	int64_t resolved_id;       /* 0: none */
+	const char *resolved_from; /* its state before */
+	int64_t resolved_version;
+	const char *resolved_snapshot;
+	const char *resolved_change_id;
+};
+
+/* One incident changed by a periodic script mode (age, sweep). */
+struct decide_item {
+	int64_t incident_id;
+	const char *snapshot_json;
+	const char *change_id;
+	int64_t last_seen_ms; /* sweep: the source's last-seen (0: never) */
 };
 
 /* res is NULL when Redis is unavailable or the deadline passed; the
@@ -44,6 +65,10 @@ typedef void (*decide_json_cb)(bool ok, const char *json, void *arg);
 /* ok false: Redis unavailable. Changes after last_id, oldest first. */
 typedef void (*decide_changes_cb)(bool ok, size_t n, const char *const *ids,
 				  const char *const *snapshots, void *arg);
+
+/* ok false: Redis unavailable. The items are valid during the call. */
+typedef void (*decide_items_cb)(bool ok, size_t n,
+				const struct decide_item *items, void *arg);
 
 /* Installs the pool's on_connect callback (SCRIPT LOAD on every connect). */
 struct decide *decide_new(struct redis_pool *pool);
@@ -73,6 +98,18 @@ bool decide_incident(struct decide *d, int64_t incident_id, decide_json_cb cb,
  * returns. */
 bool decide_changes_since(struct decide *d, const char *last_id, size_t max,
 			  decide_changes_cb cb, void *arg)
+	__attribute__((warn_unused_result));
+
+/* Re-applies aging to the incidents whose aging step is due at now_ms
+ * (at most limit), one script call. */
+bool decide_age(struct decide *d, int64_t now_ms, int limit,
+		decide_items_cb cb, void *arg) __attribute__((warn_unused_result));
+
+/* Opens a device_offline incident for each registered source whose
+ * supervision interval ran out by now_ms (at most limit), once per
+ * silence, one script call. */
+bool decide_sweep(struct decide *d, int64_t now_ms, int limit,
+		  decide_items_cb cb, void *arg)
 	__attribute__((warn_unused_result));
 
 /* The script text (embedded at build time) and its SHA-1, for alertctl. */

@@ -60,8 +60,15 @@ static void ingest_http_on_answer(const struct pipeline_answer *ans, void *arg)
 	char *json;
 
 	if (!ans->durable) {
-		http_reply_error(req, 503, ans->error_code, NULL, ans->detail,
-				 ans->retry_after_s);
+		int status = 503;
+
+		/* Refusals by the rules (docs/api.md). */
+		if (strcmp(ans->error_code, "rate_limited") == 0)
+			status = 429;
+		else if (strcmp(ans->error_code, "unknown_source") == 0)
+			status = 403;
+		http_reply_error(req, status, ans->error_code, NULL,
+				 ans->detail, ans->retry_after_s);
 		return;
 	}
 	json = codec_json_encode_answer(ans->event_id, ans->incident_id,

@@ -22,6 +22,7 @@
 #include "pg_conn.h"
 #include "pipeline.h"
 #include "redis_pool.h"
+#include "supervise.h"
 
 #define ALERTD_VERSION "0.1.0"
 
@@ -45,6 +46,7 @@ struct daemon {
 	struct operators *operators;
 	struct fanout *fanout;
 	struct pipeline *pipeline;
+	struct supervise *supervise;
 	struct http_server *http;
 	struct ingest_tcp *tcp;
 	uint64_t watchdog_usec;
@@ -118,6 +120,7 @@ static void daemon_on_janitor(evutil_socket_t fd, short what, void *arg)
 	if (++ticks % 10 == 0) {
 		fanout_tick(d->fanout);
 		operators_tick(d->operators);
+		supervise_tick(d->supervise);
 	}
 	if (d->state == DAEMON_DRAINING)
 		daemon_check_drained(d);
@@ -225,7 +228,8 @@ static void daemon_build(struct daemon *d, const struct config *cfg)
 	    d->fanout == NULL)
 		die(1, "out of memory at start-up");
 	d->pipeline = pipeline_new(d->decide, d->audit, d->fanout);
-	if (d->pipeline == NULL)
+	d->supervise = supervise_new(d->decide, d->audit, d->fanout);
+	if (d->pipeline == NULL || d->supervise == NULL)
 		die(1, "out of memory at start-up");
 	deps = (struct http_deps){
 		.pipeline = d->pipeline,
@@ -284,6 +288,7 @@ static void daemon_free(struct daemon *d)
 	fanout_free(d->fanout);
 	http_server_free(d->http);
 	pipeline_free(d->pipeline);
+	supervise_free(d->supervise);
 	operators_free(d->operators);
 	audit_free(d->audit);
 	decide_free(d->decide);

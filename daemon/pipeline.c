@@ -25,6 +25,7 @@
 #include "fanout.h"
 #include "log.h"
 #include "metrics.h"
+#include "tzclock.h"
 
 struct pipeline {
 	struct decide *decide;
@@ -49,6 +50,7 @@ struct pipeline_job {
 	enum evt_outcome outcome;
 	int64_t incident_id;
 	int priority;
+	int64_t decided_at_ms; /* the decision clock when submitted */
 };
 
 struct pipeline *pipeline_new(struct decide *decide, struct audit *audit,
@@ -82,10 +84,7 @@ void pipeline_detach(struct pipeline_job *job)
 
 static int64_t pipeline_now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return tzclock_now_ms();
 }
 
 static double pipeline_elapsed(const struct timespec *since)
@@ -144,6 +143,64 @@ static void pipeline_on_recorded(bool durable, void *arg)
 	pipeline_finish(job, &ans);
 }
 
+/* A refusal by the rules (nothing written): 429 rate_limited (retryable)
+ * or 403 unknown_source. */
+static void pipeline_finish_refused(struct pipeline_job *job,
+				   const struct decide_result *res)
+{
+	bool limited = strcmp(res->refused, "rate_limited") == 0;
+	struct pipeline_answer ans = {
+		.durable = false,
+		.error_code = res->refused,
+		.detail = limited
+				  ? "this source sends faster than its hard limit; send the event again later"
+				  : "the source is not in the device registry",
+		.retry_after_s = limited ? (res->retry_after_ms + 999) / 1000 : 0,
+	};
+
+	if (limited && ans.retry_after_s < 1)
+		ans.retry_after_s = 1;
+	log_debug("event=%s source=%s: refused: %s", job->ev->event_id,
+		  job->ev->source_id, res->refused);
+	pipeline_finish(job, &ans);
+}
+
+static void pipeline_on_transition_recorded(bool durable, void *arg)
+{
+	(void)durable;
+	(void)arg;
+}
+
+/* The event resolved its source's device_offline incident: publish it
+ * and record the transition (retried by the audit if PostgreSQL is away). */
+static void pipeline_record_resolved(struct pipeline_job *job,
+				     const struct decide_result *res)
+{
+	char transition_id[48], detail[160];
+	struct audit_transition_row tr = {
+		.transition_id = transition_id,
+		.incident_id = res->resolved_id,
+		.from_state = res->resolved_from,
+		.to_state = "resolved",
+		.actor = "alertd",
+		.detail_json = detail,
+		.at_ms = job->decided_at_ms,
+	};
+
+	fanout_publish(job->p->fanout, res->resolved_change_id,
+		       res->resolved_snapshot);
+	snprintf(transition_id, sizeof(transition_id), "%" PRId64 ":%" PRId64,
+		 res->resolved_id, res->resolved_version);
+	/* event_id is [A-Za-z0-9._:-]: no JSON escaping needed. */
+	snprintf(detail, sizeof(detail),
+		 "{\"reason\":\"device heard again\",\"event_id\":\"%s\"}",
+		 job->ev->event_id);
+	log_info("incident=%" PRId64 " source=%s: device_offline resolved",
+		 res->resolved_id, job->ev->source_id);
+	audit_record(job->p->audit, NULL, &tr, pipeline_on_transition_recorded,
+		     NULL);
+}
+
 static void pipeline_on_decided(const struct decide_result *res, void *arg)
 {
 	struct pipeline_job *job = arg;
@@ -156,6 +213,12 @@ static void pipeline_on_decided(const struct decide_result *res, void *arg)
 					    "the incident store cannot decide the event now; send it again");
 		return;
 	}
+	if (res->refused != NULL) {
+		pipeline_finish_refused(job, res);
+		return;
+	}
+	if (res->resolved_id > 0)
+		pipeline_record_resolved(job, res);
 	job->state = JOB_RECORDING;
 	job->outcome = res->outcome;
 	job->incident_id = res->incident_id;
@@ -227,7 +290,8 @@ struct pipeline_job *pipeline_submit(struct pipeline *p, struct evt *ev,
 	job->state = JOB_DECIDING;
 	clock_gettime(CLOCK_MONOTONIC, &job->started);
 	p->inflight++;
-	if (!decide_event(p->decide, ev, pipeline_now_ms(), pipeline_on_decided,
+	job->decided_at_ms = pipeline_now_ms();
+	if (!decide_event(p->decide, ev, job->decided_at_ms, pipeline_on_decided,
 			  job)) {
 		pipeline_finish_unavailable(job,
 					    "the incident store is not connected; send the event again");

@@ -16,6 +16,26 @@
 --   get     prefix incident_id
 --     -> the snapshot JSON string, or nil when there is no such incident.
 --
+-- Issue 3 (docs/prioritisation.md): decide takes an optional 18th
+-- argument, the rules JSON (priority modifiers, night flag, repeat boost,
+-- aging, flood limits, unknown-source policy, supervision intervals).
+-- Without it decide behaves as above (base priority only). With it:
+--     a refused event answers {"refused", code, retry_after_ms} and writes
+--     nothing (code unknown_source or rate_limited);
+--     a heartbeat answers outcome merged with incident_id "0" and makes no
+--     incident;
+--     the reply may carry extra elements after the tenth:
+--       "quiet", "1"   the change is not published (flood): change_id ""
+--       "resolved", id, from_state, version, snapshot_json, change_id
+--                      the source's device_offline incident was resolved.
+--   age     prefix now_ms rules_json limit changes_maxlen
+--     -> {id, snapshot_json, change_id, ...} of the incidents whose aging
+--        step changed (the due ones of P aging, at most limit).
+--   sweep   prefix now_ms now_iso rules_json limit changes_maxlen
+--     -> {id, snapshot_json, change_id, last_seen_ms, ...} of the
+--        device_offline incidents opened for the overdue sources of
+--        P supervise (at most limit).
+--
 -- Numbers are handed back as decimal strings: a Lua number becomes a Redis
 -- integer reply by truncation, and tostring() switches to exponent notation
 -- beyond 14 digits.
@@ -102,7 +122,8 @@ local function snapshot(h)
 		',"location":' .. loc ..
 		',"escalation_level":' .. json_int(h.escalation_level) ..
 		',"acked_by":' .. json_opt(h.acked_by) ..
-		',"version":' .. json_int(h.version) .. '}'
+		',"version":' .. json_int(h.version) ..
+		(h.flooding == '1' and ',"flooding":true' or '') .. '}'
 end
 
 -- ZSET score: priority first (descending with ZREVRANGE), then the older
@@ -115,9 +136,234 @@ local function queue_score(priority, first_seen_ms)
 	return string.format('%.0f', p * QUEUE_SPAN + (QUEUE_SPAN - 1 - off))
 end
 
+-- ---- Issue 3: priority rules, flood control, registry, supervision ----
+
+-- priority = type_base + mod + repeat + aging, clamped to 0..999:
+--   mod    kind and zone modifiers and the night boost, the highest seen
+--          over the incident's events (docs/prioritisation.md)
+--   repeat repeat_step per event after the first, capped at repeat_cap
+--   aging  aging_step per aging_interval_ms while state is new, capped;
+--          re-applied by mode age, driven by P aging (due times)
+local function rules_static_mod(R, kind, zone, night_applies)
+	local m = tonumber((R.kind_mod or {})[kind]) or 0
+	if zone ~= nil and zone ~= '' then
+		m = m + (tonumber((R.zone_mod or {})[zone]) or 0)
+	end
+	if night_applies and R.night == 1 and (R.night_kinds or {})[kind] then
+		m = m + (tonumber(R.night_boost) or 0)
+	end
+	return m
+end
+
+local function rules_priority(h)
+	return int(clamp((tonumber(h.type_base) or 0) + (tonumber(h.mod) or 0) +
+		(tonumber(h.rep) or 0) + (tonumber(h.aging) or 0), 0, 999))
+end
+
+-- The aging of h at now (0 unless unacknowledged and aging is on).
+local function rules_aging(R, h, now)
+	local step = tonumber(R.aging_step) or 0
+	local iv = tonumber(R.aging_interval_ms) or 0
+	if step <= 0 or iv <= 0 or h.state ~= 'new' then
+		return 0, nil
+	end
+	local n = math.floor((now - tonumber(h.first_seen_ms)) / iv)
+	if n < 0 then n = 0 end
+	local a = math.min(tonumber(R.aging_cap) or 0, n * step)
+	local next_due = nil
+	if a < (tonumber(R.aging_cap) or 0) then
+		next_due = tonumber(h.first_seen_ms) + (n + 1) * iv
+	end
+	return a, next_due
+end
+
+local function rules_apply(R, h, kind, zone, count, now, key_aging)
+	local m = rules_static_mod(R, kind, zone, true)
+	if h.mod ~= nil and tonumber(h.mod) > m then
+		m = tonumber(h.mod)
+	end
+	h.mod = int(m)
+	local cap = tonumber(R.repeat_cap) or 0
+	h.rep = int(math.min(cap, (tonumber(R.repeat_step) or 0) * (count - 1)))
+	local a, due = rules_aging(R, h, now)
+	h.aging = int(a)
+	h.priority = rules_priority(h)
+	if due then
+		redis.call('ZADD', key_aging, string.format('%.0f', due), h.id)
+	else
+		redis.call('ZREM', key_aging, h.id)
+	end
+end
+
+-- Per-source flood control: a fixed window of flood_window_ms per source.
+-- Returns the count in this window including this event, or nil and the
+-- ms until the window ends when the event is over the hard limit (then
+-- nothing is written).
+local function rules_flood(R, source_id, now)
+	local win = tonumber(R.flood_window_ms) or 0
+	local hard = tonumber(R.flood_hard) or 0
+	if win <= 0 or hard <= 0 then
+		return 0
+	end
+	local w = math.floor(now / win)
+	local key = P .. 'rate:' .. source_id .. ':' .. int(w)
+	local n = (tonumber(redis.call('GET', key)) or 0) + 1
+	if n > hard then
+		return nil, (w + 1) * win - now
+	end
+	redis.call('INCR', key)
+	redis.call('PEXPIRE', key, int(2 * win))
+	return n
+end
+
+-- The source was heard: last-seen, next supervision due time, and the
+-- resolution of its device_offline incident. Returns the reply extension
+-- of a resolution, or nil.
+local function rules_heard(R, src, source_id, now_ms, now_iso, maxlen)
+	local skey = P .. 'src:' .. source_id
+	redis.call('HSET', skey, 'last_seen_ms', now_ms, 'last_seen', now_iso,
+		'state', 'online')
+	local iv = tonumber(src.interval_s)
+	if iv == nil then
+		iv = tonumber((R.supervision or {})[src.kind or '']) or 0
+	end
+	if iv > 0 then
+		redis.call('ZADD', P .. 'supervise',
+			string.format('%.0f', tonumber(now_ms) + iv * 1000), source_id)
+	else
+		redis.call('ZREM', P .. 'supervise', source_id)
+	end
+	local okey = P .. 'open:' .. source_id .. ':device_offline'
+	local id = redis.call('GET', okey)
+	if not id then
+		return nil
+	end
+	redis.call('DEL', okey)
+	local ikey = P .. 'inc:' .. id
+	local h = hgetall(ikey)
+	if not h or h.state == 'resolved' then
+		return nil
+	end
+	local from = h.state
+	h.state = 'resolved'
+	h.resolved_at = now_iso
+	h.version = int((tonumber(h.version) or 0) + 1)
+	hsetall(ikey, h)
+	redis.call('ZREM', P .. 'queue', id)
+	redis.call('ZREM', P .. 'aging', id)
+	local snap = snapshot(h)
+	local cid = redis.call('XADD', P .. 'changes', 'MAXLEN', '~',
+		int(maxlen), '*', 'incident', id, 'snapshot', snap)
+	return {'resolved', id, from, h.version, snap, cid}
+end
+
+local function append_all(t, more)
+	if more then
+		for _, v in ipairs(more) do
+			t[#t + 1] = v
+		end
+	end
+	return t
+end
+
+local function mode_age()
+	local now = tonumber(ARGV[3])
+	local R = cjson.decode(ARGV[4] or '{}')
+	local limit, maxlen = tonumber(ARGV[5]), tonumber(ARGV[6])
+	if now == nil or limit == nil or maxlen == nil then
+		return fail('age wants now_ms rules limit changes_maxlen')
+	end
+	local key_aging = P .. 'aging'
+	local due = redis.call('ZRANGEBYSCORE', key_aging, '-inf',
+		string.format('%.0f', now), 'LIMIT', 0, math.floor(limit))
+	local out = {}
+	for _, id in ipairs(due) do
+		local ikey = P .. 'inc:' .. id
+		local h = hgetall(ikey)
+		local a, next_due = 0, nil
+		if h then
+			a, next_due = rules_aging(R, h, now)
+		end
+		if next_due then
+			redis.call('ZADD', key_aging,
+				string.format('%.0f', next_due), id)
+		else
+			redis.call('ZREM', key_aging, id)
+		end
+		if h and h.state == 'new' and int(a) ~= (h.aging or '0') then
+			h.aging = int(a)
+			h.priority = rules_priority(h)
+			h.version = int((tonumber(h.version) or 0) + 1)
+			hsetall(ikey, h)
+			redis.call('ZADD', P .. 'queue', queue_score(
+				tonumber(h.priority), tonumber(h.first_seen_ms)), id)
+			local snap = snapshot(h)
+			local cid = redis.call('XADD', P .. 'changes', 'MAXLEN',
+				'~', int(maxlen), '*', 'incident', id,
+				'snapshot', snap)
+			append_all(out, {id, snap, cid})
+		end
+	end
+	return out
+end
+
+local function mode_sweep()
+	local now_ms, now_iso = ARGV[3], ARGV[4]
+	local now = tonumber(now_ms)
+	local R = cjson.decode(ARGV[5] or '{}')
+	local limit, maxlen = tonumber(ARGV[6]), tonumber(ARGV[7])
+	if now == nil or limit == nil or maxlen == nil then
+		return fail('sweep wants now_ms now_iso rules limit changes_maxlen')
+	end
+	local due = redis.call('ZRANGEBYSCORE', P .. 'supervise', '-inf',
+		string.format('%.0f', now), 'LIMIT', 0, math.floor(limit))
+	local out = {}
+	for _, source_id in ipairs(due) do
+		-- Once per silence: the next heartbeat puts it back.
+		redis.call('ZREM', P .. 'supervise', source_id)
+		local skey = P .. 'src:' .. source_id
+		local src = hgetall(skey)
+		local okey = P .. 'open:' .. source_id .. ':device_offline'
+		if src and not redis.call('GET', okey) then
+			local id = int(redis.call('INCR', P .. 'seq:incident'))
+			local kind = src.kind or 'other'
+			local base = clamp(tonumber(R.device_offline) or 0, 0, 999)
+			local h = {
+				id = id, state = 'new', type = 'device_offline',
+				type_base = int(base), class = 'device_offline',
+				source_id = source_id, kind = kind, count = '1',
+				first_seen = now_iso, first_seen_ms = now_ms,
+				last_seen = now_iso, last_seen_ms = now_ms,
+				escalation_level = '0', version = '1', rep = '0',
+				aging = '0',
+				mod = int(rules_static_mod(R, kind, src.zone, false)),
+			}
+			if src.zone and src.zone ~= '' then h.zone = src.zone end
+			if src.label and src.label ~= '' then h.label = src.label end
+			h.priority = rules_priority(h)
+			hsetall(P .. 'inc:' .. id, h)
+			redis.call('SET', okey, id)
+			redis.call('HSET', skey, 'state', 'offline')
+			redis.call('ZADD', P .. 'queue', queue_score(
+				tonumber(h.priority), now), id)
+			local _, next_due = rules_aging(R, h, now)
+			if next_due then
+				redis.call('ZADD', P .. 'aging',
+					string.format('%.0f', next_due), id)
+			end
+			local snap = snapshot(h)
+			local cid = redis.call('XADD', P .. 'changes', 'MAXLEN',
+				'~', int(maxlen), '*', 'incident', id,
+				'snapshot', snap)
+			append_all(out, {id, snap, cid, src.last_seen_ms or ''})
+		end
+	end
+	return out
+end
+
 local function mode_decide()
-	if #ARGV ~= 17 then
-		return fail('decide wants 17 arguments, got ' .. #ARGV)
+	if #ARGV ~= 17 and #ARGV ~= 18 then
+		return fail('decide wants 17 or 18 arguments, got ' .. #ARGV)
 	end
 	local event_id, source_id, kind = ARGV[3], ARGV[4], ARGV[5]
 	local zone, label, etype, class = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
@@ -149,12 +395,48 @@ local function mode_decide()
 			'', ''}
 	end
 
+	-- (a') issue 3 rules: registry, flood control, last-seen.
+	local R, flood_n, extra = nil, 0, nil
+	if #ARGV == 18 then
+		R = cjson.decode(ARGV[18])
+		local src = hgetall(P .. 'src:' .. source_id)
+		if not src and R.unknown ~= 'accept' then
+			return {'refused', 'unknown_source', '0'}
+		end
+		local retry_ms
+		flood_n, retry_ms = rules_flood(R, source_id, tonumber(now_ms))
+		if flood_n == nil then
+			return {'refused', 'rate_limited', int(retry_ms)}
+		end
+		if src then
+			if src.kind and src.kind ~= '' then kind = src.kind end
+			if src.zone and src.zone ~= '' then zone = src.zone end
+			if src.label and src.label ~= '' then label = src.label end
+			extra = rules_heard(R, src, source_id, now_ms, now_iso,
+				maxlen)
+		end
+		if etype == 'heartbeat' then
+			-- Supervision only: no incident (docs/api.md).
+			local seq = int(redis.call('INCR', P .. 'seq:accept'))
+			redis.call('SET', evt_key, cjson.encode({
+				outcome = 'merged', incident_id = '0',
+				priority = '0', accept_seq = seq, opened = '0',
+				version = '0', first_seen_ms = now_ms,
+			}), 'EX', int(ttl))
+			return append_all({'merged', 'merged', '0', '0', seq, '0',
+				'0', now_ms, '', ''}, extra)
+		end
+	end
+
 	-- (b) merge into the open incident of source + class, or open one.
 	local open_key = P .. 'open:' .. source_id .. ':' .. class
 	local id = redis.call('GET', open_key)
 	local h = nil
 	if id then
 		h = hgetall(P .. 'inc:' .. id)
+	end
+	if h and h.state == 'resolved' then
+		h = nil -- a stale open key: a resolved incident is never reopened
 	end
 	local outcome
 	if h then
@@ -187,6 +469,20 @@ local function mode_decide()
 		h.lat = lat
 		h.lon = lon
 	end
+	local quiet = false
+	if R then
+		rules_apply(R, h, kind, zone, tonumber(h.count), tonumber(now_ms),
+			P .. 'aging')
+		local soft = tonumber(R.flood_soft) or 0
+		local was = h.flooding == '1'
+		if soft > 0 and flood_n > soft then
+			h.flooding = '1'
+			-- Published when the mark appears and every soft-th event.
+			quiet = was and (flood_n % soft) ~= 0
+		elseif was then
+			h.flooding = '0'
+		end
+	end
 	hsetall(P .. 'inc:' .. id, h)
 
 	-- (c) accept sequence, (d) queue position.
@@ -204,11 +500,16 @@ local function mode_decide()
 
 	-- (f) snapshot, (g) change record for the consoles' streams.
 	local snap = snapshot(h)
+	if quiet then
+		return append_all({outcome, outcome, id, h.priority, accept_seq,
+			opened, h.version, h.first_seen_ms, snap, '', 'quiet', '1'},
+			extra)
+	end
 	local change_id = redis.call('XADD', P .. 'changes', 'MAXLEN', '~',
 		int(maxlen), '*', 'incident', id, 'snapshot', snap)
 
-	return {outcome, outcome, id, h.priority, accept_seq, opened,
-		h.version, h.first_seen_ms, snap, change_id}
+	return append_all({outcome, outcome, id, h.priority, accept_seq, opened,
+		h.version, h.first_seen_ms, snap, change_id}, extra)
 end
 
 local function mode_queue()
@@ -252,5 +553,9 @@ elseif mode == 'queue' then
 	return mode_queue()
 elseif mode == 'get' then
 	return mode_get()
+elseif mode == 'age' then
+	return mode_age()
+elseif mode == 'sweep' then
+	return mode_sweep()
 end
 return fail('unknown mode ' .. tostring(mode))

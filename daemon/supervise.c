@@ -1,0 +1,132 @@
+/* supervise: janitor-driven sweep (device_offline) and aging. */
+#include "supervise.h"
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "audit.h"
+#include "config.h"
+#include "decide.h"
+#include "fanout.h"
+#include "log.h"
+#include "tzclock.h"
+
+/* Incidents re-scored per aging call. */
+#define SUPERVISE_AGE_BATCH 1000
+
+enum supervise_call_state {
+	SUPERVISE_IDLE,    /* no call in flight */
+	SUPERVISE_WAITING, /* a script call is in flight */
+};
+
+struct supervise {
+	struct decide *decide;
+	struct audit *audit;
+	struct fanout *fanout;
+	enum supervise_call_state sweep, age;
+	int64_t sweep_at_ms; /* decision time of the sweep in flight */
+	uint64_t opened, aged;
+};
+
+struct supervise *supervise_new(struct decide *decide, struct audit *audit,
+				struct fanout *fanout)
+{
+	struct supervise *s = calloc(1, sizeof(*s));
+
+	if (s == NULL)
+		return NULL;
+	s->decide = decide;
+	s->audit = audit;
+	s->fanout = fanout;
+	return s;
+}
+
+void supervise_free(struct supervise *s)
+{
+	free(s);
+}
+
+uint64_t supervise_opened(const struct supervise *s)
+{
+	return s->opened;
+}
+
+uint64_t supervise_aged(const struct supervise *s)
+{
+	return s->aged;
+}
+
+static void supervise_on_recorded(bool durable, void *arg)
+{
+	(void)durable;
+	(void)arg;
+}
+
+static void supervise_on_swept(bool ok, size_t n,
+			       const struct decide_item *items, void *arg)
+{
+	struct supervise *s = arg;
+
+	s->sweep = SUPERVISE_IDLE;
+	if (!ok)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		const struct decide_item *it = &items[i];
+		char transition_id[48], detail[96];
+		struct audit_transition_row tr = {
+			.transition_id = transition_id,
+			.incident_id = it->incident_id,
+			.from_state = NULL,
+			.to_state = "new",
+			.actor = "alertd",
+			.detail_json = detail,
+			.at_ms = s->sweep_at_ms,
+		};
+
+		snprintf(transition_id, sizeof(transition_id),
+			 "%" PRId64 ":open", it->incident_id);
+		snprintf(detail, sizeof(detail),
+			 "{\"reason\":\"device silent\",\"last_seen_ms\":%" PRId64
+			 "}",
+			 it->last_seen_ms);
+		log_info("incident=%" PRId64 ": device_offline opened",
+			 it->incident_id);
+		fanout_publish(s->fanout, it->change_id, it->snapshot_json);
+		audit_record(s->audit, NULL, &tr, supervise_on_recorded, NULL);
+		s->opened++;
+	}
+}
+
+static void supervise_on_aged(bool ok, size_t n,
+			      const struct decide_item *items, void *arg)
+{
+	struct supervise *s = arg;
+
+	s->age = SUPERVISE_IDLE;
+	if (!ok)
+		return;
+	for (size_t i = 0; i < n; i++)
+		fanout_publish(s->fanout, items[i].change_id,
+			       items[i].snapshot_json);
+	s->aged += n;
+}
+
+void supervise_tick(struct supervise *s)
+{
+	const struct config *cfg = config_current();
+	int64_t now = tzclock_now_ms();
+
+	if (s->sweep == SUPERVISE_IDLE) {
+		s->sweep_at_ms = now;
+		if (decide_sweep(s->decide, now, cfg->supervision_batch,
+				 supervise_on_swept, s))
+			s->sweep = SUPERVISE_WAITING;
+	}
+	if (s->age == SUPERVISE_IDLE && cfg->aging_step > 0) {
+		if (decide_age(s->decide, now, SUPERVISE_AGE_BATCH,
+			       supervise_on_aged, s))
+			s->age = SUPERVISE_WAITING;
+	}
+}

@@ -1,0 +1,30 @@
+/* supervise: the periodic work of the issue 3 rules, driven by the
+ * janitor: device supervision (a registered source silent for longer than
+ * its interval gets one device_offline incident) and the aging of
+ * unacknowledged incidents. Each is one script call per tick at most,
+ * never two in flight; the changed incidents are published to the
+ * consoles and the opening transitions recorded in the audit trail. */
+#ifndef ALERTD_SUPERVISE_H
+#define ALERTD_SUPERVISE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct decide;
+struct audit;
+struct fanout;
+struct supervise;
+
+struct supervise *supervise_new(struct decide *decide, struct audit *audit,
+				struct fanout *fanout);
+/* Free after the Redis pool (its pending calls are answered first). */
+void supervise_free(struct supervise *s);
+
+/* Called by the janitor about once a second. */
+void supervise_tick(struct supervise *s);
+
+/* device_offline incidents opened, and aging changes, since start. */
+uint64_t supervise_opened(const struct supervise *s);
+uint64_t supervise_aged(const struct supervise *s);
+
+#endif
