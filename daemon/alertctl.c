@@ -22,6 +22,7 @@
 
 #include "auth.h"
 #include "config.h"
+#include "ctl_sources.h"
 #include "log.h"
 
 #define CTL_DEFAULT_CONFIG "config/alertd.dev.ini"
@@ -41,6 +42,7 @@ static void ctl_usage(FILE *out)
 		"usage: alertctl [-c FILE] migrate [--dir DIR]\n"
 		"       alertctl [-c FILE] operator add NAME --role operator|supervisor|auditor|admin\n"
 		"       alertctl [-c FILE] incidents [--json]\n"
+		"       alertctl [-c FILE] sources [--json] | sources import FILE.csv | sources load\n"
 		"\n"
 		"  -c FILE   configuration (default " CTL_DEFAULT_CONFIG ")\n"
 		"  migrate   apply the SQL migrations of DIR (default "
@@ -598,6 +600,16 @@ int main(int argc, char **argv)
 			config_path = argv[i] + 2;
 		else
 			return ctl_usage_error("unknown option '%s'", argv[i]);
+	}
+	if (i < argc && strcmp(argv[i], "sources") == 0) {
+		cfg = config_load(config_path, err, sizeof(err));
+		if (!cfg) {
+			fprintf(stderr, "alertctl: %s\n", err);
+			return CTL_USAGE;
+		}
+		status = ctl_sources_main(cfg, argc - i - 1, argv + i + 1);
+		config_free(cfg);
+		return status;
 	}
 	if ((status = ctl_parse(argc, argv, i, &cmd)) != CTL_OK)
 		return status;
