@@ -1,0 +1,193 @@
+"""Issue 3 device registry and supervision: `alertctl sources import` and
+`alertctl sources`, the unknown-source policy, heartbeats that make no
+incident, and a silent device that opens one device_offline incident which
+its next heartbeat resolves, both transitions in PostgreSQL."""
+
+import json
+import time
+import uuid
+
+import pytest
+
+from helpers import (TcpClient, http_get, make_event, post_event, uid,
+                     wait_until)
+
+
+def _csv(tmp_path, rows, header="id,kind,zone,label,secret_group,supervision_s"):
+    p = tmp_path / ("fleet-%s.csv" % uid(6))
+    p.write_text(header + "\n" + "\n".join(rows) + "\n")
+    return p
+
+
+def _queue(d, token):
+    st, q, _ = http_get(d.http, "/v1/incidents?state=open", token=token)
+    assert st == 200, q
+    return q
+
+
+def _offline(q, source_id):
+    return [i for i in q if i["type"] == "device_offline"
+            and i["source"]["id"] == source_id]
+
+
+def test_import_and_list_sources(alertctl, tmp_path, test_env, redis_server):
+    a, b = "bus-" + uid(6), "ferry-" + uid(6)
+    path = _csv(tmp_path, [
+        '%s,bus,Karsiyaka,"ESHOT 1436, line 90",buses,' % a,
+        "%s,ferry,Konak,Ferry Kordon,ferries,300" % b,
+    ])
+    r = alertctl("sources", "import", str(path))
+    assert "imported 2 sources" in r.stdout
+    cur = test_env.connect().cursor()
+    cur.execute("SELECT id, kind, zone, label, supervision_s FROM sources "
+                "ORDER BY id")
+    assert cur.fetchall() == [
+        (a, "bus", "Karsiyaka", "ESHOT 1436, line 90", None),
+        (b, "ferry", "Konak", "Ferry Kordon", 300)]
+    rc = redis_server.client()
+    h = rc.hgetall(test_env.prefix + "src:" + a)
+    assert h["kind"] == "bus" and h["state"] == "unknown"
+    # Supervised from the import on: bus default 180 s, ferry its own 300.
+    now = time.time() * 1000
+    due_a = rc.zscore(test_env.prefix + "supervise", a)
+    due_b = rc.zscore(test_env.prefix + "supervise", b)
+    assert 170000 < due_a - now <= 181000
+    assert 290000 < due_b - now <= 301000
+    out = alertctl("sources").stdout
+    line = [ln for ln in out.splitlines() if ln.startswith(a)][0]
+    assert "bus" in line and "unknown" in line and "never" in line
+    js = json.loads(alertctl("sources", "--json").stdout)
+    assert [s["id"] for s in js] == [a, b]
+    # Importing again updates, never duplicates.
+    path2 = _csv(tmp_path, ["%s,bus,Bornova,,," % a], header="id,kind,zone,"
+                 "label,secret_group,supervision_s")
+    alertctl("sources", "import", str(path2))
+    cur.execute("SELECT zone FROM sources WHERE id = %s", (a,))
+    assert cur.fetchall() == [("Bornova",)]
+
+
+def test_import_rejects_a_bad_file_and_writes_nothing(alertctl, tmp_path,
+                                                      test_env):
+    path = _csv(tmp_path, ["bus-ok-1,bus,,,,", "bus-bad-2,tram,,,,"])
+    r = alertctl("sources", "import", str(path), check=False)
+    assert r.returncode == 2
+    assert ":3: invalid kind" in r.stderr
+    cur = test_env.connect().cursor()
+    cur.execute("SELECT count(*) FROM sources")
+    assert cur.fetchone()[0] == 0
+
+
+def test_unknown_source_policy_reject(alertd_factory, alertctl, tmp_path,
+                                      operator_token):
+    known = "bus-" + uid(6)
+    alertctl("sources", "import", str(_csv(tmp_path,
+                                           ["%s,park,Bayrakli,,," % known])))
+    d = alertd_factory(sources={"unknown": "reject"},
+                       priority={"kind_park": 7})
+    st, body, _ = post_event(d.http, make_event(source_id="bus-" + uid(6)))
+    assert st == 403 and body["error"] == "unknown_source", body
+    st, body, _ = post_event(d.http, make_event(source_id=known,
+                                                kind="bus", zone="Konak"))
+    assert st == 202 and body["outcome"] == "new", body
+    # The registry's kind and zone win over what the device says.
+    assert body["priority"] == 107
+    path = "/v1/incidents/%d" % body["incident_id"]
+    snap = wait_until(lambda: http_get(d.http, path, token=operator_token)[0]
+                      == 200 and http_get(d.http, path,
+                                          token=operator_token)[1], 15,
+                      what="the incident")
+    assert snap["source"]["kind"] == "park"
+    assert snap["source"]["zone"] == "Bayrakli"
+    st, snap, _ = http_get(d.http, "/metrics")
+    assert 'alertd_errors_total{code="unknown_source"} 1' in snap
+    with TcpClient(*d.tcp) as c:
+        c.send_event(make_event(source_id="bus-" + uid(6)))
+        f = c.read_frame()
+    assert f.HasField("nack") and f.nack.code == "unknown_source"
+    assert f.nack.retry is False
+
+
+def test_production_default_rejects_unknown_sources(make_config):
+    """The shipped default is reject; the dev config accepts."""
+    import subprocess
+    from helpers import ALERTD, REPO
+    out = subprocess.run([str(ALERTD), "--print-defaults"],
+                         capture_output=True, text=True, timeout=30).stdout
+    sec = out.split("[sources]", 1)[1]
+    assert "unknown = reject" in sec
+    dev = (REPO / "config" / "alertd.dev.ini").read_text()
+    assert "unknown = accept" in dev
+
+
+@pytest.mark.kill_after(90)
+def test_silent_device_opens_one_offline_incident_and_heartbeat_resolves(
+        alertd_factory, alertctl, tmp_path, operator_token, test_env):
+    dev = "bus-" + uid(6)
+    alertctl("sources", "import", str(_csv(
+        tmp_path, ["%s,bus,Buca,ESHOT 77,buses,2" % dev])))
+    d = alertd_factory(sources={"unknown": "reject"})
+    wait_until(lambda: http_get(d.http, "/v1/incidents?state=open",
+                                token=operator_token)[0] == 200, 15,
+               what="the operator API")
+
+    # A heartbeat: accepted, no incident (outcome merged, incident 0).
+    st, hb, _ = post_event(d.http, make_event(source_id=dev,
+                                              type="heartbeat"))
+    assert st == 202, hb
+    assert hb["outcome"] == "merged" and hb["incident_id"] == 0
+    assert _offline(_queue(d, operator_token), dev) == []
+    assert [i for i in _queue(d, operator_token)
+            if i["source"]["id"] == dev] == []
+
+    # Silence longer than 2 s: one device_offline incident.
+    inc = wait_until(lambda: _offline(_queue(d, operator_token), dev), 15,
+                     what="device_offline for the silent device")
+    assert len(inc) == 1
+    off = inc[0]
+    assert off["state"] == "new" and off["priority"] == 20
+    assert off["source"]["zone"] == "Buca"
+    # Still silent, several sweeps later: still exactly one.
+    time.sleep(4)
+    q = _queue(d, operator_token)
+    assert [i["id"] for i in _offline(q, dev)] == [off["id"]]
+    out = alertctl("sources").stdout
+    assert [ln for ln in out.splitlines() if ln.startswith(dev)][0] \
+        .split()[3] == "offline"
+
+    # The device is heard again: resolved, out of the queue.
+    st, hb2, _ = post_event(d.http, make_event(source_id=dev,
+                                               type="heartbeat"))
+    assert st == 202 and hb2["incident_id"] == 0
+    assert _offline(_queue(d, operator_token), dev) == []
+    st, snap, _ = http_get(d.http, "/v1/incidents/%d" % off["id"],
+                           token=operator_token)
+    assert st == 200 and snap["state"] == "resolved", snap
+    assert snap["version"] == 2
+
+    # Both transitions are in PostgreSQL.
+    cur = test_env.connect().cursor()
+
+    def transitions():
+        cur.execute("SELECT transition_id, from_state, to_state, actor, "
+                    "detail FROM incident_transitions WHERE incident_id = %s "
+                    "ORDER BY at, seq", (off["id"],))
+        return cur.fetchall()
+
+    rows = wait_until(lambda: len(transitions()) == 2 and transitions(), 15,
+                      what="both transitions in PostgreSQL")
+    assert rows[0][:4] == ("%d:open" % off["id"], None, "new", "alertd")
+    assert rows[0][4]["reason"] == "device silent"
+    assert rows[1][:4] == ("%d:2" % off["id"], "new", "resolved", "alertd")
+    assert rows[1][4]["reason"] == "device heard again"
+    # The heartbeats are audited as events, with no incident.
+    cur.execute("SELECT count(*) FROM events WHERE source_id = %s AND "
+                "type = 'heartbeat' AND incident_id = 0", (dev,))
+    assert cur.fetchone()[0] == 2
+    line = [ln for ln in alertctl("sources").stdout.splitlines()
+            if ln.startswith(dev)][0]
+    assert line.split()[3] == "online"
+
+    # A new silence opens a new incident: once per silence, not per check.
+    again = wait_until(lambda: _offline(_queue(d, operator_token), dev), 15,
+                       what="a second device_offline after a new silence")
+    assert len(again) == 1 and again[0]["id"] != off["id"]
