@@ -324,7 +324,13 @@ local function mode_sweep()
 		local skey = P .. 'src:' .. source_id
 		local src = hgetall(skey)
 		local okey = P .. 'open:' .. source_id .. ':device_offline'
-		if src and not redis.call('GET', okey) then
+		local iv = 0
+		if src then
+			iv = tonumber(src.interval_s) or
+				tonumber((R.supervision or {})[src.kind or '']) or 0
+		end
+		-- iv 0: supervision was turned off since the due time was set.
+		if src and iv > 0 and not redis.call('GET', okey) then
 			local id = int(redis.call('INCR', P .. 'seq:incident'))
 			local kind = src.kind or 'other'
 			local base = clamp(tonumber(R.device_offline) or 0, 0, 999)
