@@ -101,6 +101,7 @@ static const struct config_setting config_table[] = {
 	{"sources", "supervision_support_line_s", CFG_INT, "0", true, SUPV(EVT_KIND_SUPPORT_LINE), 0, 604800},
 	{"sources", "supervision_other_s", CFG_INT, "0", true, SUPV(EVT_KIND_OTHER), 0, 604800},
 	{"sources", "supervision_batch", CFG_INT, "500", true, OFF(supervision_batch), 1, 100000},
+	{"sources", "supervision_grace_s", CFG_INT, "180", true, OFF(supervision_grace_s), 0, 86400},
 };
 
 #define CONFIG_N_SETTINGS (sizeof(config_table) / sizeof(config_table[0]))

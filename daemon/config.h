@@ -91,6 +91,8 @@ struct config {
 	int unknown_accept;           /* unknown = accept (1) | reject (0) */
 	int supervision_s[EVT_KIND__COUNT]; /* 0: not supervised */
 	int supervision_batch;        /* sources per sweep, 500 */
+	int supervision_grace_s;      /* no sweep this long after start or a
+					 Redis outage, 180 */
 };
 
 struct config_zone {

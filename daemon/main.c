@@ -22,6 +22,7 @@
 #include "pg_conn.h"
 #include "pipeline.h"
 #include "redis_pool.h"
+#include "registry.h"
 #include "supervise.h"
 
 #define ALERTD_VERSION "0.1.0"
@@ -47,6 +48,7 @@ struct daemon {
 	struct fanout *fanout;
 	struct pipeline *pipeline;
 	struct supervise *supervise;
+	struct registry *registry;
 	struct http_server *http;
 	struct ingest_tcp *tcp;
 	uint64_t watchdog_usec;
@@ -121,6 +123,7 @@ static void daemon_on_janitor(evutil_socket_t fd, short what, void *arg)
 		fanout_tick(d->fanout);
 		operators_tick(d->operators);
 		supervise_tick(d->supervise);
+		registry_tick(d->registry);
 	}
 	if (d->state == DAEMON_DRAINING)
 		daemon_check_drained(d);
@@ -229,7 +232,8 @@ static void daemon_build(struct daemon *d, const struct config *cfg)
 		die(1, "out of memory at start-up");
 	d->pipeline = pipeline_new(d->decide, d->audit, d->fanout);
 	d->supervise = supervise_new(d->decide, d->audit, d->fanout);
-	if (d->pipeline == NULL || d->supervise == NULL)
+	d->registry = registry_new(d->redis, d->pg_ops);
+	if (d->pipeline == NULL || d->supervise == NULL || d->registry == NULL)
 		die(1, "out of memory at start-up");
 	deps = (struct http_deps){
 		.pipeline = d->pipeline,
@@ -289,6 +293,7 @@ static void daemon_free(struct daemon *d)
 	http_server_free(d->http);
 	pipeline_free(d->pipeline);
 	supervise_free(d->supervise);
+	registry_free(d->registry);
 	operators_free(d->operators);
 	audit_free(d->audit);
 	decide_free(d->decide);

@@ -27,6 +27,10 @@ struct supervise {
 	struct fanout *fanout;
 	enum supervise_call_state sweep, age;
 	int64_t sweep_at_ms; /* decision time of the sweep in flight */
+	/* Start-up or the end of a Redis outage: heartbeats could not be
+	 * heard before, so the sweep waits supervision_grace_s from here. */
+	int64_t deaf_until_ms;
+	bool deaf;
 	uint64_t opened, aged;
 };
 
@@ -40,6 +44,7 @@ struct supervise *supervise_new(struct decide *decide, struct audit *audit,
 	s->decide = decide;
 	s->audit = audit;
 	s->fanout = fanout;
+	s->deaf = true;
 	return s;
 }
 
@@ -70,8 +75,10 @@ static void supervise_on_swept(bool ok, size_t n,
 	struct supervise *s = arg;
 
 	s->sweep = SUPERVISE_IDLE;
-	if (!ok)
+	if (!ok) {
+		s->deaf = true;
 		return;
+	}
 	for (size_t i = 0; i < n; i++) {
 		const struct decide_item *it = &items[i];
 		char transition_id[48], detail[96];
@@ -118,11 +125,18 @@ void supervise_tick(struct supervise *s)
 	const struct config *cfg = config_current();
 	int64_t now = tzclock_now_ms();
 
-	if (s->sweep == SUPERVISE_IDLE) {
+	if (s->deaf) {
+		/* Re-armed by every failure until Redis answers again. */
+		s->deaf = false;
+		s->deaf_until_ms = now + (int64_t)cfg->supervision_grace_s * 1000;
+	}
+	if (s->sweep == SUPERVISE_IDLE && now >= s->deaf_until_ms) {
 		s->sweep_at_ms = now;
 		if (decide_sweep(s->decide, now, cfg->supervision_batch,
 				 supervise_on_swept, s))
 			s->sweep = SUPERVISE_WAITING;
+		else
+			s->deaf = true; /* Redis is not connected */
 	}
 	if (s->age == SUPERVISE_IDLE && cfg->aging_step > 0) {
 		if (decide_age(s->decide, now, SUPERVISE_AGE_BATCH,

@@ -406,7 +406,11 @@ local function mode_decide()
 	if #ARGV == 18 then
 		R = cjson.decode(ARGV[18])
 		local src = hgetall(P .. 'src:' .. source_id)
-		if not src and R.unknown ~= 'accept' then
+		-- Fail open while the registry is not loaded at all (Redis
+		-- lost it; alertd reloads it from PostgreSQL): never refuse an
+		-- alarm because the registry is missing.
+		if not src and R.unknown ~= 'accept' and
+		    redis.call('EXISTS', P .. 'sources') == 1 then
 			return {'refused', 'unknown_source', '0'}
 		end
 		local retry_ms

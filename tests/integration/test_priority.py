@@ -236,9 +236,20 @@ def test_reopen_after_resolve(s):
 
 
 def test_unknown_source_refused_without_writes(s):
+    known = src()
+    s.r.hset(s.prefix + "src:" + known, mapping={"id": known, "kind": "bus"})
+    s.r.sadd(s.prefix + "sources", known)
+    before = sorted(s.r.keys(s.prefix + "*"))
     r = s.decide(src(), R=rules(unknown="reject"))
     assert r == {"refused": "unknown_source", "retry_after_ms": 0}
-    assert s.r.keys(s.prefix + "*") == []
+    assert sorted(s.r.keys(s.prefix + "*")) == before
+    assert s.decide(known, R=rules(unknown="reject"))["outcome"] == "new"
+
+
+def test_unknown_source_accepted_while_the_registry_is_missing(s):
+    """Fail open: with no registry in Redis at all, nothing is refused."""
+    r = s.decide(src(), R=rules(unknown="reject"))
+    assert r["outcome"] == "new"
 
 
 # -- the daemon builds the rules from its config ------------------------------

@@ -125,7 +125,8 @@ def test_silent_device_opens_one_offline_incident_and_heartbeat_resolves(
     dev = "bus-" + uid(6)
     alertctl("sources", "import", str(_csv(
         tmp_path, ["%s,bus,Buca,ESHOT 77,buses,2" % dev])))
-    d = alertd_factory(sources={"unknown": "reject"})
+    d = alertd_factory(sources={"unknown": "reject",
+                                "supervision_grace_s": 0})
     wait_until(lambda: http_get(d.http, "/v1/incidents?state=open",
                                 token=operator_token)[0] == 200, 15,
                what="the operator API")
@@ -191,3 +192,48 @@ def test_silent_device_opens_one_offline_incident_and_heartbeat_resolves(
     again = wait_until(lambda: _offline(_queue(d, operator_token), dev), 15,
                        what="a second device_offline after a new silence")
     assert len(again) == 1 and again[0]["id"] != off["id"]
+
+
+@pytest.mark.kill_after(90)
+def test_registry_reloaded_from_postgres_after_redis_lost_it(
+        alertd_factory, alertctl, tmp_path, redis_server, test_env):
+    known = "bus-" + uid(6)
+    alertctl("sources", "import", str(_csv(
+        tmp_path, ["%s,stop,Gaziemir,Stop 881,,600" % known])))
+    d = alertd_factory(sources={"unknown": "reject"})
+    rc = redis_server.client()
+    keys = rc.keys(test_env.prefix + "src:*") + \
+        [test_env.prefix + "sources", test_env.prefix + "supervise"]
+    rc.delete(*keys)
+    # Registry gone: fail open, an alarm is never refused for that.
+    st, body, _ = post_event(d.http, make_event(source_id="bus-" + uid(6)))
+    assert st == 202, body
+    # The janitor's check (every 10 s) loads it back from PostgreSQL.
+    wait_until(lambda: rc.exists(test_env.prefix + "sources"), 25,
+               what="the registry back in Redis")
+    h = rc.hgetall(test_env.prefix + "src:" + known)
+    assert h["kind"] == "stop" and h["zone"] == "Gaziemir"
+    assert h["interval_s"] == "600"
+    assert rc.zscore(test_env.prefix + "supervise", known) is not None
+    d.wait_log("registry: loaded 1 sources")
+    st, body, _ = post_event(d.http, make_event(source_id="bus-" + uid(6)))
+    assert st == 403 and body["error"] == "unknown_source"
+    st, body, _ = post_event(d.http, make_event(source_id=known))
+    assert st == 202
+
+
+def test_no_offline_during_the_start_up_grace(alertd_factory, alertctl,
+                                              tmp_path, operator_token):
+    """Devices could not be heard while alertd was down: the sweep waits
+    supervision_grace_s after start before it declares any offline."""
+    dev = "bus-" + uid(6)
+    alertctl("sources", "import", str(_csv(
+        tmp_path, ["%s,bus,Buca,,,1" % dev])))
+    time.sleep(1.5)                       # overdue before alertd starts
+    d = alertd_factory(sources={"supervision_grace_s": 60})
+    time.sleep(4)
+    q = wait_until(lambda: http_get(d.http, "/v1/incidents?state=open",
+                                    token=operator_token), 15,
+                   what="the queue")
+    assert q[0] == 200
+    assert _offline(q[1], dev) == []

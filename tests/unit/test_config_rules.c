@@ -1,0 +1,100 @@
+/* config: the issue 3 settings that the table alone cannot check. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "unit.h"
+
+/* Loads text (plus the required secret) from a temporary file. */
+static struct config *load(const char *text, char *err, size_t errlen)
+{
+	char path[] = "/tmp/alertd-unit-XXXXXX";
+	int fd = mkstemp(path);
+	struct config *cfg;
+	FILE *f;
+
+	if (fd < 0)
+		return NULL;
+	f = fdopen(fd, "w");
+	fprintf(f, "%s\n[device_secrets]\n* = s\n", text);
+	fclose(f);
+	err[0] = '\0';
+	cfg = config_load(path, err, errlen);
+	unlink(path);
+	return cfg;
+}
+
+TEST(config_rules_defaults)
+{
+	char err[512];
+	struct config *cfg = load("", err, sizeof(err));
+
+	REQUIRE(cfg != NULL);
+	CHECK_STR(cfg->type_class[EVT_TYPE_PANIC], "panic+silent_alarm");
+	CHECK_STR(cfg->type_class[EVT_TYPE_SILENT_ALARM], "panic+silent_alarm");
+	CHECK_STR(cfg->type_class[EVT_TYPE_CALLBACK_REQUEST],
+		  "call_request+callback_request");
+	CHECK_STR(cfg->type_class[EVT_TYPE_FAULT], "fault");
+	CHECK(cfg->night_start_min == 22 * 60 && cfg->night_end_min == 6 * 60);
+	CHECK(cfg->night_kinds == ((1 << EVT_KIND_BUS) | (1 << EVT_KIND_STOP) |
+				   (1 << EVT_KIND_PARK)));
+	CHECK(cfg->unknown_accept == 0);
+	CHECK(cfg->supervision_s[EVT_KIND_BUS] == 180);
+	CHECK_STR(cfg->priority_timezone, "Europe/Istanbul");
+	config_free(cfg);
+}
+
+TEST(config_rules_custom)
+{
+	char err[512];
+	struct config *cfg = load(
+		"[priority]\nnight_start = 21:30\nnight_kinds = ferry\n"
+		"[priority_zones]\nKonak = -4\nBuca = 9\n"
+		"[dedup]\nmerge_classes = panic+fault, test+heartbeat\n"
+		"[sources]\nunknown = accept\n",
+		err, sizeof(err));
+
+	REQUIRE(cfg != NULL);
+	CHECK(cfg->night_start_min == 21 * 60 + 30);
+	CHECK(cfg->night_kinds == 1 << EVT_KIND_FERRY);
+	CHECK(config_zone_modifier(cfg, "Konak") == -4);
+	CHECK(config_zone_modifier(cfg, "Buca") == 9);
+	CHECK(config_zone_modifier(cfg, "Bornova") == 0);
+	CHECK_STR(cfg->type_class[EVT_TYPE_FAULT], "panic+fault");
+	CHECK_STR(cfg->type_class[EVT_TYPE_HEARTBEAT], "test+heartbeat");
+	CHECK_STR(cfg->type_class[EVT_TYPE_SILENT_ALARM], "silent_alarm");
+	CHECK(cfg->unknown_accept == 1);
+	config_free(cfg);
+}
+
+TEST(config_rules_invalid)
+{
+	static const struct {
+		const char *text, *why;
+	} bad[] = {
+		{"[priority]\nnight_start = 25:00", "expected HH:MM"},
+		{"[priority]\nnight_end = 6", "expected HH:MM"},
+		{"[priority]\nnight_kinds = bus,tram", "source kinds"},
+		{"[priority]\ntimezone = Mars/Olympus", "not a time zone"},
+		{"[priority]\ntimezone = ../../etc/passwd", "not a time zone"},
+		{"[priority_zones]\nKonak = lots", "expected an integer"},
+		{"[dedup]\nmerge_classes = panic+nope", "merge_classes"},
+		{"[dedup]\nmerge_classes = panic+fault,panic+test",
+		 "merge_classes"},
+		{"[dedup]\nflood_soft = 50\nflood_hard = 10", "below flood_soft"},
+		{"[sources]\nunknown = maybe", "accept or reject"},
+	};
+	char err[512];
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct config *cfg = load(bad[i].text, err, sizeof(err));
+
+		CHECK(cfg == NULL);
+		CHECK(strstr(err, bad[i].why) != NULL);
+		if (cfg == NULL && strstr(err, bad[i].why) == NULL)
+			fprintf(stderr, "  %s -> %s\n", bad[i].text, err);
+		config_free(cfg);
+	}
+}
