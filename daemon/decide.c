@@ -18,12 +18,11 @@
 #include <string.h>
 
 #include <hiredis/hiredis.h>
-#include <jansson.h>
 
 #include "config.h"
 #include "log.h"
 #include "redis_pool.h"
-#include "tzclock.h"
+#include "rules.h"
 
 /* lua/decide.lua, embedded by lua/lua_blob.S, NUL-terminated. */
 extern const char decide_lua_text[];
@@ -648,69 +647,12 @@ void decide_free(struct decide *d)
 	free(d);
 }
 
-/* The rules argument of the script (docs/prioritisation.md): every issue 3
- * rule of the config, with the night flag computed here for now_ms so that
- * the script stays deterministic. */
+/* The rules argument of the script (rules.c). */
 static bool decide_call_rules(struct decide_call *call,
 			      const struct config *cfg, int64_t now_ms)
 {
-	json_t *r = json_object(), *kmod = json_object(),
-	       *zmod = json_object(), *nk = json_object(),
-	       *sup = json_object();
-	char *text = NULL;
-	int minute = 0;
-	bool night = false;
+	char *text = rules_json(cfg, now_ms);
 
-	if (r == NULL || kmod == NULL || zmod == NULL || nk == NULL ||
-	    sup == NULL)
-		goto done;
-	if (tzclock_local_minute(cfg->priority_timezone, now_ms, &minute))
-		night = tzclock_in_window(minute, cfg->night_start_min,
-					  cfg->night_end_min);
-	else
-		log_warn("decide: unknown time zone %s; no night window",
-			 cfg->priority_timezone);
-	for (int k = 0; k < EVT_KIND__COUNT; k++) {
-		const char *name = evt_kind_name((enum evt_kind)k);
-
-		json_object_set_new(kmod, name,
-				    json_integer(cfg->priority_kind[k]));
-		if (cfg->night_kinds & (1 << k))
-			json_object_set_new(nk, name, json_true());
-		json_object_set_new(sup, name,
-				    json_integer(cfg->supervision_s[k]));
-	}
-	for (size_t i = 0; i < cfg->n_zones; i++)
-		json_object_set_new(zmod, cfg->zones[i].zone,
-				    json_integer(cfg->zones[i].modifier));
-	json_object_set(r, "kind_mod", kmod);
-	json_object_set(r, "zone_mod", zmod);
-	json_object_set(r, "night_kinds", nk);
-	json_object_set(r, "supervision", sup);
-	json_object_set_new(r, "night", json_integer(night ? 1 : 0));
-	json_object_set_new(r, "night_boost", json_integer(cfg->night_boost));
-	json_object_set_new(r, "repeat_step", json_integer(cfg->repeat_step));
-	json_object_set_new(r, "repeat_cap", json_integer(cfg->repeat_cap));
-	json_object_set_new(r, "aging_step", json_integer(cfg->aging_step));
-	json_object_set_new(r, "aging_interval_ms",
-			    json_integer((json_int_t)cfg->aging_interval_s * 1000));
-	json_object_set_new(r, "aging_cap", json_integer(cfg->aging_cap));
-	json_object_set_new(r, "flood_window_ms",
-			    json_integer((json_int_t)cfg->flood_window_s * 1000));
-	json_object_set_new(r, "flood_soft", json_integer(cfg->flood_soft));
-	json_object_set_new(r, "flood_hard", json_integer(cfg->flood_hard));
-	json_object_set_new(r, "unknown", json_string(cfg->unknown_accept
-							      ? "accept"
-							      : "reject"));
-	json_object_set_new(r, "device_offline",
-			    json_integer(cfg->priority_device_offline));
-	text = json_dumps(r, JSON_COMPACT);
-done:
-	json_decref(kmod);
-	json_decref(zmod);
-	json_decref(nk);
-	json_decref(sup);
-	json_decref(r);
 	if (text == NULL) {
 		log_error("decide: out of memory for the rules");
 		return false;

@@ -188,8 +188,24 @@ static double daemon_gauge_tcp(void *arg)
 	return (double)ingest_tcp_connections(((struct daemon *)arg)->tcp);
 }
 
+static double daemon_gauge_offline_opened(void *arg)
+{
+	return (double)supervise_opened(((struct daemon *)arg)->supervise);
+}
+
+static double daemon_gauge_aged(void *arg)
+{
+	return (double)supervise_aged(((struct daemon *)arg)->supervise);
+}
+
 static void daemon_register_gauges(struct daemon *d)
 {
+	metrics_register_gauge("alertd_device_offline_opened",
+			       "device_offline incidents opened by this process's sweeps.",
+			       daemon_gauge_offline_opened, d);
+	metrics_register_gauge("alertd_aging_changes",
+			       "Incident priority changes made by aging in this process.",
+			       daemon_gauge_aged, d);
 	metrics_register_gauge("alertd_events_in_flight",
 			       "Events received and not yet answered.",
 			       daemon_gauge_inflight, d);

@@ -185,8 +185,12 @@ local function rules_apply(R, h, kind, zone, count, now, key_aging)
 	h.mod = int(m)
 	local cap = tonumber(R.repeat_cap) or 0
 	h.rep = int(math.min(cap, (tonumber(R.repeat_step) or 0) * (count - 1)))
+	-- Aging stops at acknowledgement: an acknowledged incident keeps
+	-- what it had gained.
 	local a, due = rules_aging(R, h, now)
-	h.aging = int(a)
+	if h.state == 'new' then
+		h.aging = int(a)
+	end
 	h.priority = rules_priority(h)
 	if due then
 		redis.call('ZADD', key_aging, string.format('%.0f', due), h.id)

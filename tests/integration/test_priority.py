@@ -329,3 +329,14 @@ def test_aging_reorders_the_daemon_queue_without_events(alertd_factory,
     q = queue()
     assert [(i["id"], i["priority"]) for i in q] == [
         (call["incident_id"], 130), (fault["incident_id"], 90)]
+
+
+def test_aging_frozen_not_lost_when_acknowledged_and_merged(s):
+    R = rules(aging_step=10, aging_interval_ms=1000, aging_cap=50)
+    b = src()
+    a = s.decide(b, "panic", now_ms=T0, R=R)
+    s.age(T0 + 3000, R)
+    assert s.queue()[0]["priority"] == 130
+    s.r.hset(s.prefix + "inc:%d" % a["incident_id"], "state", "acknowledged")
+    m = s.decide(b, "panic", now_ms=T0 + 9000, R=R)
+    assert m["outcome"] == "merged" and m["priority"] == 130

@@ -4,6 +4,7 @@ incident, and a silent device that opens one device_offline incident which
 its next heartbeat resolves, both transitions in PostgreSQL."""
 
 import json
+import re
 import time
 import uuid
 
@@ -151,6 +152,9 @@ def test_silent_device_opens_one_offline_incident_and_heartbeat_resolves(
     time.sleep(4)
     q = _queue(d, operator_token)
     assert [i["id"] for i in _offline(q, dev)] == [off["id"]]
+    st, text, _ = http_get(d.http, "/metrics")
+    assert re.search(r"^alertd_device_offline_opened 1(\.0+)?$", text, re.M), \
+        text
     out = alertctl("sources").stdout
     assert [ln for ln in out.splitlines() if ln.startswith(dev)][0] \
         .split()[3] == "offline"

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "rules.h"
 #include "unit.h"
 
 /* Loads text (plus the required secret) from a temporary file. */
@@ -97,4 +98,32 @@ TEST(config_rules_invalid)
 			fprintf(stderr, "  %s -> %s\n", bad[i].text, err);
 		config_free(cfg);
 	}
+}
+
+/* 2026-11-21T18:59:59Z: 21:59:59 in Istanbul. */
+#define T_2159_IST 1795287599000LL
+
+TEST(rules_json_night_flag_and_members)
+{
+	char err[512];
+	struct config *cfg = load("[priority]\nkind_ferry = 3\n"
+				  "[priority_zones]\nKonak = 4\n",
+				  err, sizeof(err));
+	char *day, *night;
+
+	REQUIRE(cfg != NULL);
+	CHECK(!rules_is_night(cfg, T_2159_IST));
+	CHECK(rules_is_night(cfg, T_2159_IST + 1000));
+	day = rules_json(cfg, T_2159_IST);
+	night = rules_json(cfg, T_2159_IST + 1000);
+	REQUIRE(day != NULL && night != NULL);
+	CHECK(strstr(day, "\"night\":0") != NULL);
+	CHECK(strstr(night, "\"night\":1") != NULL);
+	CHECK(strstr(day, "\"ferry\":3") != NULL);
+	CHECK(strstr(day, "\"zone_mod\":{\"Konak\":4}") != NULL);
+	CHECK(strstr(day, "\"night_kinds\":{\"bus\":true,\"park\":true,\"stop\":true}") != NULL);
+	CHECK(strstr(day, "\"unknown\":\"reject\"") != NULL);
+	free(day);
+	free(night);
+	config_free(cfg);
 }
