@@ -241,3 +241,23 @@ def test_no_offline_during_the_start_up_grace(alertd_factory, alertctl,
                    what="the queue")
     assert q[0] == 200
     assert _offline(q[1], dev) == []
+
+
+@pytest.mark.kill_after(120)
+def test_import_the_city_fleet(alertctl, tmp_path, test_env, redis_server):
+    """1,436 buses and 20 ferries in one import."""
+    rows = ["bus-%04d,bus,Zone%02d,ESHOT %d,buses," % (i, i % 30, i)
+            for i in range(1, 1437)]
+    rows += ["ferry-%02d,ferry,Gulf,Ferry %d,ferries," % (i, i)
+             for i in range(1, 21)]
+    t = time.monotonic()
+    r = alertctl("sources", "import", str(_csv(tmp_path, rows)),
+                 timeout=100)
+    print("\nimport of 1456 sources: %.2f s" % (time.monotonic() - t))
+    assert "imported 1456 sources" in r.stdout
+    js = json.loads(alertctl("sources", "--json").stdout)
+    assert len(js) == 1456
+    assert {s["kind"] for s in js} == {"bus", "ferry"}
+    rc = redis_server.client()
+    assert rc.scard(test_env.prefix + "sources") == 1456
+    assert rc.zcard(test_env.prefix + "supervise") == 1456
