@@ -47,6 +47,7 @@ struct fanout_client {
 	struct evhttp_request *req;
 	enum fanout_state state;
 	char *name;        /* operator, for logs */
+	char hash[65];     /* of its token: cut off when it is revoked */
 	char last_id[48];  /* last change id written */
 	time_t last_write;
 	STAILQ_HEAD(, fanout_change) backlog;
@@ -248,6 +249,7 @@ void fanout_attach_sse(struct fanout *f, struct evhttp_request *req,
 	c->f = f;
 	c->req = req;
 	c->state = SSE_LIVE;
+	memcpy(c->hash, op->hash, sizeof(c->hash));
 	STAILQ_INIT(&c->backlog);
 	LIST_INSERT_HEAD(&f->clients, c, next);
 	f->n_clients++;
@@ -315,6 +317,23 @@ void fanout_tick(struct fanout *f)
 	LIST_FOREACH(c, &f->clients, next) {
 		if (c->state == SSE_LIVE && now - c->last_write >= every)
 			fanout_write_comment(c, ": ping\n\n");
+	}
+}
+
+void fanout_on_operators_changed(struct operators *ops, void *arg)
+{
+	struct fanout *f = arg;
+	struct fanout_client *c, *tmp;
+
+	for (c = LIST_FIRST(&f->clients); c != NULL; c = tmp) {
+		tmp = LIST_NEXT(c, next);
+		if (operators_active(ops, c->hash))
+			continue;
+		log_info("stream operator=%s: token revoked, cutting the "
+			 "stream", c->name);
+		if (evhttp_request_get_connection(c->req) != NULL)
+			fanout_write_comment(c, ": token revoked\n\n");
+		fanout_client_close(c, true);
 	}
 }
 

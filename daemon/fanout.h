@@ -32,6 +32,10 @@ void fanout_attach_sse(struct fanout *f, struct evhttp_request *req,
 void fanout_publish(struct fanout *f, const char *change_id,
 		    const char *snapshot_json);
 
+/* operators_changed_cb: ends the streams whose token was revoked. */
+struct operators;
+void fanout_on_operators_changed(struct operators *ops, void *arg);
+
 /* Pings; called by the janitor every second. */
 void fanout_tick(struct fanout *f);
 size_t fanout_clients(const struct fanout *f);

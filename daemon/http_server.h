@@ -56,5 +56,7 @@ void api_on_incidents(struct evhttp_request *req, void *server);
 void api_on_health(struct evhttp_request *req, void *server);
 void api_on_ready(struct evhttp_request *req, void *server);
 void api_on_metrics(struct evhttp_request *req, void *server);
+/* POST /v1/incidents/{id}/{ack,resolve,note,transfer,reopen} (actions.c) */
+void actions_on_request(struct evhttp_request *req, void *server);
 
 #endif

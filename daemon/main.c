@@ -224,6 +224,8 @@ static void daemon_build(struct daemon *d, const struct config *cfg)
 	if (d->decide == NULL || d->audit == NULL || d->operators == NULL ||
 	    d->fanout == NULL)
 		die(1, "out of memory at start-up");
+	operators_set_on_change(d->operators, fanout_on_operators_changed,
+				d->fanout);
 	d->pipeline = pipeline_new(d->decide, d->audit, d->fanout);
 	if (d->pipeline == NULL)
 		die(1, "out of memory at start-up");

@@ -243,8 +243,183 @@ local function mode_get()
 	return snapshot(h)
 end
 
+-- ---- Operator actions (docs/redis.md, "Actions") ----
+--
+--   ack|resolve|note|transfer|reopen  prefix incident_id actor version
+--       now_ms now_iso changes_maxlen zones may_override a1 a2
+--     version: "" or the version the operator acted on; another one is
+--       refused as stale.
+--     zones: "" (any) or the comma-separated zones the actor works on.
+--     may_override: "1" when the actor's role may act on an incident that
+--       another operator holds (supervisor, admin).
+--     resolve: a1 note, a2 outcome code; note: a1 text; transfer: a1
+--       "operator" or "zone", a2 the operator or zone; reopen: a1 note.
+--   -> one string, a JSON object:
+--     {"status":"ok","from":..,"to":..,"version":..,"change_id":..,
+--      "snapshot":"<snapshot JSON as a string>"}
+--     or {"status":"not_found"|"stale"|"held"|"resolved"|"not_resolved"|
+--         "zone", "version":.., "acked_by":.., "state":..}
+--   An ack by the operator who already holds it is "ok" with
+--   change_id "" (nothing changed). Every change bumps the version,
+--   appends to the change stream and stops or re-arms escalation (key
+--   esc:due, see the escalation modes).
+
+local function action_refuse(status, h)
+	local r = {status = status}
+	if h then
+		r.version = tonumber(h.version) or 0
+		r.state = h.state or 'new'
+		r.acked_by = h.acked_by
+	end
+	return cjson.encode(r)
+end
+
+local function action_in_zones(zones, zone)
+	if zones == '' then
+		return true
+	end
+	for z in string.gmatch(zones, '[^,]+') do
+		if z == zone then
+			return true
+		end
+	end
+	return false
+end
+
+local function mode_action()
+	if #ARGV ~= 12 then
+		return fail(mode .. ' wants 12 arguments, got ' .. #ARGV)
+	end
+	local id, actor, want = ARGV[3], ARGV[4], ARGV[5]
+	local now_ms, now_iso = ARGV[6], ARGV[7]
+	local maxlen = tonumber(ARGV[8])
+	local zones, override = ARGV[9], ARGV[10] == '1'
+	local a1, a2 = ARGV[11], ARGV[12]
+	if not is_uint(id) or actor == '' or not is_uint(now_ms) or
+	    maxlen == nil or maxlen < 1 or (want ~= '' and not is_uint(want)) then
+		return fail(mode .. ': bad incident_id, actor, now_ms, ' ..
+			'changes_maxlen or version')
+	end
+	local key = P .. 'inc:' .. id
+	local h = hgetall(key)
+	if not h then
+		return action_refuse('not_found', nil)
+	end
+	local state = h.state or 'new'
+	if want ~= '' and want ~= json_int(h.version) then
+		return action_refuse('stale', h)
+	end
+	if not override and not action_in_zones(zones, h.zone or '') then
+		return action_refuse('zone', h)
+	end
+	local held = state == 'acknowledged' and h.acked_by ~= nil and
+		h.acked_by ~= '' and h.acked_by ~= actor
+	local to = state
+	local detail = {action = mode}
+	if mode == 'ack' then
+		if state == 'resolved' then
+			return action_refuse('resolved', h)
+		end
+		if held then
+			return action_refuse('held', h)
+		end
+		if state == 'acknowledged' then
+			return cjson.encode({status = 'ok', from = state, to = state,
+				version = tonumber(h.version), change_id = '',
+				snapshot = snapshot(h)})
+		end
+		to = 'acknowledged'
+		h.acked_by = actor
+		h.acked_at = now_iso
+	elseif mode == 'resolve' then
+		if state == 'resolved' then
+			return action_refuse('resolved', h)
+		end
+		if held and not override then
+			return action_refuse('held', h)
+		end
+		to = 'resolved'
+		h.resolved_by = actor
+		h.resolved_at = now_iso
+		h.resolve_note = a1
+		h.outcome = a2
+		detail.note = a1
+		detail.outcome = a2
+		redis.call('ZREM', P .. 'queue', id)
+		local open_key = P .. 'open:' .. (h.source_id or '') .. ':' ..
+			(h.class or '')
+		if redis.call('GET', open_key) == id then
+			redis.call('DEL', open_key)
+		end
+	elseif mode == 'note' then
+		detail.note = a1
+		redis.call('RPUSH', P .. 'notes:' .. id, cjson.encode({
+			at = now_iso, by = actor, note = a1}))
+	elseif mode == 'transfer' then
+		if state == 'resolved' then
+			return action_refuse('resolved', h)
+		end
+		if held and not override then
+			return action_refuse('held', h)
+		end
+		detail.to_kind = a1
+		detail.to = a2
+		if a1 == 'operator' then
+			to = 'acknowledged'
+			h.acked_by = a2
+			h.acked_at = now_iso
+		else
+			-- To another desk: it is new there, nobody holds it.
+			to = 'new'
+			h.zone = a2
+			h.acked_by = ''
+		end
+	elseif mode == 'reopen' then
+		if state ~= 'resolved' then
+			return action_refuse('not_resolved', h)
+		end
+		to = 'new'
+		h.acked_by = ''
+		h.reopened_by = actor
+		detail.note = a1
+		redis.call('ZADD', P .. 'queue', queue_score(
+			tonumber(h.priority) or 0, tonumber(h.first_seen_ms) or 0), id)
+		local open_key = P .. 'open:' .. (h.source_id or '') .. ':' ..
+			(h.class or '')
+		if not redis.call('GET', open_key) then
+			redis.call('SET', open_key, id)
+		end
+	end
+	h.state = to
+	h.version = int((tonumber(h.version) or 0) + 1)
+	hsetall(key, h)
+	if to ~= 'new' then
+		redis.call('ZREM', P .. 'esc:due', id)
+	elseif state ~= 'new' then
+		-- Back to nobody's: escalation starts again from level 1.
+		h.escalation_level = '0'
+		redis.call('HSET', key, 'escalation_level', '0', 'esc_base_ms',
+			now_ms)
+		redis.call('ZADD', P .. 'esc:due', now_ms, id)
+	end
+	local snap = snapshot(h)
+	local change_id = redis.call('XADD', P .. 'changes', 'MAXLEN', '~',
+		int(maxlen), '*', 'incident', id, 'snapshot', snap)
+	return cjson.encode({status = 'ok', from = state, to = to,
+		version = tonumber(h.version), change_id = change_id,
+		detail = detail, snapshot = snap})
+end
+
+local action_modes = {
+	ack = mode_action, resolve = mode_action, note = mode_action,
+	transfer = mode_action, reopen = mode_action,
+}
+
 if type(P) ~= 'string' then
 	return fail('missing prefix')
+end
+if action_modes[mode] then
+	return action_modes[mode]()
 end
 if mode == 'decide' then
 	return mode_decide()
