@@ -1,5 +1,6 @@
 /* config: one table of settings; libinih does the INI syntax. */
 #include "config.h"
+#include "policy.h"
 
 #include <errno.h>
 #include <fnmatch.h>
@@ -183,6 +184,14 @@ static int config_on_ini_value(void *user, const char *section,
 		snprintf(p->err, p->errlen, "[%s] %s: %s", section, name, why);
 		return 0;
 	}
+	if (strcmp(section, "escalation") == 0 ||
+	    strcmp(section, "channels") == 0) {
+		if (policy_set(&p->cfg->policy, section, name, value, why,
+			       sizeof(why)))
+			return 1;
+		snprintf(p->err, p->errlen, "[%s] %s: %s", section, name, why);
+		return 0;
+	}
 	for (size_t i = 0; i < CONFIG_N_SETTINGS; i++) {
 		const struct config_setting *s = &config_table[i];
 
@@ -245,6 +254,10 @@ struct config *config_load(const char *path, char *err, size_t errlen)
 			 path);
 		goto fail;
 	}
+	if (!policy_validate(p.cfg->policy, msg, sizeof(msg))) {
+		snprintf(err, errlen, "%s: %s", path, msg);
+		goto fail;
+	}
 	p.cfg->path = strdup(path);
 	if (p.cfg->path == NULL) {
 		snprintf(err, errlen, "%s: out of memory", path);
@@ -271,6 +284,7 @@ void config_free(struct config *cfg)
 		free(cfg->secrets[i].secret);
 	}
 	free(cfg->secrets);
+	policy_free(cfg->policy);
 	free(cfg->path);
 	free(cfg);
 }

@@ -19,6 +19,8 @@ struct config_secret {
 	char *secret;
 };
 
+struct policy;
+
 struct config {
 	char *path;
 
@@ -60,6 +62,9 @@ struct config {
 	/* [device_secrets] */
 	struct config_secret *secrets;
 	size_t n_secrets;
+
+	/* [escalation] and [channels] (policy.h); NULL: no escalation */
+	struct policy *policy;
 };
 
 /* Parses and validates path. On failure returns NULL and writes

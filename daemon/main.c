@@ -13,11 +13,13 @@
 #include "audit.h"
 #include "config.h"
 #include "decide.h"
+#include "escalate.h"
 #include "fanout.h"
 #include "http_server.h"
 #include "ingest_tcp.h"
 #include "log.h"
 #include "metrics.h"
+#include "notify.h"
 #include "operators.h"
 #include "pg_conn.h"
 #include "pipeline.h"
@@ -44,6 +46,8 @@ struct daemon {
 	struct audit *audit;
 	struct operators *operators;
 	struct fanout *fanout;
+	struct notify *notify;     /* escalation channels (issue 5) */
+	struct escalate *escalate;
 	struct pipeline *pipeline;
 	struct http_server *http;
 	struct ingest_tcp *tcp;
@@ -119,6 +123,7 @@ static void daemon_on_janitor(evutil_socket_t fd, short what, void *arg)
 		fanout_tick(d->fanout);
 		operators_tick(d->operators);
 	}
+	escalate_tick(d->escalate);
 	if (d->state == DAEMON_DRAINING)
 		daemon_check_drained(d);
 }
@@ -226,6 +231,10 @@ static void daemon_build(struct daemon *d, const struct config *cfg)
 		die(1, "out of memory at start-up");
 	operators_set_on_change(d->operators, fanout_on_operators_changed,
 				d->fanout);
+	d->notify = notify_new(d->base, d->pg_ops);
+	d->escalate = escalate_new(d->decide, d->audit, d->fanout, d->notify);
+	if (d->notify == NULL || d->escalate == NULL)
+		die(1, "out of memory at start-up");
 	d->pipeline = pipeline_new(d->decide, d->audit, d->fanout);
 	if (d->pipeline == NULL)
 		die(1, "out of memory at start-up");
@@ -283,6 +292,8 @@ static void daemon_free(struct daemon *d)
 	redis_pool_free(d->redis);
 	pg_conn_free(d->pg_audit);
 	pg_conn_free(d->pg_ops);
+	notify_free(d->notify);
+	escalate_free(d->escalate);
 	fanout_free(d->fanout);
 	http_server_free(d->http);
 	pipeline_free(d->pipeline);

@@ -188,6 +188,9 @@ local function mode_decide()
 		h.lon = lon
 	end
 	hsetall(P .. 'inc:' .. id, h)
+	if outcome == 'new' then -- escalation timer (see mode_esc_due)
+		redis.call('ZADD', P .. 'esc:due', now_ms, id)
+	end
 
 	-- (c) accept sequence, (d) queue position.
 	local accept_seq = int(redis.call('INCR', P .. 'seq:accept'))
@@ -398,7 +401,7 @@ local function mode_action()
 	elseif state ~= 'new' then
 		-- Back to nobody's: escalation starts again from level 1.
 		h.escalation_level = '0'
-		redis.call('HSET', key, 'escalation_level', '0', 'esc_base_ms',
+		redis.call('HSET', key, 'escalation_level', '0', 'esc_last_ms',
 			now_ms)
 		redis.call('ZADD', P .. 'esc:due', now_ms, id)
 	end
@@ -415,11 +418,176 @@ local action_modes = {
 	transfer = mode_action, reopen = mode_action,
 }
 
+-- ---- Escalation (docs/redis.md, "Escalation") ----
+--
+-- esc:due is a sorted set: incident id -> the time (ms) its next level is
+-- due. An incident enters it when it opens (mode decide) and leaves it
+-- when it is acknowledged or resolved. The incident hash keeps
+-- escalation_level (levels fired so far) and esc_last_ms (when the last
+-- fired, or when escalation restarted). Firing is claimed here, in one
+-- script call, so that several alertd instances fire each level once.
+--
+--   esc_due  prefix now_ms limit changes_maxlen policy lease_ms
+--     policy: "min:repeat:d1,d2,...;..." (bands, min_priority
+--     descending; delays in ms, each from the previous level).
+--   -> JSON {"fired":[{"id","level","version","snapshot","change_id"}],
+--            "next": earliest due ms or null}
+--     Each fired level is also put in notify:pending (field "id:level",
+--     value {"id","level","lease"}) until its notifications are done.
+--   esc_pending prefix now_ms lease_ms limit
+--     -> JSON [{"id","level","snapshot"}]: pending levels whose lease ran
+--        out (an instance died while notifying), leased anew to the caller.
+--   esc_done prefix id level      -> "1": the level's notifications ended.
+--   esc_hurry prefix id now_ms    -> "1": a channel gave up; the next
+--                                    level is due now.
+
+local function esc_policy(text)
+	local bands = {}
+	for band in string.gmatch(text, '[^;]+') do
+		local mn, rep, delays = string.match(band, '^(%d+):(%d+):([%d,]+)$')
+		if mn then
+			local d = {}
+			for x in string.gmatch(delays, '%d+') do
+				d[#d + 1] = tonumber(x)
+			end
+			bands[#bands + 1] = {min = tonumber(mn), rep = tonumber(rep),
+				delays = d}
+		end
+	end
+	return bands
+end
+
+local function esc_delay(band, n)
+	if n <= #band.delays then
+		return band.delays[n]
+	end
+	return band.rep
+end
+
+local function mode_esc_due()
+	local now = tonumber(ARGV[3])
+	local limit = tonumber(ARGV[4])
+	local maxlen = tonumber(ARGV[5])
+	local bands = esc_policy(ARGV[6] or '')
+	local lease = tonumber(ARGV[7])
+	if now == nil or limit == nil or maxlen == nil or lease == nil then
+		return fail('esc_due: bad now_ms, limit, changes_maxlen or lease')
+	end
+	local due_key = P .. 'esc:due'
+	local ids = redis.call('ZRANGEBYSCORE', due_key, '-inf', ARGV[3],
+		'LIMIT', 0, limit)
+	local fired = {}
+	for _, id in ipairs(ids) do
+		local key = P .. 'inc:' .. id
+		local h = hgetall(key)
+		local band = nil
+		if h and (h.state or 'new') == 'new' then
+			local prio = tonumber(h.priority) or 0
+			for _, b in ipairs(bands) do
+				if prio >= b.min then
+					band = b
+					break
+				end
+			end
+		end
+		if band == nil then
+			redis.call('ZREM', due_key, id)
+		else
+			local n = (tonumber(h.escalation_level) or 0) + 1
+			local last = tonumber(h.esc_last_ms) or
+				tonumber(h.first_seen_ms) or now
+			local due = last + esc_delay(band, n)
+			if h.esc_hurry == '1' then
+				due = now
+			end
+			if due > now then
+				redis.call('ZADD', due_key, string.format('%.0f', due), id)
+			else
+				h.escalation_level = int(n)
+				h.esc_last_ms = ARGV[3]
+				h.esc_hurry = '0'
+				h.version = int((tonumber(h.version) or 0) + 1)
+				hsetall(key, h)
+				redis.call('ZADD', due_key, string.format('%.0f',
+					now + esc_delay(band, n + 1)), id)
+				local snap = snapshot(h)
+				local cid = redis.call('XADD', P .. 'changes', 'MAXLEN',
+					'~', int(maxlen), '*', 'incident', id,
+					'snapshot', snap)
+				redis.call('HSET', P .. 'notify:pending', id .. ':' .. n,
+					cjson.encode({id = tonumber(id), level = n,
+						lease = now + lease}))
+				fired[#fired + 1] = {id = tonumber(id), level = n,
+					version = tonumber(h.version), snapshot = snap,
+					change_id = cid}
+			end
+		end
+	end
+	local first = redis.call('ZRANGE', due_key, 0, 0, 'WITHSCORES')
+	local nxt = cjson.null
+	if first[2] then
+		nxt = tonumber(first[2])
+	end
+	return cjson.encode({fired = fired, next = nxt})
+end
+
+local function mode_esc_pending()
+	local now, lease = tonumber(ARGV[3]), tonumber(ARGV[4])
+	local limit = tonumber(ARGV[5])
+	if now == nil or lease == nil or limit == nil then
+		return fail('esc_pending: bad now_ms, lease_ms or limit')
+	end
+	local pend_key = P .. 'notify:pending'
+	local flat = redis.call('HGETALL', pend_key)
+	local out = {}
+	for i = 1, #flat, 2 do
+		local ok, e = pcall(cjson.decode, flat[i + 1])
+		if not ok or type(e) ~= 'table' then
+			redis.call('HDEL', pend_key, flat[i])
+		elseif (tonumber(e.lease) or 0) <= now and #out < limit then
+			local h = hgetall(P .. 'inc:' .. tostring(e.id))
+			if h == nil then
+				redis.call('HDEL', pend_key, flat[i])
+			else
+				e.lease = now + lease
+				redis.call('HSET', pend_key, flat[i], cjson.encode(e))
+				out[#out + 1] = {id = e.id, level = e.level,
+					snapshot = snapshot(h)}
+			end
+		end
+	end
+	if #out == 0 then
+		return '[]'
+	end
+	return cjson.encode(out)
+end
+
+local function mode_esc_done()
+	redis.call('HDEL', P .. 'notify:pending', ARGV[3] .. ':' .. ARGV[4])
+	return '1'
+end
+
+local function mode_esc_hurry()
+	if redis.call('ZSCORE', P .. 'esc:due', ARGV[3]) then
+		redis.call('HSET', P .. 'inc:' .. ARGV[3], 'esc_hurry', '1')
+		redis.call('ZADD', P .. 'esc:due', ARGV[4], ARGV[3])
+	end
+	return '1'
+end
+
+local esc_modes = {
+	esc_due = mode_esc_due, esc_pending = mode_esc_pending,
+	esc_done = mode_esc_done, esc_hurry = mode_esc_hurry,
+}
+
 if type(P) ~= 'string' then
 	return fail('missing prefix')
 end
 if action_modes[mode] then
 	return action_modes[mode]()
+end
+if esc_modes[mode] then
+	return esc_modes[mode]()
 end
 if mode == 'decide' then
 	return mode_decide()
