@@ -63,6 +63,9 @@ struct config {
 	struct config_secret *secrets;
 	size_t n_secrets;
 
+	/* [presence] staffing: fewer operators on duty raise an incident */
+	int min_on_duty;           /* 0: off */
+
 	/* [escalation] and [channels] (policy.h); NULL: no escalation */
 	struct policy *policy;
 };

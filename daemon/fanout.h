@@ -36,6 +36,10 @@ void fanout_publish(struct fanout *f, const char *change_id,
 struct operators;
 void fanout_on_operators_changed(struct operators *ops, void *arg);
 
+/* Presence: the distinct names of the operators and supervisors with an
+ * open stream here, comma-separated (caller frees; NULL: no memory). */
+char *fanout_on_duty(const struct fanout *f);
+
 /* Pings; called by the janitor every second. */
 void fanout_tick(struct fanout *f);
 size_t fanout_clients(const struct fanout *f);

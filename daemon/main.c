@@ -23,6 +23,7 @@
 #include "operators.h"
 #include "pg_conn.h"
 #include "pipeline.h"
+#include "presence.h"
 #include "redis_pool.h"
 
 #define ALERTD_VERSION "0.1.0"
@@ -48,6 +49,7 @@ struct daemon {
 	struct fanout *fanout;
 	struct notify *notify;     /* escalation channels (issue 5) */
 	struct escalate *escalate;
+	struct presence *presence;
 	struct pipeline *pipeline;
 	struct http_server *http;
 	struct ingest_tcp *tcp;
@@ -122,6 +124,7 @@ static void daemon_on_janitor(evutil_socket_t fd, short what, void *arg)
 	if (++ticks % 10 == 0) {
 		fanout_tick(d->fanout);
 		operators_tick(d->operators);
+		presence_tick(d->presence);
 	}
 	escalate_tick(d->escalate);
 	if (d->state == DAEMON_DRAINING)
@@ -238,6 +241,9 @@ static void daemon_build(struct daemon *d, const struct config *cfg)
 	d->pipeline = pipeline_new(d->decide, d->audit, d->fanout);
 	if (d->pipeline == NULL)
 		die(1, "out of memory at start-up");
+	d->presence = presence_new(d->decide, d->pipeline, d->audit, d->fanout);
+	if (d->presence == NULL)
+		die(1, "out of memory at start-up");
 	deps = (struct http_deps){
 		.pipeline = d->pipeline,
 		.decide = d->decide,
@@ -297,6 +303,7 @@ static void daemon_free(struct daemon *d)
 	fanout_free(d->fanout);
 	http_server_free(d->http);
 	pipeline_free(d->pipeline);
+	presence_free(d->presence);
 	operators_free(d->operators);
 	audit_free(d->audit);
 	decide_free(d->decide);

@@ -580,6 +580,88 @@ local esc_modes = {
 	esc_done = mode_esc_done, esc_hurry = mode_esc_hurry,
 }
 
+-- ---- Console streams and presence (docs/redis.md) ----
+--
+--   stream_snapshot prefix
+--     -> JSON {"last_id": the newest change id ("0-0" if none),
+--              "queue": [snapshot JSON strings in queue order]}: what a
+--        console gets on connect, consistent with the change stream (a
+--        change after last_id is newer than the snapshot).
+--   presence prefix now_ms ttl_ms min names
+--     names: comma-separated operators on duty connected to this instance.
+--     Each is kept in the sorted set presence until now + ttl (instances
+--     refresh theirs every second); the count over all instances decides
+--     the staffing state (key staffing: "short" or absent).
+--     -> JSON {"on_duty": n, "action": "open"|"close"|"",
+--              "episode": k, "incident": id or 0}
+--   staffing_set prefix episode incident_id -> "1": the incident opened
+--     for that shortage (resolved when staff returns).
+
+local function mode_stream_snapshot()
+	local last = redis.call('XREVRANGE', P .. 'changes', '+', '-',
+		'COUNT', 1)
+	local last_id = '0-0'
+	if last[1] then
+		last_id = last[1][1]
+	end
+	local ids = redis.call('ZREVRANGE', P .. 'queue', 0, -1)
+	local snaps = {}
+	for _, id in ipairs(ids) do
+		local h = hgetall(P .. 'inc:' .. id)
+		if h then
+			snaps[#snaps + 1] = snapshot(h)
+		end
+	end
+	if #snaps == 0 then
+		return '{"last_id":' .. cjson.encode(last_id) .. ',"queue":[]}'
+	end
+	return cjson.encode({last_id = last_id, queue = snaps})
+end
+
+local function mode_presence()
+	local now, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
+	local min = tonumber(ARGV[5])
+	if now == nil or ttl == nil or min == nil then
+		return fail('presence: bad now_ms, ttl_ms or min')
+	end
+	local key = P .. 'presence'
+	for name in string.gmatch(ARGV[6] or '', '[^,]+') do
+		redis.call('ZADD', key, string.format('%.0f', now + ttl), name)
+	end
+	redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. ARGV[3])
+	local n = redis.call('ZCARD', key)
+	local st_key = P .. 'staffing'
+	local st = hgetall(st_key) or {}
+	local action = ''
+	if min > 0 and n < min and st.state ~= 'short' then
+		action = 'open'
+		st.state = 'short'
+		st.episode = int(redis.call('INCR', P .. 'seq:staffing'))
+		st.incident = '0'
+		hsetall(st_key, st)
+	elseif st.state == 'short' and (min == 0 or n >= min) then
+		action = 'close'
+		redis.call('DEL', st_key)
+	end
+	return cjson.encode({on_duty = n, action = action,
+		episode = tonumber(st.episode) or 0,
+		incident = tonumber(st.incident) or 0})
+end
+
+local function mode_staffing_set()
+	local st_key = P .. 'staffing'
+	if redis.call('HGET', st_key, 'episode') == ARGV[3] then
+		redis.call('HSET', st_key, 'incident', ARGV[4])
+		return '1'
+	end
+	return '0'
+end
+
+local stream_modes = {
+	stream_snapshot = mode_stream_snapshot, presence = mode_presence,
+	staffing_set = mode_staffing_set,
+}
+
 if type(P) ~= 'string' then
 	return fail('missing prefix')
 end
@@ -588,6 +670,9 @@ if action_modes[mode] then
 end
 if esc_modes[mode] then
 	return esc_modes[mode]()
+end
+if stream_modes[mode] then
+	return stream_modes[mode]()
 end
 if mode == 'decide' then
 	return mode_decide()
