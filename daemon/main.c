@@ -252,6 +252,7 @@ static void daemon_build(struct daemon *d, const struct config *cfg)
 		.redis = d->redis,
 		.pg = d->pg_ops,
 		.audit = d->audit,
+		.notify = d->notify,
 	};
 	d->http = http_server_new(d->base, &deps);
 	d->tcp = ingest_tcp_new(d->base, d->pipeline);

@@ -2,13 +2,19 @@
 #include "notify_sms.h"
 
 #include <stdio.h>
+#include <sys/queue.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <event2/buffer.h>
 #include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 #include <jansson.h>
 
+#include "config.h"
+#include "http_server.h"
+#include "log.h"
+#include "notify.h"
 #include "policy.h"
 
 #define NOTIFY_SMS_MAX 160
@@ -127,18 +133,21 @@ char *notify_sms_query(const struct policy *p, const char *number,
 	notify_sms_param(q, "to", number);
 	notify_sms_param(q, "text", text);
 	if (p->sms_dlr_url != NULL) {
-		/* Kannel fills %d (report type) and %A (SMSC answer). */
-		char *ekey = evhttp_encode_uri(key);
+		/* Kannel fills %p (in a report: the handset, i.e. the
+		 * key's number, so no '+' needs escaping here), %d (the
+		 * report type) and %A (the SMSC's answer). key is
+		 * "<incident>:<level>:sms:<number>". */
+		const char *num = strstr(key, ":sms:");
+		int head = num != NULL ? (int)(num - key) + 5 : 0;
 
-		if (ekey != NULL &&
-		    asprintf(&dlr, "%s%skey=%s&type=%%d&answer=%%A",
+		if (num != NULL &&
+		    asprintf(&dlr, "%s%skey=%.*s%%p&type=%%d&answer=%%A",
 			     p->sms_dlr_url,
-			     strchr(p->sms_dlr_url, '?') ? "&" : "?",
-			     ekey) >= 0) {
+			     strchr(p->sms_dlr_url, '?') ? "&" : "?", head,
+			     key) >= 0) {
 			notify_sms_param(q, "dlr-mask", "31");
 			notify_sms_param(q, "dlr-url", dlr);
 		}
-		free(ekey);
 		free(dlr);
 	}
 	len = strlen(p->sms_url.path) + 1 + evbuffer_get_length(q) + 1;
@@ -170,4 +179,81 @@ void notify_sms_mask(const char *number, char *out, size_t len)
 		out[k++] = (i < keep_head || i >= n - keep_tail) ? number[i]
 								 : '*';
 	out[k] = '\0';
+}
+
+/* Kannel's DLR types (the %d of dlr-url). */
+static const char *notify_sms_dlr_outcome(int type)
+{
+	switch (type) {
+	case 1:
+		return "delivered";
+	case 2:
+		return "undelivered";
+	case 4:
+		return "queued";
+	case 8:
+		return "smsc_accepted";
+	case 16:
+		return "smsc_rejected";
+	}
+	return "report";
+}
+
+/* GET (or POST) /v1/dlr/sms?key=<incident>:<level>:sms:<number>&type=N
+ * [&answer=...][&secret=...]: one notifications row (attempt 0). */
+void notify_sms_on_dlr(struct evhttp_request *req, void *server)
+{
+	const struct http_deps *deps = http_server_deps(server);
+	const struct policy *p = config_current()->policy;
+	const char *query = evhttp_uri_get_query(
+		evhttp_request_get_evhttp_uri(req));
+	struct evkeyvalq params;
+	const char *key, *type, *secret, *answer;
+	long long id = 0;
+	int level = 0, t, used = 0;
+	char number[72], masked[72], detail[96];
+	json_t *dj;
+	char *djs;
+
+	TAILQ_INIT(&params);
+	if (query == NULL || evhttp_parse_query_str(query, &params) != 0) {
+		http_reply_error(req, 400, "bad_request", NULL,
+				 "want ?key=...&type=...", 0);
+		return;
+	}
+	key = evhttp_find_header(&params, "key");
+	type = evhttp_find_header(&params, "type");
+	secret = evhttp_find_header(&params, "secret");
+	answer = evhttp_find_header(&params, "answer");
+	if (p != NULL && p->sms_dlr_secret != NULL &&
+	    (secret == NULL || strcmp(secret, p->sms_dlr_secret) != 0)) {
+		http_reply_error(req, 401, "unauthorized", "secret",
+				 "wrong or missing secret", 0);
+		goto done;
+	}
+	if (key == NULL || type == NULL ||
+	    sscanf(key, "%lld:%d:sms:%n", &id, &level, &used) != 2 ||
+	    used == 0 || key[used] == '\0' || strlen(key + used) >= 64 ||
+	    id <= 0 || level <= 0 || sscanf(type, "%d", &t) != 1) {
+		http_reply_error(req, 400, "invalid_field", "key",
+				 "key must be <incident>:<level>:sms:<number> "
+				 "and type a number", 0);
+		goto done;
+	}
+	snprintf(number, sizeof(number), "%s", key + used);
+	notify_sms_mask(number, masked, sizeof(masked));
+	dj = json_pack("{s:i, s:s}", "type", t, "answer",
+		       answer != NULL ? answer : "");
+	djs = dj != NULL ? json_dumps(dj, JSON_COMPACT) : NULL;
+	json_decref(dj);
+	log_info("notify: %lld:%d:sms:%s delivery report: %s", id, level,
+		 masked, notify_sms_dlr_outcome(t));
+	notify_record(deps->notify, key, 0, id, level, "sms", masked,
+		      notify_sms_dlr_outcome(t), djs);
+	free(djs);
+	snprintf(detail, sizeof(detail), "{\"recorded\":\"%s\"}",
+		 notify_sms_dlr_outcome(t));
+	http_reply_json(req, 200, detail);
+done:
+	evhttp_clear_headers(&params);
 }

@@ -55,6 +55,7 @@ void policy_free(struct policy *p)
 	free(p->sms_from);
 	free(p->sms_template);
 	free(p->sms_dlr_url);
+	free(p->sms_dlr_secret);
 	free(p->call_template);
 	for (size_t i = 0; i < p->n_webhooks; i++) {
 		free(p->webhooks[i].name);
@@ -331,6 +332,8 @@ static bool policy_set_channels(struct policy *p, const char *name,
 		return policy_set_string(&p->sms_template, value, why, whylen);
 	if (strcmp(name, "sms_dlr_url") == 0)
 		return policy_set_string(&p->sms_dlr_url, value, why, whylen);
+	if (strcmp(name, "sms_dlr_secret") == 0)
+		return policy_set_string(&p->sms_dlr_secret, value, why, whylen);
 	if (strcmp(name, "call_template") == 0)
 		return policy_set_string(&p->call_template, value, why, whylen);
 	if (strncmp(name, "webhook.", 8) == 0 && name[8] != '\0') {

@@ -75,6 +75,7 @@ struct policy {
 	struct policy_url sms_url;   /* Kannel sendsms; host NULL: off */
 	char *sms_user, *sms_password, *sms_from, *sms_template;
 	char *sms_dlr_url;  /* the dlr-url Kannel calls back (base) */
+	char *sms_dlr_secret; /* NULL or the secret= the dlr-url must carry */
 	struct policy_url call_url;  /* host NULL: off */
 	char *call_template;
 	size_t n_webhooks;

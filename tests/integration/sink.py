@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class Sink:
     """.requests: list of dicts (t, method, path, query, headers, body,
-    json); .script(path, [200, 500, "hang", ...]) sets the answers of the
-    next requests to path (then 200)."""
+    json); .script(path, [200, 500, "hang", (200, "body"), ...]) sets the
+    answers of the next requests to path (then 200)."""
 
     def __init__(self, hang_s=3.0):
         self.requests = []
@@ -48,7 +48,11 @@ class Sink:
                 if what == "hang":
                     time.sleep(sink.hang_s)
                     what = 200
-                out = b'{"ok":true}' if what < 300 else b'{"ok":false}'
+                if isinstance(what, tuple):
+                    what, out = what[0], what[1].encode()
+                else:
+                    out = (b'{"ok":true}' if what < 300
+                           else b'{"ok":false}')
                 try:
                     self.send_response(what)
                     self.send_header("Content-Type", "application/json")
