@@ -51,6 +51,7 @@ static const struct config_setting config_table[] = {
 	{"server", "sse_ping_s", CFG_INT, "15", true, OFF(sse_ping_s), 1, 3600},
 	{"server", "sse_max_buffer_bytes", CFG_INT, "4194304", true, OFF(sse_max_buffer_bytes), 65536, 1073741824},
 	{"presence", "min_on_duty", CFG_INT, "0", true, OFF(min_on_duty), 0, 1000},
+	{"server", "console_tcp_listen", CFG_STR, "", false, OFF(console_tcp_listen), 0, 0},
 	{"redis", "host", CFG_STR, "127.0.0.1", false, OFF(redis_host), 0, 0},
 	{"redis", "port", CFG_INT, "6379", false, OFF(redis_port), 1, 65535},
 	{"redis", "timeout_ms", CFG_INT, "2000", true, OFF(redis_timeout_ms), 10, 600000},

@@ -65,6 +65,7 @@ struct config {
 
 	/* [presence] staffing: fewer operators on duty raise an incident */
 	int min_on_duty;           /* 0: off */
+	char *console_tcp_listen;  /* operator TCP stream, "" = off */
 
 	/* [escalation] and [channels] (policy.h); NULL: no escalation */
 	struct policy *policy;

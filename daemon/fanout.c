@@ -61,6 +61,7 @@ struct fanout {
 	struct decide *decide;
 	LIST_HEAD(, fanout_client) clients;
 	size_t n_clients;
+	struct fanout_tap tap;  /* the TCP console stream (console_tcp.c) */
 };
 
 struct fanout *fanout_new(struct event_base *base, struct decide *decide)
@@ -172,11 +173,11 @@ static bool fanout_zone_in(const char *zones, const char *zone)
  * operator's zones, else the JSON to send in *out (a masked copy that the
  * caller frees, or json itself). The label of a support-line source may
  * name a caller: only the roles that handle incidents see it. */
-static const char *fanout_view(const struct fanout_client *c,
-			       const char *json, char **copy)
+const char *fanout_view(enum auth_role role, const char *zones,
+			const char *json, char **copy)
 {
-	bool filter = c->zones[0] != '\0' && c->role == AUTH_ROLE_OPERATOR;
-	bool mask = c->role == AUTH_ROLE_AUDITOR;
+	bool filter = zones[0] != '\0' && role == AUTH_ROLE_OPERATOR;
+	bool mask = role == AUTH_ROLE_AUDITOR;
 	json_t *snap, *src;
 	const char *zone, *kind;
 
@@ -188,7 +189,7 @@ static const char *fanout_view(const struct fanout_client *c,
 	src = json_object_get(snap, "source");
 	zone = json_string_value(json_object_get(src, "zone"));
 	kind = json_string_value(json_object_get(src, "kind"));
-	if (filter && (zone == NULL || !fanout_zone_in(c->zones, zone))) {
+	if (filter && (zone == NULL || !fanout_zone_in(zones, zone))) {
 		json_decref(snap);
 		return NULL;
 	}
@@ -219,7 +220,7 @@ static bool fanout_write(struct fanout_client *c, const char *id,
 		fanout_client_close(c, true);
 		return false;
 	}
-	if ((json = fanout_view(c, json, &copy)) == NULL)
+	if ((json = fanout_view(c->role, c->zones, json, &copy)) == NULL)
 		return true; /* not this console's zone */
 	chunk = evbuffer_new();
 	if (chunk == NULL) {
@@ -437,6 +438,8 @@ void fanout_publish(struct fanout *f, const char *change_id,
 {
 	struct fanout_client *c, *tmp;
 
+	if (f->tap.publish != NULL)
+		f->tap.publish(change_id, snapshot_json, f->tap.arg);
 	/* fanout_write may unlink c: keep its successor first. */
 	for (c = LIST_FIRST(&f->clients); c != NULL; c = tmp) {
 		tmp = LIST_NEXT(c, next);
@@ -459,11 +462,18 @@ void fanout_tick(struct fanout *f)
 	}
 }
 
+void fanout_set_tap(struct fanout *f, const struct fanout_tap *tap)
+{
+	f->tap = *tap;
+}
+
 void fanout_on_operators_changed(struct operators *ops, void *arg)
 {
 	struct fanout *f = arg;
 	struct fanout_client *c, *tmp;
 
+	if (f->tap.operators_changed != NULL)
+		f->tap.operators_changed(ops, f->tap.arg);
 	for (c = LIST_FIRST(&f->clients); c != NULL; c = tmp) {
 		tmp = LIST_NEXT(c, next);
 		if (operators_active(ops, c->hash))

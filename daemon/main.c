@@ -12,6 +12,7 @@
 
 #include "audit.h"
 #include "config.h"
+#include "console_tcp.h"
 #include "decide.h"
 #include "escalate.h"
 #include "fanout.h"
@@ -50,6 +51,7 @@ struct daemon {
 	struct notify *notify;     /* escalation channels (issue 5) */
 	struct escalate *escalate;
 	struct presence *presence;
+	struct console_tcp *console_tcp;
 	struct pipeline *pipeline;
 	struct http_server *http;
 	struct ingest_tcp *tcp;
@@ -242,8 +244,13 @@ static void daemon_build(struct daemon *d, const struct config *cfg)
 	if (d->pipeline == NULL)
 		die(1, "out of memory at start-up");
 	d->presence = presence_new(d->decide, d->pipeline, d->audit, d->fanout);
-	if (d->presence == NULL)
+	d->console_tcp = console_tcp_new(d->base, d->decide, d->operators,
+					 d->fanout);
+	if (d->presence == NULL || d->console_tcp == NULL)
 		die(1, "out of memory at start-up");
+	if (!console_tcp_listen(d->console_tcp, cfg->console_tcp_listen))
+		die(1, "cannot listen for operator consoles on %s",
+		    cfg->console_tcp_listen);
 	deps = (struct http_deps){
 		.pipeline = d->pipeline,
 		.decide = d->decide,
@@ -306,6 +313,7 @@ static void daemon_free(struct daemon *d)
 	pipeline_free(d->pipeline);
 	presence_free(d->presence);
 	operators_free(d->operators);
+	console_tcp_free(d->console_tcp);
 	audit_free(d->audit);
 	decide_free(d->decide);
 	event_free(d->sig_hup);

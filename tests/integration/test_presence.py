@@ -103,3 +103,50 @@ def test_staffing_incident_opens_and_resolves(alertd_factory,
         cur.execute("SELECT to_state, actor FROM incident_transitions "
                     "WHERE incident_id = %s ORDER BY seq", (first["id"],))
         assert cur.fetchall() == [("new", "alertd"), ("resolved", "alertd")]
+
+
+def _subscribe(alertd, cfg, token, last=""):
+    from helpers import TcpClient, pb
+    c = TcpClient("127.0.0.1", int(cfg.get("server",
+                                           "console_tcp_listen").split(":")[1]))
+    f = pb().Frame()
+    f.subscribe.token = token
+    f.subscribe.last_event_id = last
+    c.send_payload(f.SerializeToString())
+    return c
+
+
+def test_tcp_console_stream(alertd_factory, make_config, alertctl,
+                            add_operator_token):
+    import json
+    from conftest import free_port
+    cfg = make_config(server__console_tcp_listen="127.0.0.1:%d" % free_port())
+    alertd = alertd_factory(config=cfg)
+    name = "tcp-%s" % uuid.uuid4().hex[:6]
+    tok = alertctl("operator", "add", name, "--role", "operator",
+                   "--zones", "Karsiyaka").stdout.strip().splitlines()[-1]
+    a = _open(alertd, type="panic", zone="Karsiyaka")
+    _open(alertd, type="panic", zone="Bornova")
+    with _subscribe(alertd, cfg, tok) as c:
+        f = c.read_frame(10)
+        assert f.WhichOneof("msg") == "incident", f
+        assert json.loads(f.incident.snapshot_json)["id"] == a
+        last = f.incident.id
+        b = _open(alertd, type="fault", zone="Karsiyaka")
+        _open(alertd, type="fault", zone="Bornova")
+        f = c.read_frame(10)
+        assert json.loads(f.incident.snapshot_json)["id"] == b
+        assert f.incident.id != last
+    # Resume after the first update: only b comes again.
+    with _subscribe(alertd, cfg, tok, last) as c:
+        f = c.read_frame(10)
+        assert json.loads(f.incident.snapshot_json)["id"] == b
+        alertctl("operator", "revoke", name)
+        f = c.read_frame(10)
+        assert f is not None and f.WhichOneof("msg") == "error", f
+        assert f.error.code == "token_revoked"
+        assert c.is_closed(5)
+    with _subscribe(alertd, cfg, tok) as c:
+        f = c.read_frame(10)
+        assert f.WhichOneof("msg") == "error" and \
+            f.error.code == "unauthorized", f
