@@ -380,6 +380,12 @@ static void actions_on_operator(const struct operator_info *op,
 				 0);
 		goto fail;
 	}
+	if (c->kind == ACT_TRANSFER && strcmp(c->to_kind, "operator") == 0 &&
+	    !operators_name_active(deps->operators, c->to)) {
+		http_reply_error(c->req, 400, "invalid_field", "to_operator",
+				 "no active operator of that name", 0);
+		goto fail;
+	}
 	if ((c->actor = strdup(op->name)) == NULL) {
 		actions_unavailable(c->req, "memory");
 		goto fail;

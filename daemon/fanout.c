@@ -196,7 +196,8 @@ const char *fanout_view(enum auth_role role, const char *zones,
 	if (mask && kind != NULL && strcmp(kind, "support_line") == 0 &&
 	    json_is_string(json_object_get(src, "label"))) {
 		json_object_set_new(src, "label", json_string("***"));
-		*copy = json_dumps(snap, JSON_COMPACT);
+		*copy = json_dumps(snap, JSON_COMPACT |
+				   JSON_REAL_PRECISION(15));
 		json = *copy;
 	}
 	json_decref(snap);

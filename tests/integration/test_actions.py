@@ -175,6 +175,9 @@ def test_zones_and_transfer(alertd, alertctl, add_operator_token):
     st, snap = act(alertd, tk, iid, "ack")
     assert st == 200 and snap["acked_by"] == karsi, snap
     other = _name("other")
+    st, err = act(alertd, tk, iid, "transfer", {"to_operator": other})
+    assert st == 400 and err["field"] == "to_operator", err
+    alertctl("operator", "add", other, "--role", "operator")
     st, snap = act(alertd, tk, iid, "transfer", {"to_operator": other})
     assert st == 200 and snap["acked_by"] == other, snap
     st, err = act(alertd, tk, iid, "transfer", {})

@@ -150,3 +150,31 @@ def test_tcp_console_stream(alertd_factory, make_config, alertctl,
         f = c.read_frame(10)
         assert f.WhichOneof("msg") == "error" and \
             f.error.code == "unauthorized", f
+
+
+def test_queue_and_incident_filtered_and_masked(alertd, alertctl,
+                                                add_operator_token):
+    name = "qz-%s" % uuid.uuid4().hex[:6]
+    tok = alertctl("operator", "add", name, "--role", "operator",
+                   "--zones", "Karsiyaka").stdout.strip().splitlines()[-1]
+    aud, adm = add_operator_token("auditor"), add_operator_token("admin")
+    b = _open(alertd, type="panic", zone="Bornova")
+    ev = make_event(type="call_request", zone="Karsiyaka", label="Ayse Y.",
+                    location={"lat": 38.46, "lon": 27.21})
+    ev["source"]["kind"] = "support_line"
+    st, body, _ = post_event(alertd.http, ev)
+    assert st == 202, body
+    k = body["incident_id"]
+    st, q, _ = http_get(alertd.http, "/v1/incidents", tok)
+    assert st == 200 and [i["id"] for i in q] == [k], q
+    assert q[0]["source"]["label"] == "Ayse Y."
+    assert q[0]["location"] == {"lat": 38.46, "lon": 27.21}
+    st, err, _ = http_get(alertd.http, "/v1/incidents/%d" % b, tok)
+    assert st == 403, err
+    st, q, _ = http_get(alertd.http, "/v1/incidents", aud)
+    assert sorted(i["id"] for i in q) == sorted([b, k])
+    assert [i for i in q if i["id"] == k][0]["source"]["label"] == "***"
+    st, one, _ = http_get(alertd.http, "/v1/incidents/%d" % k, aud)
+    assert st == 200 and one["source"]["label"] == "***", one
+    st, one, _ = http_get(alertd.http, "/v1/incidents/%d" % k, adm)
+    assert st == 200 and one["source"]["label"] == "Ayse Y.", one
