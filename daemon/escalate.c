@@ -59,6 +59,42 @@ static int64_t escalate_lease_ms(const struct policy *p)
 	return ms;
 }
 
+/* A retry's question: is the incident still nobody's? */
+struct escalate_check {
+	notify_wanted_cb done;
+	void *job;
+};
+
+static void escalate_on_checked(bool ok, const char *json, void *arg)
+{
+	struct escalate_check *c = arg;
+	json_t *snap = ok && json != NULL ? json_loads(json, 0, NULL) : NULL;
+	const char *state = json_string_value(json_object_get(snap, "state"));
+
+	/* Unknown (Redis down): better one call too many than one too few. */
+	c->done(state == NULL || strcmp(state, "new") == 0, c->job);
+	json_decref(snap);
+	free(c);
+}
+
+static void escalate_check(int64_t incident_id, notify_wanted_cb done,
+			   void *job, void *arg)
+{
+	struct escalate *e = arg;
+	struct escalate_check *c = malloc(sizeof(*c));
+
+	if (c == NULL) {
+		done(true, job);
+		return;
+	}
+	c->done = done;
+	c->job = job;
+	if (!decide_incident(e->decide, incident_id, escalate_on_checked, c)) {
+		free(c);
+		done(true, job);
+	}
+}
+
 struct escalate *escalate_new(struct decide *decide, struct audit *audit,
 			      struct fanout *fanout, struct notify *notify)
 {
@@ -71,6 +107,7 @@ struct escalate *escalate_new(struct decide *decide, struct audit *audit,
 	e->fanout = fanout;
 	e->notify = notify;
 	e->state = ESC_IDLE;
+	notify_set_check(notify, escalate_check, e);
 	return e;
 }
 

@@ -30,6 +30,7 @@
 enum notify_job_state {
 	NJ_SENDING,  /* a request is out */
 	NJ_WAITING,  /* waiting for the backoff timer */
+	NJ_CHECKING, /* asking whether the incident still wants a retry */
 	NJ_DONE,     /* sent or gave up; freed on the next loop turn */
 };
 
@@ -68,6 +69,8 @@ struct notify {
 	struct http_client *http;
 	LIST_HEAD(, notify_batch) batches;
 	LIST_HEAD(, notify_job) jobs;
+	notify_check_fn check;
+	void *check_arg;
 };
 
 static const char notify_insert_sql[] =
@@ -227,14 +230,46 @@ static void notify_job_send(struct notify_job *j)
 		notify_on_answer(0, "", 0, j);
 }
 
+static void notify_on_wanted(bool wanted, void *arg)
+{
+	struct notify_job *j = arg;
+	struct notify_batch *b = j->batch;
+
+	if (j->state != NJ_CHECKING)
+		return;
+	if (wanted) {
+		notify_job_send(j);
+		return;
+	}
+	log_info("notify: %s: incident taken; no more retries", j->key);
+	notify_record(b->n, j->key, j->attempt + 1, b->incident_id, b->level,
+		      policy_channel_name(j->channel), j->target, "cancelled",
+		      NULL);
+	notify_job_end(j, false);
+}
+
 static void notify_on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct notify_job *j = arg;
+	struct notify *n;
 
-	if (j->state == NJ_DONE)
+	if (j->state == NJ_DONE) {
 		notify_job_free(j);
-	else
+		return;
+	}
+	n = j->batch->n;
+	if (n->check == NULL) {
 		notify_job_send(j);
+		return;
+	}
+	j->state = NJ_CHECKING;
+	n->check(j->batch->incident_id, notify_on_wanted, j, n->check_arg);
+}
+
+void notify_set_check(struct notify *n, notify_check_fn fn, void *arg)
+{
+	n->check = fn;
+	n->check_arg = arg;
 }
 
 static bool notify_copy_url(struct policy_url *dst,

@@ -27,6 +27,13 @@ struct notify *notify_new(struct event_base *base, struct pg_conn *pg);
  * taken up again after the restart). */
 void notify_free(struct notify *n);
 
+/* Before each retry the job asks whether the incident still wants it (an
+ * ack or resolve stops the retries of the level already fired, too). */
+typedef void (*notify_wanted_cb)(bool wanted, void *job);
+typedef void (*notify_check_fn)(int64_t incident_id, notify_wanted_cb done,
+				void *job, void *arg);
+void notify_set_check(struct notify *n, notify_check_fn fn, void *arg);
+
 /* Starts the level's jobs; cb once they all ended (possibly at once). */
 void notify_level(struct notify *n, int64_t incident_id, int level,
 		  const char *snapshot_json, notify_done_cb cb, void *arg);

@@ -208,3 +208,24 @@ def test_bad_policy_is_refused(make_config, alertd_factory, tmp_path):
     r = subprocess.run([str(ALERTD), "--check-config", str(bad.path)],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "IPv4" in r.stderr, r.stderr
+
+
+def test_ack_stops_the_retries_of_a_fired_level(alertd_factory, sink,
+                                                 operator_token):
+    sink.script("/call", [500] * 20)
+    alertd = alertd_factory(**policy(sink, level1="0ms", level2="200ms",
+                                     level3="60s", repeat="60s",
+                                     backoff_ms="1500", retries="5"))
+    iid = _open(alertd)
+    wait_until(lambda: len(calls(sink, iid)) >= 1, timeout=5,
+               what="the first call attempt")
+    st, snap = act(alertd, operator_token, iid, "ack")
+    assert st == 200, snap
+    wait_until(lambda: any(r[2] == "call" and r[4] == "cancelled"
+                           for r in notifications(alertd, iid)),
+               timeout=10, what="cancelled row")
+    n = len(calls(sink, iid))
+    assert n <= 2, n  # at most one retry was already on the wire
+    time.sleep(2)
+    assert len(calls(sink, iid)) == n
+    assert not any(r[4] == "gave_up" for r in notifications(alertd, iid))
