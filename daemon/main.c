@@ -127,6 +127,7 @@ static void daemon_on_janitor(evutil_socket_t fd, short what, void *arg)
 		fanout_tick(d->fanout);
 		operators_tick(d->operators);
 		presence_tick(d->presence);
+		notify_tick(d->notify);
 	}
 	escalate_tick(d->escalate);
 	if (d->state == DAEMON_DRAINING)

@@ -12,12 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <time.h>
 
 #include <event2/event.h>
 #include <jansson.h>
 #include <openssl/rand.h>
 
 #include "config.h"
+#include "evt.h"
 #include "http_client.h"
 #include "log.h"
 #include "notify_call.h"
@@ -63,6 +65,8 @@ struct notify_job {
 	struct event *timer;     /* backoff, and the deferred free */
 };
 
+struct notify_row;
+
 struct notify {
 	struct event_base *base;
 	struct pg_conn *pg;
@@ -71,13 +75,26 @@ struct notify {
 	LIST_HEAD(, notify_job) jobs;
 	notify_check_fn check;
 	void *check_arg;
+	STAILQ_HEAD(, notify_row) retry;  /* rows waiting for PostgreSQL */
+	size_t n_retry;
 };
 
 static const char notify_insert_sql[] =
 	"INSERT INTO notifications (idempotency_key, attempt, incident_id, "
 	"level, channel, target, outcome, detail, at) "
-	"VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, now()) "
+	"VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::timestamptz) "
 	"ON CONFLICT DO NOTHING";
+
+#define NOTIFY_ROW_PARAMS 9
+#define NOTIFY_RETRY_MAX 10000
+
+/* One notifications row; kept and written again while PostgreSQL is
+ * unreachable (the insert is idempotent on key, attempt and outcome). */
+struct notify_row {
+	STAILQ_ENTRY(notify_row) next;
+	struct notify *n;
+	char *v[NOTIFY_ROW_PARAMS];   /* v[7] (detail) may be NULL */
+};
 
 struct notify *notify_new(struct event_base *base, struct pg_conn *pg)
 {
@@ -89,6 +106,7 @@ struct notify *notify_new(struct event_base *base, struct pg_conn *pg)
 	n->pg = pg;
 	LIST_INIT(&n->batches);
 	LIST_INIT(&n->jobs);
+	STAILQ_INIT(&n->retry);
 	if ((n->http = http_client_new(base)) == NULL) {
 		free(n);
 		return NULL;
@@ -96,11 +114,46 @@ struct notify *notify_new(struct event_base *base, struct pg_conn *pg)
 	return n;
 }
 
+static void notify_row_free(struct notify_row *r)
+{
+	for (int i = 0; i < NOTIFY_ROW_PARAMS; i++)
+		free(r->v[i]);
+	free(r);
+}
+
+static void notify_row_send(struct notify_row *r);
+
 static void notify_on_recorded(PGresult *res, const char *errmsg, void *arg)
 {
-	if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK)
-		log_warn("notify: a notifications row was not written (%s)",
-			 errmsg != NULL ? errmsg : "unknown error");
+	struct notify_row *r = arg;
+	struct notify *n = r->n;
+
+	if (res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK) {
+		notify_row_free(r);
+		return;
+	}
+	if (n->n_retry >= NOTIFY_RETRY_MAX) {
+		log_error("notify: %s attempt %s %s: row lost, %zu rows already "
+			  "wait for PostgreSQL (%s)", r->v[0], r->v[1], r->v[6],
+			  n->n_retry, errmsg ? errmsg : "unknown error");
+		notify_row_free(r);
+		return;
+	}
+	if (n->n_retry == 0)
+		log_warn("notify: notifications rows wait for PostgreSQL (%s)",
+			 errmsg ? errmsg : "unavailable");
+	STAILQ_INSERT_TAIL(&n->retry, r, next);
+	n->n_retry++;
+}
+
+static void notify_row_send(struct notify_row *r)
+{
+	if (!pg_conn_ready(r->n->pg) ||
+	    !pg_conn_query(r->n->pg, notify_insert_sql, NOTIFY_ROW_PARAMS,
+			   (const char *const *)r->v,
+			   config_current()->pg_timeout_ms, notify_on_recorded,
+			   r))
+		notify_on_recorded(NULL, "PostgreSQL unavailable", r);
 }
 
 void notify_record(struct notify *n, const char *key, int attempt,
@@ -108,19 +161,49 @@ void notify_record(struct notify *n, const char *key, int attempt,
 		   const char *target, const char *outcome,
 		   const char *detail_json)
 {
-	char att[16], id[24], lv[16];
-	const char *params[8] = {key, att, id, lv, channel, target, outcome,
-				 detail_json};
+	struct notify_row *r = calloc(1, sizeof(*r));
+	struct timespec ts;
+	char at[32];
+	bool ok;
 
-	snprintf(att, sizeof(att), "%d", attempt);
-	snprintf(id, sizeof(id), "%lld", (long long)incident_id);
-	snprintf(lv, sizeof(lv), "%d", level);
-	if (!pg_conn_ready(n->pg) ||
-	    !pg_conn_query(n->pg, notify_insert_sql, 8, params,
-			   config_current()->pg_timeout_ms, notify_on_recorded,
-			   NULL))
-		log_warn("notify: %s attempt %d %s: PostgreSQL unavailable, "
-			 "row not written", key, attempt, outcome);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	evt_format_time((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, at,
+			sizeof(at));
+	ok = r != NULL &&
+	     (r->v[0] = strdup(key)) != NULL &&
+	     asprintf(&r->v[1], "%d", attempt) >= 0 &&
+	     asprintf(&r->v[2], "%lld", (long long)incident_id) >= 0 &&
+	     asprintf(&r->v[3], "%d", level) >= 0 &&
+	     (r->v[4] = strdup(channel)) != NULL &&
+	     (r->v[5] = strdup(target)) != NULL &&
+	     (r->v[6] = strdup(outcome)) != NULL &&
+	     (detail_json == NULL || (r->v[7] = strdup(detail_json)) != NULL) &&
+	     (r->v[8] = strdup(at)) != NULL;
+	if (!ok) {
+		log_error("notify: %s attempt %d %s: out of memory, row lost",
+			  key, attempt, outcome);
+		if (r != NULL)
+			notify_row_free(r);
+		return;
+	}
+	r->n = n;
+	notify_row_send(r);
+}
+
+void notify_tick(struct notify *n)
+{
+	struct notify_row *r;
+	size_t k = n->n_retry;
+
+	if (k == 0 || !pg_conn_ready(n->pg))
+		return;
+	log_info("notify: writing %zu notifications rows that waited", k);
+	/* Each goes back to the list if it fails again: take k only. */
+	while (k-- > 0 && (r = STAILQ_FIRST(&n->retry)) != NULL) {
+		STAILQ_REMOVE_HEAD(&n->retry, next);
+		n->n_retry--;
+		notify_row_send(r);
+	}
 }
 
 static void notify_job_free(struct notify_job *j)
@@ -405,9 +488,17 @@ void notify_free(struct notify *n)
 {
 	struct notify_batch *b;
 	struct notify_job *j;
+	struct notify_row *r;
 
 	if (n == NULL)
 		return;
+	if (n->n_retry > 0)
+		log_error("notify: %zu notifications rows never reached "
+			  "PostgreSQL", n->n_retry);
+	while ((r = STAILQ_FIRST(&n->retry)) != NULL) {
+		STAILQ_REMOVE_HEAD(&n->retry, next);
+		notify_row_free(r);
+	}
 	/* Cancels the requests without callbacks; jobs and batches are
 	 * dropped (the levels stay pending in Redis). */
 	http_client_free(n->http);

@@ -41,10 +41,14 @@ void notify_level(struct notify *n, int64_t incident_id, int level,
 bool notify_busy(const struct notify *n, int64_t incident_id, int level);
 
 /* One row of the notifications table (also for delivery reports). target
- * is stored as given: mask numbers first. detail_json may be NULL. */
+ * is stored as given: mask numbers first. detail_json may be NULL. A row
+ * PostgreSQL cannot take now is kept (at most 10000) and written again by
+ * notify_tick. */
 void notify_record(struct notify *n, const char *key, int attempt,
 		   int64_t incident_id, int level, const char *channel,
 		   const char *target, const char *outcome,
 		   const char *detail_json);
+/* Writes the rows that waited for PostgreSQL; the janitor, every second. */
+void notify_tick(struct notify *n);
 
 #endif

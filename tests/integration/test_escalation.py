@@ -229,3 +229,21 @@ def test_ack_stops_the_retries_of_a_fired_level(alertd_factory, sink,
     time.sleep(2)
     assert len(calls(sink, iid)) == n
     assert not any(r[4] == "gave_up" for r in notifications(alertd, iid))
+
+
+def test_notification_rows_wait_for_postgres(alertd_factory, sink,
+                                             pg_server):
+    alertd = alertd_factory(**policy(sink, level1="2s", level2="60s",
+                                     repeat="60s"))
+    iid = _open(alertd)
+    pg_server.stop("fast")
+    try:
+        wait_until(lambda: len(hooks(sink, iid)) >= 1, timeout=8,
+                   what="level 1 webhook while PostgreSQL is down")
+        time.sleep(1.0)
+    finally:
+        pg_server.start()
+    wait_until(lambda: {(r[2], r[4]) for r in notifications(alertd, iid)}
+               >= {("console", "shown"), ("webhook", "sent")},
+               timeout=20, what="the rows written after PostgreSQL is back")
+    alertd.wait_log("rows that waited")
