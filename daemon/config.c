@@ -50,8 +50,8 @@ static const struct config_setting config_table[] = {
 	{"server", "retry_after_s", CFG_INT, "2", true, OFF(retry_after_s), 1, 3600},
 	{"server", "sse_ping_s", CFG_INT, "15", true, OFF(sse_ping_s), 1, 3600},
 	{"server", "sse_max_buffer_bytes", CFG_INT, "4194304", true, OFF(sse_max_buffer_bytes), 65536, 1073741824},
-	{"presence", "min_on_duty", CFG_INT, "0", true, OFF(min_on_duty), 0, 1000},
 	{"server", "console_tcp_listen", CFG_STR, "", false, OFF(console_tcp_listen), 0, 0},
+	{"presence", "min_on_duty", CFG_INT, "0", true, OFF(min_on_duty), 0, 1000},
 	{"redis", "host", CFG_STR, "127.0.0.1", false, OFF(redis_host), 0, 0},
 	{"redis", "port", CFG_INT, "6379", false, OFF(redis_port), 1, 65535},
 	{"redis", "timeout_ms", CFG_INT, "2000", true, OFF(redis_timeout_ms), 10, 600000},
@@ -404,4 +404,9 @@ void config_print_defaults(void)
 		       s->reloadable ? "" : "    ; restart to change");
 	}
 	printf("\n[device_secrets]\n; <glob on source.id> = <secret>\n");
+	printf("\n[escalation]\n; <band>.min_priority, <band>.levelN, "
+	       "<band>.repeat (docs/operations.md)\n"
+	       "\n[channels]\ntimeout_ms = 3000\nretries = 4\n"
+	       "backoff_ms = 500\n; sms_*, call_*, webhook.<name> "
+	       "(docs/operations.md)\n");
 }
