@@ -1,7 +1,9 @@
 /* alertctl: the admin command line of alertd.
  *
  *   alertctl [-c FILE] migrate [--dir DIR]
- *   alertctl [-c FILE] operator add NAME --role ROLE
+ *   alertctl [-c FILE] operator add NAME --role ROLE [--zones Z1,Z2]
+ *   alertctl [-c FILE] operator list [--json]
+ *   alertctl [-c FILE] operator revoke NAME
  *   alertctl [-c FILE] incidents [--json]
  *
  * It never runs inside the daemon, so it uses blocking libpq and the
@@ -23,6 +25,7 @@
 #include "auth.h"
 #include "config.h"
 #include "ctl_sources.h"
+#include "ctl.h"
 #include "log.h"
 
 #define CTL_DEFAULT_CONFIG "config/alertd.dev.ini"
@@ -31,8 +34,6 @@
 /* Key of the advisory lock that lets one `migrate` run at a time. */
 #define CTL_MIGRATE_LOCK "7428531061"
 
-enum { CTL_OK = 0, CTL_FAIL = 1, CTL_USAGE = 2 };
-
 /* daemon/lua/lua_blob.S: the text of daemon/lua/decide.lua. */
 extern const char decide_lua_text[];
 
@@ -40,7 +41,9 @@ static void ctl_usage(FILE *out)
 {
 	fprintf(out,
 		"usage: alertctl [-c FILE] migrate [--dir DIR]\n"
-		"       alertctl [-c FILE] operator add NAME --role operator|supervisor|auditor|admin\n"
+		"       alertctl [-c FILE] operator add NAME --role operator|supervisor|auditor|admin [--zones Z1,Z2]\n"
+		"       alertctl [-c FILE] operator list [--json]\n"
+		"       alertctl [-c FILE] operator revoke NAME\n"
 		"       alertctl [-c FILE] incidents [--json]\n"
 		"       alertctl [-c FILE] sources [--json] | sources import FILE.csv | sources load\n"
 		"\n"
@@ -48,12 +51,12 @@ static void ctl_usage(FILE *out)
 		"  migrate   apply the SQL migrations of DIR (default "
 		CTL_DEFAULT_MIGRATIONS ") not yet applied\n"
 		"  operator add  create an operator; prints its token (shown once)\n"
+		"  operator list the operators, their roles, zones and state\n"
+		"  operator revoke  revoke an operator's token at once\n"
 		"  incidents the open queue from Redis, as a table or --json\n");
 }
 
-static int ctl_usage_error(const char *fmt, ...)
-	__attribute__((format(printf, 1, 2)));
-static int ctl_usage_error(const char *fmt, ...)
+int ctl_usage_error(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -69,14 +72,14 @@ static int ctl_usage_error(const char *fmt, ...)
 /* ---- PostgreSQL ---- */
 
 /* The first line of a libpq message. */
-static void ctl_pg_error(const char *what, const char *msg)
+void ctl_pg_error(const char *what, const char *msg)
 {
 	int n = (int)strcspn(msg ? msg : "", "\n");
 
 	fprintf(stderr, "alertctl: %s: %.*s\n", what, n, msg ? msg : "");
 }
 
-static PGconn *ctl_pg_connect(const struct config *cfg)
+PGconn *ctl_pg_connect(const struct config *cfg)
 {
 	PGconn *pg = PQconnectdb(cfg->pg_conninfo);
 	PGresult *res;
@@ -98,8 +101,8 @@ static PGconn *ctl_pg_connect(const struct config *cfg)
 
 /* Runs one statement; false (message printed) unless it succeeded. The
  * result is handed back in *out when out is not NULL. */
-static bool ctl_exec(PGconn *pg, const char *what, const char *sql,
-		     int nparams, const char *const *params, PGresult **out)
+bool ctl_exec(PGconn *pg, const char *what, const char *sql,
+	      int nparams, const char *const *params, PGresult **out)
 {
 	PGresult *res = nparams > 0
 				? PQexecParams(pg, sql, nparams, NULL, params,
@@ -120,7 +123,7 @@ static bool ctl_exec(PGconn *pg, const char *what, const char *sql,
 	return true;
 }
 
-static void ctl_rollback(PGconn *pg)
+void ctl_rollback(PGconn *pg)
 {
 	PQclear(PQexec(pg, "ROLLBACK"));
 }
@@ -267,90 +270,6 @@ done:
 	return status;
 }
 
-/* ---- operator add ---- */
-
-/* 1..64 characters of [A-Za-z0-9._@-]: a login, safe in logs. */
-static bool ctl_operator_name_valid(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n == 0 || n > 64)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		      (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-		      c == '@' || c == '-'))
-			return false;
-	}
-	return true;
-}
-
-static int ctl_operator_add(const struct config *cfg, const char *name,
-			    enum auth_role role)
-{
-	char token[44], hash[65];
-	const char *params[3] = {name, auth_role_name(role), hash};
-	PGresult *res;
-	PGconn *pg;
-	int status = CTL_FAIL;
-
-	if (!auth_token_new(token)) {
-		fprintf(stderr, "alertctl: cannot make a token: the random "
-				"source failed\n");
-		return CTL_FAIL;
-	}
-	auth_token_hash(token, hash);
-	if (strlen(hash) != 64) {
-		fprintf(stderr, "alertctl: cannot hash the token\n");
-		goto done;
-	}
-	if (!(pg = ctl_pg_connect(cfg)))
-		goto done;
-	if (!ctl_exec(pg, "operator add", "BEGIN", 0, NULL, NULL))
-		goto done_pg;
-	res = PQexecParams(pg,
-			   "INSERT INTO operators (name, role, token_hash) "
-			   "VALUES ($1, $2, $3)",
-			   3, NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-		const char *cons =
-			PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
-
-		if (state && strcmp(state, "23505") == 0 && cons &&
-		    strcmp(cons, "operators_name_key") == 0)
-			fprintf(stderr, "alertctl: operator %s already exists\n",
-				name);
-		else
-			ctl_pg_error("operator add", PQresultErrorMessage(res));
-		PQclear(res);
-		ctl_rollback(pg);
-		goto done_pg;
-	}
-	PQclear(res);
-	/* Delivered at commit: running daemons reload their token cache. */
-	if (!ctl_exec(pg, "operator add", "NOTIFY alertd_operators", 0, NULL,
-		      NULL) ||
-	    !ctl_exec(pg, "operator add", "COMMIT", 0, NULL, NULL)) {
-		ctl_rollback(pg);
-		goto done_pg;
-	}
-	/* The token goes to stdout only, once; PostgreSQL has its hash. */
-	printf("%s\n", token);
-	fflush(stdout);
-	fprintf(stderr, "alertctl: operator %s added with role %s; keep the "
-			"token, it is not shown again\n",
-		name, auth_role_name(role));
-	status = CTL_OK;
-done_pg:
-	PQfinish(pg);
-done:
-	explicit_bzero(token, sizeof(token));
-	return status;
-}
-
 /* ---- incidents ---- */
 
 /* Prints s padded to width characters (UTF-8 aware), control characters
@@ -492,11 +411,11 @@ done:
 /* ---- command line ---- */
 
 struct ctl_cmd {
-	enum { CMD_MIGRATE, CMD_OPERATOR_ADD, CMD_INCIDENTS } which;
+	enum { CMD_MIGRATE, CMD_OPERATOR, CMD_INCIDENTS } which;
 	const char *dir;
-	const char *name;
-	enum auth_role role;
 	bool json;
+	int sub_argc;        /* operator ...: the words after "operator" */
+	char **sub_argv;
 };
 
 /* The value of "--opt VALUE" or "--opt=VALUE" at argv[*i]; NULL if argv[*i]
@@ -521,7 +440,7 @@ static const char *ctl_opt(int argc, char **argv, int *i, const char *opt,
 
 static int ctl_parse(int argc, char **argv, int i, struct ctl_cmd *cmd)
 {
-	const char *role = NULL, *v;
+	const char *v;
 	bool missing = false;
 
 	if (i >= argc)
@@ -552,33 +471,10 @@ static int ctl_parse(int argc, char **argv, int i, struct ctl_cmd *cmd)
 	}
 	if (strcmp(argv[i], "operator") != 0)
 		return ctl_usage_error("unknown command '%s'", argv[i]);
-	if (++i >= argc || strcmp(argv[i], "add") != 0)
-		return ctl_usage_error("%s", "operator: only 'operator add' exists");
-	cmd->which = CMD_OPERATOR_ADD;
-	for (i++; i < argc; i++) {
-		if ((v = ctl_opt(argc, argv, &i, "--role", &missing)))
-			role = v;
-		else if (missing)
-			return ctl_usage_error("%s needs a value", argv[i]);
-		else if (argv[i][0] == '-' || cmd->name)
-			return ctl_usage_error("operator add: unexpected '%s'",
-					       argv[i]);
-		else
-			cmd->name = argv[i];
-	}
-	if (!cmd->name)
-		return ctl_usage_error("%s", "operator add: NAME is required");
-	if (!ctl_operator_name_valid(cmd->name))
-		return ctl_usage_error("operator add: invalid name '%s' (1..64 "
-				       "characters of A-Z a-z 0-9 . _ @ -)",
-				       cmd->name);
-	if (!role)
-		return ctl_usage_error("%s", "operator add: --role is required");
-	if (!auth_role_parse(role, &cmd->role))
-		return ctl_usage_error("operator add: unknown role '%s' "
-				       "(operator, supervisor, auditor, admin)",
-				       role);
-	return CTL_OK;
+	cmd->which = CMD_OPERATOR;
+	cmd->sub_argc = argc - i - 1;
+	cmd->sub_argv = argv + i + 1;
+	return ctl_operators_check(cmd->sub_argc, cmd->sub_argv);
 }
 
 int main(int argc, char **argv)
@@ -622,8 +518,8 @@ int main(int argc, char **argv)
 	case CMD_MIGRATE:
 		status = ctl_migrate(cfg, cmd.dir);
 		break;
-	case CMD_OPERATOR_ADD:
-		status = ctl_operator_add(cfg, cmd.name, cmd.role);
+	case CMD_OPERATOR:
+		status = ctl_operators_main(cfg, cmd.sub_argc, cmd.sub_argv);
 		break;
 	case CMD_INCIDENTS:
 		status = ctl_incidents(cfg, cmd.json);

@@ -11,6 +11,7 @@
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <jansson.h>
 
 #include "audit.h"
 #include "decide.h"
@@ -58,6 +59,83 @@ static void api_on_json(bool ok, const char *json, void *arg)
 		http_reply_json(req, 200, json);
 }
 
+/* What the operator may see (issue 5): the queue and an incident are
+ * filtered by zones and masked by role like the stream (fanout_view). */
+struct api_view {
+	struct evhttp_request *req;
+	enum auth_role role;
+	char zones[];
+};
+
+static void api_on_json_view(bool ok, const char *json, void *arg)
+{
+	struct api_view *v = arg;
+	json_t *arr = ok && json != NULL && json[0] == '[' ?
+			      json_loads(json, 0, NULL) : NULL;
+	json_t *out = NULL, *it;
+	char *text = NULL, *copy;
+	size_t i;
+
+	if (v->role != AUTH_ROLE_AUDITOR &&
+	    !(v->role == AUTH_ROLE_OPERATOR && v->zones[0] != '\0')) {
+		api_on_json(ok, json, v->req); /* sees everything as is */
+		goto done;
+	}
+	if (!ok || json == NULL || (json[0] == '[' && arr == NULL)) {
+		api_on_json(ok && json != NULL ? false : ok, NULL, v->req);
+		goto done;
+	}
+	if (arr == NULL) {
+		const char *seen = fanout_view(v->role, v->zones, json, &copy);
+
+		if (seen == NULL)
+			http_reply_error(v->req, 403, "forbidden", NULL,
+					 "the incident is not in your zones", 0);
+		else
+			http_reply_json(v->req, 200, seen);
+		free(copy);
+		goto done;
+	}
+	out = json_array();
+	json_array_foreach(arr, i, it) {
+		char *one = json_dumps(it, JSON_COMPACT |
+					    JSON_REAL_PRECISION(15));
+		const char *seen = one ? fanout_view(v->role, v->zones, one,
+						     &copy) : NULL;
+
+		if (seen != NULL)
+			json_array_append_new(out, json_loads(seen, 0, NULL));
+		if (one != NULL)
+			free(copy);
+		free(one);
+	}
+	text = out != NULL ? json_dumps(out, JSON_COMPACT |
+					 JSON_REAL_PRECISION(15)) : NULL;
+	if (text == NULL)
+		api_reply_unavailable(v->req, "memory");
+	else
+		http_reply_json(v->req, 200, text);
+done:
+	free(text);
+	json_decref(arr);
+	json_decref(out);
+	free(v);
+}
+
+static struct api_view *api_view_new(struct evhttp_request *req,
+				     const struct operator_info *op)
+{
+	const char *z = op->zones != NULL ? op->zones : "";
+	struct api_view *v = malloc(sizeof(*v) + strlen(z) + 1);
+
+	if (v != NULL) {
+		v->req = req;
+		v->role = op->role;
+		memcpy(v->zones, z, strlen(z) + 1);
+	}
+	return v;
+}
+
 static void api_call_free(struct api_call *call)
 {
 	free(call->last_event_id);
@@ -95,12 +173,20 @@ static void api_on_operator(const struct operator_info *op, bool unavailable,
 		fanout_attach_sse(deps->fanout, req, op, call->last_event_id);
 		break;
 	case API_QUEUE:
-		sent = decide_queue(deps->decide, api_on_json, req);
+	case API_INCIDENT: {
+		struct api_view *v = api_view_new(req, op);
+
+		if (v == NULL)
+			sent = false;
+		else if (call->route == API_QUEUE)
+			sent = decide_queue(deps->decide, api_on_json_view, v);
+		else
+			sent = decide_incident(deps->decide, call->incident_id,
+					       api_on_json_view, v);
+		if (!sent)
+			free(v);
 		break;
-	case API_INCIDENT:
-		sent = decide_incident(deps->decide, call->incident_id,
-				       api_on_json, req);
-		break;
+	}
 	}
 	if (!sent)
 		api_reply_unavailable(req, "the incident store");

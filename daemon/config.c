@@ -1,5 +1,6 @@
 /* config: one table of settings; libinih does the INI syntax. */
 #include "config.h"
+#include "policy.h"
 
 #include <errno.h>
 #include <fnmatch.h>
@@ -55,6 +56,8 @@ static const struct config_setting config_table[] = {
 	{"server", "retry_after_s", CFG_INT, "2", true, OFF(retry_after_s), 1, 3600},
 	{"server", "sse_ping_s", CFG_INT, "15", true, OFF(sse_ping_s), 1, 3600},
 	{"server", "sse_max_buffer_bytes", CFG_INT, "4194304", true, OFF(sse_max_buffer_bytes), 65536, 1073741824},
+	{"server", "console_tcp_listen", CFG_STR, "", false, OFF(console_tcp_listen), 0, 0},
+	{"presence", "min_on_duty", CFG_INT, "0", true, OFF(min_on_duty), 0, 1000},
 	{"redis", "host", CFG_STR, "127.0.0.1", false, OFF(redis_host), 0, 0},
 	{"redis", "port", CFG_INT, "6379", false, OFF(redis_port), 1, 65535},
 	{"redis", "timeout_ms", CFG_INT, "2000", true, OFF(redis_timeout_ms), 10, 600000},
@@ -427,6 +430,14 @@ static int config_on_ini_value(void *user, const char *section,
 		snprintf(p->err, p->errlen, "[%s] %s: %s", section, name, why);
 		return 0;
 	}
+	if (strcmp(section, "escalation") == 0 ||
+	    strcmp(section, "channels") == 0) {
+		if (policy_set(&p->cfg->policy, section, name, value, why,
+			       sizeof(why)))
+			return 1;
+		snprintf(p->err, p->errlen, "[%s] %s: %s", section, name, why);
+		return 0;
+	}
 	for (size_t i = 0; i < CONFIG_N_SETTINGS; i++) {
 		const struct config_setting *s = &config_table[i];
 
@@ -489,7 +500,8 @@ struct config *config_load(const char *path, char *err, size_t errlen)
 			 path);
 		goto fail;
 	}
-	if (!config_finish_rules(p.cfg, msg, sizeof(msg))) {
+	if (!config_finish_rules(p.cfg, msg, sizeof(msg)) ||
+	    !policy_validate(p.cfg->policy, msg, sizeof(msg))) {
 		snprintf(err, errlen, "%s: %s", path, msg);
 		goto fail;
 	}
@@ -523,6 +535,7 @@ void config_free(struct config *cfg)
 		free(cfg->zones[i].zone);
 	free(cfg->zones);
 	free(cfg->class_names);
+	policy_free(cfg->policy);
 	free(cfg->path);
 	free(cfg);
 }
@@ -641,4 +654,9 @@ void config_print_defaults(void)
 	}
 	printf("\n[priority_zones]\n; <zone> = <priority modifier>\n");
 	printf("\n[device_secrets]\n; <glob on source.id> = <secret>\n");
+	printf("\n[escalation]\n; <band>.min_priority, <band>.levelN, "
+	       "<band>.repeat (docs/operations.md)\n"
+	       "\n[channels]\ntimeout_ms = 3000\nretries = 4\n"
+	       "backoff_ms = 500\n; sms_*, call_*, webhook.<name> "
+	       "(docs/operations.md)\n");
 }

@@ -19,6 +19,8 @@ struct config_secret {
 	char *secret;
 };
 
+struct policy;
+
 struct config {
 	char *path;
 
@@ -93,6 +95,12 @@ struct config {
 	int supervision_batch;        /* sources per sweep, 500 */
 	int supervision_grace_s;      /* no sweep this long after start or a
 					 Redis outage, 180 */
+	/* [presence] staffing: fewer operators on duty raise an incident */
+	int min_on_duty;           /* 0: off */
+	char *console_tcp_listen;  /* operator TCP stream, "" = off */
+
+	/* [escalation] and [channels] (policy.h); NULL: no escalation */
+	struct policy *policy;
 };
 
 struct config_zone {

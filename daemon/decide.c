@@ -48,6 +48,7 @@ struct decide_call {
 	bool script;   /* argv is prefixed with EVALSHA sha / EVAL text */
 	bool resent;   /* re-sent with EVAL after NOSCRIPT */
 	bool oom;      /* an argument could not be copied */
+	bool nil_ok;   /* decide_script: a nil reply is an answer */
 	union {
 		decide_event_cb event;
 		decide_json_cb json;
@@ -455,7 +456,7 @@ static void decide_answer_json(struct decide_call *call,
 	} else if (reply->type == REDIS_REPLY_STRING) {
 		call->cb.json(true, reply->str, call->arg);
 	} else if (reply->type == REDIS_REPLY_NIL &&
-		   strcmp(mode, "get") == 0) {
+		   (call->nil_ok || strcmp(mode, "get") == 0)) {
 		call->cb.json(true, NULL, call->arg);
 	} else {
 		log_warn("decide: %s: %s", mode,
@@ -787,6 +788,30 @@ static bool decide_json_call(struct decide *d, const char *mode,
 fail:
 	decide_call_free(call);
 	return false;
+}
+
+bool decide_script(struct decide *d, const char *mode, int nparams,
+		   const char *const *params, decide_json_cb cb, void *arg)
+{
+	struct decide_call *call;
+
+	if (nparams < 0 || nparams > DECIDE_ARGS_MAX - 3)
+		return false;
+	call = decide_call_new(d, DECIDE_CALL_JSON, true, arg);
+	if (call == NULL)
+		return false;
+	call->cb.json = cb;
+	call->nil_ok = true;
+	decide_call_arg(call, "0", false);
+	decide_call_arg(call, mode, true);
+	decide_call_arg(call, config_current()->redis_prefix, true);
+	for (int i = 0; i < nparams; i++)
+		decide_call_arg(call, params[i], true);
+	if (!decide_send(d, call)) {
+		decide_call_free(call);
+		return false;
+	}
+	return true;
 }
 
 bool decide_queue(struct decide *d, decide_json_cb cb, void *arg)

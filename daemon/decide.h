@@ -112,6 +112,13 @@ bool decide_sweep(struct decide *d, int64_t now_ms, int limit,
 		  decide_items_cb cb, void *arg)
 	__attribute__((warn_unused_result));
 
+/* Any other mode of the script (operator actions, escalation): argv is
+ * "0 mode prefix params...", the reply is the script's string (JSON) or
+ * NULL with ok true for a nil reply. At most 16 params. */
+bool decide_script(struct decide *d, const char *mode, int nparams,
+		   const char *const *params, decide_json_cb cb, void *arg)
+	__attribute__((warn_unused_result));
+
 /* The script text (embedded at build time) and its SHA-1, for alertctl. */
 const char *decide_script_text(void);
 

@@ -19,6 +19,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <jansson.h>
 
 #include "config.h"
 #include "decide.h"
@@ -47,6 +48,9 @@ struct fanout_client {
 	struct evhttp_request *req;
 	enum fanout_state state;
 	char *name;        /* operator, for logs */
+	char hash[65];     /* of its token: cut off when it is revoked */
+	enum auth_role role;
+	char *zones;       /* "" or the operator's zones: the stream filter */
 	char last_id[48];  /* last change id written */
 	time_t last_write;
 	STAILQ_HEAD(, fanout_change) backlog;
@@ -57,6 +61,7 @@ struct fanout {
 	struct decide *decide;
 	LIST_HEAD(, fanout_client) clients;
 	size_t n_clients;
+	struct fanout_tap tap;  /* the TCP console stream (console_tcp.c) */
 };
 
 struct fanout *fanout_new(struct event_base *base, struct decide *decide)
@@ -105,6 +110,7 @@ static void fanout_backlog_clear(struct fanout_client *c)
 static void fanout_client_free(struct fanout_client *c)
 {
 	fanout_backlog_clear(c);
+	free(c->zones);
 	free(c->name);
 	free(c);
 }
@@ -148,12 +154,63 @@ static struct evbuffer *fanout_output(struct fanout_client *c)
 	return bufferevent_get_output(evhttp_connection_get_bufferevent(evcon));
 }
 
+static bool fanout_zone_in(const char *zones, const char *zone)
+{
+	size_t n = strlen(zone);
+
+	for (const char *p = zones; *p;) {
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+
+		if (len == n && strncmp(p, zone, n) == 0)
+			return true;
+		p += len + (end ? 1 : 0);
+	}
+	return false;
+}
+
+/* What this console may see of a snapshot: NULL if it is outside the
+ * operator's zones, else the JSON to send in *out (a masked copy that the
+ * caller frees, or json itself). The label of a support-line source may
+ * name a caller: only the roles that handle incidents see it. */
+const char *fanout_view(enum auth_role role, const char *zones,
+			const char *json, char **copy)
+{
+	bool filter = zones[0] != '\0' && role == AUTH_ROLE_OPERATOR;
+	bool mask = role == AUTH_ROLE_AUDITOR;
+	json_t *snap, *src;
+	const char *zone, *kind;
+
+	*copy = NULL;
+	if (!filter && !mask)
+		return json;
+	if ((snap = json_loads(json, 0, NULL)) == NULL)
+		return json;
+	src = json_object_get(snap, "source");
+	zone = json_string_value(json_object_get(src, "zone"));
+	kind = json_string_value(json_object_get(src, "kind"));
+	if (filter && (zone == NULL || !fanout_zone_in(zones, zone))) {
+		json_decref(snap);
+		return NULL;
+	}
+	if (mask && kind != NULL && strcmp(kind, "support_line") == 0 &&
+	    json_is_string(json_object_get(src, "label"))) {
+		json_object_set_new(src, "label", json_string("***"));
+		*copy = json_dumps(snap, JSON_COMPACT |
+				   JSON_REAL_PRECISION(15));
+		json = *copy;
+	}
+	json_decref(snap);
+	return json;
+}
+
 /* Writes one change; false if the console was dropped for lagging. */
 static bool fanout_write(struct fanout_client *c, const char *id,
 			 const char *json)
 {
 	struct evbuffer *out = fanout_output(c);
 	struct evbuffer *chunk;
+	char *copy;
 
 	if (out == NULL)
 		return true; /* closing; the close callback cleans up */
@@ -164,11 +221,16 @@ static bool fanout_write(struct fanout_client *c, const char *id,
 		fanout_client_close(c, true);
 		return false;
 	}
+	if ((json = fanout_view(c->role, c->zones, json, &copy)) == NULL)
+		return true; /* not this console's zone */
 	chunk = evbuffer_new();
-	if (chunk == NULL)
+	if (chunk == NULL) {
+		free(copy);
 		return true;
+	}
 	evbuffer_add_printf(chunk, "id: %s\nevent: incident\ndata: %s\n\n", id,
 			    json);
+	free(copy);
 	evhttp_send_reply_chunk(c->req, chunk);
 	evbuffer_free(chunk);
 	snprintf(c->last_id, sizeof(c->last_id), "%s", id);
@@ -232,6 +294,76 @@ static void fanout_on_replay(bool ok, size_t n, const char *const *ids,
 	fanout_go_live(c);
 }
 
+/* The open queue for a new console: every snapshot with the id of the
+ * newest change, so that a reconnect resumes after it. */
+static void fanout_on_snapshot(bool ok, const char *json, void *arg)
+{
+	struct fanout_client *c = arg;
+	json_t *r = NULL, *q, *it;
+	const char *last;
+	size_t i;
+
+	if (c->state == SSE_ORPHANED) {
+		fanout_client_free(c);
+		return;
+	}
+	c->state = SSE_LIVE; /* so that fanout_write may close it */
+	if (!ok || json == NULL || (r = json_loads(json, 0, NULL)) == NULL ||
+	    (last = json_string_value(json_object_get(r, "last_id"))) == NULL) {
+		log_warn("stream operator=%s: no snapshot of the queue (Redis "
+			 "unavailable)", c->name);
+		fanout_write_comment(c, ": snapshot unavailable\n\n");
+		json_decref(r);
+		fanout_go_live(c);
+		return;
+	}
+	q = json_object_get(r, "queue");
+	json_array_foreach(q, i, it) {
+		const char *snap = json_string_value(it);
+
+		if (snap != NULL && !fanout_write(c, last, snap)) {
+			json_decref(r);
+			return;
+		}
+	}
+	snprintf(c->last_id, sizeof(c->last_id), "%s", last);
+	fanout_write_comment(c, ": snapshot end\n\n");
+	json_decref(r);
+	fanout_go_live(c);
+}
+
+char *fanout_on_duty(const struct fanout *f)
+{
+	struct evbuffer *b = evbuffer_new();
+	const struct fanout_client *c, *d;
+	char *out = NULL;
+	size_t len;
+
+	if (b == NULL)
+		return NULL;
+	LIST_FOREACH(c, &f->clients, next) {
+		bool seen = false;
+
+		if (c->role != AUTH_ROLE_OPERATOR &&
+		    c->role != AUTH_ROLE_SUPERVISOR)
+			continue;
+		for (d = LIST_FIRST(&f->clients); d != c; d = LIST_NEXT(d, next))
+			if (strcmp(d->name, c->name) == 0)
+				seen = true;
+		if (!seen)
+			evbuffer_add_printf(b, "%s%s",
+					    evbuffer_get_length(b) ? "," : "",
+					    c->name);
+	}
+	len = evbuffer_get_length(b);
+	if ((out = malloc(len + 1)) != NULL) {
+		evbuffer_copyout(b, out, len);
+		out[len] = '\0';
+	}
+	evbuffer_free(b);
+	return out;
+}
+
 void fanout_attach_sse(struct fanout *f, struct evhttp_request *req,
 		       const struct operator_info *op,
 		       const char *last_event_id)
@@ -240,7 +372,10 @@ void fanout_attach_sse(struct fanout *f, struct evhttp_request *req,
 	struct evkeyvalq *hdr = evhttp_request_get_output_headers(req);
 	struct fanout_client *c = calloc(1, sizeof(*c));
 
-	if (c == NULL || (c->name = strdup(op->name)) == NULL) {
+	if (c == NULL || (c->name = strdup(op->name)) == NULL ||
+	    (c->zones = strdup(op->zones != NULL ? op->zones : "")) == NULL) {
+		if (c != NULL)
+			free(c->name);
 		free(c);
 		evhttp_send_reply(req, 503, "Service Unavailable", NULL);
 		return;
@@ -248,6 +383,8 @@ void fanout_attach_sse(struct fanout *f, struct evhttp_request *req,
 	c->f = f;
 	c->req = req;
 	c->state = SSE_LIVE;
+	memcpy(c->hash, op->hash, sizeof(c->hash));
+	c->role = op->role;
 	STAILQ_INIT(&c->backlog);
 	LIST_INSERT_HEAD(&f->clients, c, next);
 	f->n_clients++;
@@ -264,8 +401,14 @@ void fanout_attach_sse(struct fanout *f, struct evhttp_request *req,
 		 last_event_id != NULL ? ", resuming after " : "",
 		 last_event_id != NULL ? last_event_id : "");
 
-	if (last_event_id == NULL)
+	if (last_event_id == NULL) {
+		/* A new console: the open queue first, then the changes. */
+		c->state = SSE_REPLAYING;
+		if (!decide_script(f->decide, "stream_snapshot", 0, NULL,
+				   fanout_on_snapshot, c))
+			fanout_on_snapshot(false, NULL, c);
 		return;
+	}
 	snprintf(c->last_id, sizeof(c->last_id), "%s", last_event_id);
 	c->state = SSE_REPLAYING;
 	if (!decide_changes_since(f->decide, last_event_id, FANOUT_REPLAY_MAX,
@@ -296,6 +439,8 @@ void fanout_publish(struct fanout *f, const char *change_id,
 {
 	struct fanout_client *c, *tmp;
 
+	if (f->tap.publish != NULL)
+		f->tap.publish(change_id, snapshot_json, f->tap.arg);
 	/* fanout_write may unlink c: keep its successor first. */
 	for (c = LIST_FIRST(&f->clients); c != NULL; c = tmp) {
 		tmp = LIST_NEXT(c, next);
@@ -315,6 +460,30 @@ void fanout_tick(struct fanout *f)
 	LIST_FOREACH(c, &f->clients, next) {
 		if (c->state == SSE_LIVE && now - c->last_write >= every)
 			fanout_write_comment(c, ": ping\n\n");
+	}
+}
+
+void fanout_set_tap(struct fanout *f, const struct fanout_tap *tap)
+{
+	f->tap = *tap;
+}
+
+void fanout_on_operators_changed(struct operators *ops, void *arg)
+{
+	struct fanout *f = arg;
+	struct fanout_client *c, *tmp;
+
+	if (f->tap.operators_changed != NULL)
+		f->tap.operators_changed(ops, f->tap.arg);
+	for (c = LIST_FIRST(&f->clients); c != NULL; c = tmp) {
+		tmp = LIST_NEXT(c, next);
+		if (operators_active(ops, c->hash))
+			continue;
+		log_info("stream operator=%s: token revoked, cutting the "
+			 "stream", c->name);
+		if (evhttp_request_get_connection(c->req) != NULL)
+			fanout_write_comment(c, ": token revoked\n\n");
+		fanout_client_close(c, true);
 	}
 }
 

@@ -13,6 +13,8 @@
 
 #include <stddef.h>
 
+#include "auth.h"
+
 struct evhttp_request;
 struct event_base;
 struct decide;
@@ -31,6 +33,30 @@ void fanout_attach_sse(struct fanout *f, struct evhttp_request *req,
 /* One changed incident, to every console. */
 void fanout_publish(struct fanout *f, const char *change_id,
 		    const char *snapshot_json);
+
+/* operators_changed_cb: ends the streams whose token was revoked. */
+struct operators;
+void fanout_on_operators_changed(struct operators *ops, void *arg);
+
+/* Presence: the distinct names of the operators and supervisors with an
+ * open stream here, comma-separated (caller frees; NULL: no memory). */
+char *fanout_on_duty(const struct fanout *f);
+
+/* What a console of this role and zones ("" = all) may see of a
+ * snapshot: NULL if outside its zones, else the JSON to send (json itself
+ * or a masked copy put in *copy, which the caller frees). */
+const char *fanout_view(enum auth_role role, const char *zones,
+			const char *json, char **copy);
+
+/* Another kind of console stream (console_tcp) hears every change and
+ * every refresh of the operator tokens. */
+struct fanout_tap {
+	void (*publish)(const char *change_id, const char *snapshot_json,
+			void *arg);
+	void (*operators_changed)(struct operators *ops, void *arg);
+	void *arg;
+};
+void fanout_set_tap(struct fanout *f, const struct fanout_tap *tap);
 
 /* Pings; called by the janitor every second. */
 void fanout_tick(struct fanout *f);

@@ -92,9 +92,14 @@ static void http_server_on_request(struct evhttp_request *req, void *arg)
 		ingest_http_on_event(req, s);
 	else if (strcmp(path, "/v1/stream") == 0)
 		api_on_stream(req, s);
+	else if (strncmp(path, "/v1/incidents/", 14) == 0 &&
+		 strchr(path + 14, '/') != NULL)
+		actions_on_request(req, s);
 	else if (strcmp(path, "/v1/incidents") == 0 ||
 		 strncmp(path, "/v1/incidents/", 14) == 0)
 		api_on_incidents(req, s);
+	else if (strcmp(path, "/v1/dlr/sms") == 0)
+		notify_sms_on_dlr(req, s);
 	else if (strcmp(path, "/healthz") == 0)
 		api_on_health(req, s);
 	else if (strcmp(path, "/readyz") == 0)

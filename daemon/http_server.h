@@ -16,6 +16,7 @@ struct operators;
 struct redis_pool;
 struct pg_conn;
 struct audit;
+struct notify;
 
 struct http_deps {
 	struct pipeline *pipeline;
@@ -25,6 +26,7 @@ struct http_deps {
 	struct redis_pool *redis;
 	struct pg_conn *pg;
 	struct audit *audit;
+	struct notify *notify;     /* SMS delivery reports */
 };
 
 struct http_server *http_server_new(struct event_base *base,
@@ -56,5 +58,9 @@ void api_on_incidents(struct evhttp_request *req, void *server);
 void api_on_health(struct evhttp_request *req, void *server);
 void api_on_ready(struct evhttp_request *req, void *server);
 void api_on_metrics(struct evhttp_request *req, void *server);
+/* POST /v1/incidents/{id}/{ack,resolve,note,transfer,reopen} (actions.c) */
+void actions_on_request(struct evhttp_request *req, void *server);
+/* GET /v1/dlr/sms: Kannel's delivery reports (notify_sms.c) */
+void notify_sms_on_dlr(struct evhttp_request *req, void *server);
 
 #endif

@@ -12,15 +12,19 @@
 
 #include "audit.h"
 #include "config.h"
+#include "console_tcp.h"
 #include "decide.h"
+#include "escalate.h"
 #include "fanout.h"
 #include "http_server.h"
 #include "ingest_tcp.h"
 #include "log.h"
 #include "metrics.h"
+#include "notify.h"
 #include "operators.h"
 #include "pg_conn.h"
 #include "pipeline.h"
+#include "presence.h"
 #include "redis_pool.h"
 #include "registry.h"
 #include "supervise.h"
@@ -46,6 +50,10 @@ struct daemon {
 	struct audit *audit;
 	struct operators *operators;
 	struct fanout *fanout;
+	struct notify *notify;     /* escalation channels (issue 5) */
+	struct escalate *escalate;
+	struct presence *presence;
+	struct console_tcp *console_tcp;
 	struct pipeline *pipeline;
 	struct supervise *supervise;
 	struct registry *registry;
@@ -124,7 +132,10 @@ static void daemon_on_janitor(evutil_socket_t fd, short what, void *arg)
 		operators_tick(d->operators);
 		supervise_tick(d->supervise);
 		registry_tick(d->registry);
+		presence_tick(d->presence);
+		notify_tick(d->notify);
 	}
+	escalate_tick(d->escalate);
 	if (d->state == DAEMON_DRAINING)
 		daemon_check_drained(d);
 }
@@ -246,11 +257,25 @@ static void daemon_build(struct daemon *d, const struct config *cfg)
 	if (d->decide == NULL || d->audit == NULL || d->operators == NULL ||
 	    d->fanout == NULL)
 		die(1, "out of memory at start-up");
+	operators_set_on_change(d->operators, fanout_on_operators_changed,
+				d->fanout);
+	d->notify = notify_new(d->base, d->pg_ops);
+	d->escalate = escalate_new(d->decide, d->audit, d->fanout, d->notify);
+	if (d->notify == NULL || d->escalate == NULL)
+		die(1, "out of memory at start-up");
 	d->pipeline = pipeline_new(d->decide, d->audit, d->fanout);
 	d->supervise = supervise_new(d->decide, d->audit, d->fanout);
 	d->registry = registry_new(d->redis, d->pg_ops);
 	if (d->pipeline == NULL || d->supervise == NULL || d->registry == NULL)
 		die(1, "out of memory at start-up");
+	d->presence = presence_new(d->decide, d->pipeline, d->audit, d->fanout);
+	d->console_tcp = console_tcp_new(d->base, d->decide, d->operators,
+					 d->fanout);
+	if (d->presence == NULL || d->console_tcp == NULL)
+		die(1, "out of memory at start-up");
+	if (!console_tcp_listen(d->console_tcp, cfg->console_tcp_listen))
+		die(1, "cannot listen for operator consoles on %s",
+		    cfg->console_tcp_listen);
 	deps = (struct http_deps){
 		.pipeline = d->pipeline,
 		.decide = d->decide,
@@ -259,6 +284,7 @@ static void daemon_build(struct daemon *d, const struct config *cfg)
 		.redis = d->redis,
 		.pg = d->pg_ops,
 		.audit = d->audit,
+		.notify = d->notify,
 	};
 	d->http = http_server_new(d->base, &deps);
 	d->tcp = ingest_tcp_new(d->base, d->pipeline);
@@ -305,12 +331,16 @@ static void daemon_free(struct daemon *d)
 	redis_pool_free(d->redis);
 	pg_conn_free(d->pg_audit);
 	pg_conn_free(d->pg_ops);
+	notify_free(d->notify);
+	escalate_free(d->escalate);
 	fanout_free(d->fanout);
 	http_server_free(d->http);
 	pipeline_free(d->pipeline);
 	supervise_free(d->supervise);
 	registry_free(d->registry);
+	presence_free(d->presence);
 	operators_free(d->operators);
+	console_tcp_free(d->console_tcp);
 	audit_free(d->audit);
 	decide_free(d->decide);
 	event_free(d->sig_hup);

@@ -23,7 +23,8 @@
 #define OPERATORS_MISS_MIN_MS 1000
 
 static const char operators_select_sql[] =
-	"SELECT name, role, token_hash FROM operators WHERE revoked_at IS NULL";
+	"SELECT name, role, token_hash, array_to_string(zones, ',') "
+	"FROM operators WHERE revoked_at IS NULL";
 
 enum operators_state {
 	/* No refresh in flight. */
@@ -64,6 +65,8 @@ struct operators {
 	int64_t started_ms;                /* last refresh started */
 	int64_t finished_ms;               /* last refresh finished */
 	bool last_ok;
+	operators_changed_cb on_change;
+	void *on_change_arg;
 };
 
 static void operators_set_state(struct operators *ops,
@@ -104,8 +107,10 @@ static const struct operator_info *operators_find(const struct operators *ops,
 
 static void operators_entries_free(struct operators_entry *entries, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		free(entries[i].info.name);
+		free(entries[i].info.zones);
+	}
 	free(entries);
 }
 
@@ -153,12 +158,14 @@ static bool operators_load(struct operators *ops, PGresult *res)
 			continue;
 		}
 		entries[k].info.name = strdup(name);
-		if (!entries[k].info.name) {
-			operators_entries_free(entries, k);
+		entries[k].info.zones = strdup(PQgetvalue(res, i, 3));
+		if (!entries[k].info.name || !entries[k].info.zones) {
+			operators_entries_free(entries, k + 1);
 			return false;
 		}
 		entries[k].info.role = r;
 		memcpy(entries[k].hash, hash, 65);
+		memcpy(entries[k].info.hash, hash, 65);
 		k++;
 	}
 	if (k > 1)
@@ -184,10 +191,12 @@ static void operators_on_refreshed(PGresult *res, const char *errmsg,
 	operators_set_state(ops, OPS_IDLE);
 	ops->finished_ms = operators_now_ms();
 	if (res && PQresultStatus(res) == PGRES_TUPLES_OK &&
-	    PQnfields(res) == 3) {
+	    PQnfields(res) == 4) {
 		ops->last_ok = operators_load(ops, res);
 		if (!ops->last_ok)
 			log_error("operators: out of memory; cache kept");
+		else if (ops->on_change)
+			ops->on_change(ops, ops->on_change_arg);
 	} else {
 		ops->last_ok = false;
 		log_warn("operators: refresh failed (%s); %zu cached tokens "
@@ -344,4 +353,38 @@ void operators_tick(struct operators *ops)
 	if (ops->state == OPS_IDLE &&
 	    operators_now_ms() - ops->started_ms >= OPERATORS_REFRESH_EVERY_MS)
 		operators_refresh(ops);
+}
+
+void operators_set_on_change(struct operators *ops, operators_changed_cb cb,
+			     void *arg)
+{
+	ops->on_change = cb;
+	ops->on_change_arg = arg;
+}
+
+bool operators_active(const struct operators *ops, const char *hash)
+{
+	return operators_find(ops, hash) != NULL;
+}
+
+bool operators_name_active(const struct operators *ops, const char *name)
+{
+	for (size_t i = 0; i < ops->n_entries; i++)
+		if (strcmp(ops->entries[i].info.name, name) == 0)
+			return true;
+	return false;
+}
+
+/* Incident actions (ack, resolve, note, transfer): not the auditor, who
+ * only reads. */
+bool operators_role_can_act(enum auth_role role)
+{
+	return role == AUTH_ROLE_OPERATOR || role == AUTH_ROLE_SUPERVISOR ||
+	       role == AUTH_ROLE_ADMIN;
+}
+
+/* Reopen, and acting on an incident that another operator holds. */
+bool operators_role_can_supervise(enum auth_role role)
+{
+	return role == AUTH_ROLE_SUPERVISOR || role == AUTH_ROLE_ADMIN;
 }

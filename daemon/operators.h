@@ -16,7 +16,12 @@ struct operators;
 struct operator_info {
 	char *name;
 	enum auth_role role;
+	char *zones;    /* "" (every zone) or comma-separated zone names */
+	char hash[65];  /* of its token: names the session (stream cut-off) */
 };
+
+/* After every successful refresh (a token may have been revoked). */
+typedef void (*operators_changed_cb)(struct operators *ops, void *arg);
 
 /* op NULL: unknown or revoked token (or PostgreSQL unavailable and the
  * token not cached: then unavailable is true). op is valid only during the
@@ -30,6 +35,15 @@ void operators_free(struct operators *ops);
 void operators_lookup(struct operators *ops, const char *token,
 		      operators_cb cb, void *arg);
 void operators_refresh(struct operators *ops);
+void operators_set_on_change(struct operators *ops, operators_changed_cb cb,
+			     void *arg);
+/* true while the token of this hash is known and not revoked. */
+bool operators_active(const struct operators *ops, const char *hash);
+/* true while an operator of this name has a token that is not revoked. */
+bool operators_name_active(const struct operators *ops, const char *name);
+/* true if the role may do what the API route needs. */
+bool operators_role_can_act(enum auth_role role);
+bool operators_role_can_supervise(enum auth_role role);
 /* Periodic work (the 60 s refresh); called by the janitor every second. */
 void operators_tick(struct operators *ops);
 

@@ -498,6 +498,9 @@ local function mode_decide()
 		end
 	end
 	hsetall(P .. 'inc:' .. id, h)
+	if outcome == 'new' then -- escalation timer (see mode_esc_due)
+		redis.call('ZADD', P .. 'esc:due', now_ms, id)
+	end
 
 	-- (c) accept sequence, (d) queue position.
 	local accept_seq = int(redis.call('INCR', P .. 'seq:accept'))
@@ -558,8 +561,433 @@ local function mode_get()
 	return snapshot(h)
 end
 
+-- ---- Operator actions (docs/redis.md, "Actions") ----
+--
+--   ack|resolve|note|transfer|reopen  prefix incident_id actor version
+--       now_ms now_iso changes_maxlen zones may_override a1 a2
+--     version: "" or the version the operator acted on; another one is
+--       refused as stale.
+--     zones: "" (any) or the comma-separated zones the actor works on.
+--     may_override: "1" when the actor's role may act on an incident that
+--       another operator holds (supervisor, admin).
+--     resolve: a1 note, a2 outcome code; note: a1 text; transfer: a1
+--       "operator" or "zone", a2 the operator or zone; reopen: a1 note.
+--   -> one string, a JSON object:
+--     {"status":"ok","from":..,"to":..,"version":..,"change_id":..,
+--      "snapshot":"<snapshot JSON as a string>"}
+--     or {"status":"not_found"|"stale"|"held"|"resolved"|"not_resolved"|
+--         "zone", "version":.., "acked_by":.., "state":..}
+--   An ack by the operator who already holds it is "ok" with
+--   change_id "" (nothing changed). Every change bumps the version,
+--   appends to the change stream and stops or re-arms escalation (key
+--   esc:due, see the escalation modes).
+
+local function action_refuse(status, h)
+	local r = {status = status}
+	if h then
+		r.version = tonumber(h.version) or 0
+		r.state = h.state or 'new'
+		r.acked_by = h.acked_by
+	end
+	return cjson.encode(r)
+end
+
+local function action_in_zones(zones, zone)
+	if zones == '' then
+		return true
+	end
+	for z in string.gmatch(zones, '[^,]+') do
+		if z == zone then
+			return true
+		end
+	end
+	return false
+end
+
+local function mode_action()
+	if #ARGV ~= 12 then
+		return fail(mode .. ' wants 12 arguments, got ' .. #ARGV)
+	end
+	local id, actor, want = ARGV[3], ARGV[4], ARGV[5]
+	local now_ms, now_iso = ARGV[6], ARGV[7]
+	local maxlen = tonumber(ARGV[8])
+	local zones, override = ARGV[9], ARGV[10] == '1'
+	local a1, a2 = ARGV[11], ARGV[12]
+	if not is_uint(id) or actor == '' or not is_uint(now_ms) or
+	    maxlen == nil or maxlen < 1 or (want ~= '' and not is_uint(want)) then
+		return fail(mode .. ': bad incident_id, actor, now_ms, ' ..
+			'changes_maxlen or version')
+	end
+	local key = P .. 'inc:' .. id
+	local h = hgetall(key)
+	if not h then
+		return action_refuse('not_found', nil)
+	end
+	local state = h.state or 'new'
+	if want ~= '' and want ~= json_int(h.version) then
+		return action_refuse('stale', h)
+	end
+	if not override and not action_in_zones(zones, h.zone or '') then
+		return action_refuse('zone', h)
+	end
+	local held = state == 'acknowledged' and h.acked_by ~= nil and
+		h.acked_by ~= '' and h.acked_by ~= actor
+	local to = state
+	local detail = {action = mode}
+	if mode == 'ack' then
+		if state == 'resolved' then
+			return action_refuse('resolved', h)
+		end
+		if held then
+			return action_refuse('held', h)
+		end
+		if state == 'acknowledged' then
+			return cjson.encode({status = 'ok', from = state, to = state,
+				version = tonumber(h.version), change_id = '',
+				snapshot = snapshot(h)})
+		end
+		to = 'acknowledged'
+		h.acked_by = actor
+		h.acked_at = now_iso
+	elseif mode == 'resolve' then
+		if state == 'resolved' then
+			return action_refuse('resolved', h)
+		end
+		if held and not override then
+			return action_refuse('held', h)
+		end
+		to = 'resolved'
+		h.resolved_by = actor
+		h.resolved_at = now_iso
+		h.resolve_note = a1
+		h.outcome = a2
+		detail.note = a1
+		detail.outcome = a2
+		redis.call('ZREM', P .. 'queue', id)
+		local open_key = P .. 'open:' .. (h.source_id or '') .. ':' ..
+			(h.class or '')
+		if redis.call('GET', open_key) == id then
+			redis.call('DEL', open_key)
+		end
+	elseif mode == 'note' then
+		detail.note = a1
+		redis.call('RPUSH', P .. 'notes:' .. id, cjson.encode({
+			at = now_iso, by = actor, note = a1}))
+	elseif mode == 'transfer' then
+		if state == 'resolved' then
+			return action_refuse('resolved', h)
+		end
+		if held and not override then
+			return action_refuse('held', h)
+		end
+		detail.to_kind = a1
+		detail.to = a2
+		if a1 == 'operator' then
+			to = 'acknowledged'
+			h.acked_by = a2
+			h.acked_at = now_iso
+		else
+			-- To another desk: it is new there, nobody holds it.
+			to = 'new'
+			h.zone = a2
+			h.acked_by = ''
+		end
+	elseif mode == 'reopen' then
+		if state ~= 'resolved' then
+			return action_refuse('not_resolved', h)
+		end
+		to = 'new'
+		h.acked_by = ''
+		h.reopened_by = actor
+		detail.note = a1
+		redis.call('ZADD', P .. 'queue', queue_score(
+			tonumber(h.priority) or 0, tonumber(h.first_seen_ms) or 0), id)
+		local open_key = P .. 'open:' .. (h.source_id or '') .. ':' ..
+			(h.class or '')
+		if not redis.call('GET', open_key) then
+			redis.call('SET', open_key, id)
+		end
+	end
+	h.state = to
+	h.version = int((tonumber(h.version) or 0) + 1)
+	hsetall(key, h)
+	if to ~= 'new' then
+		redis.call('ZREM', P .. 'esc:due', id)
+	elseif state ~= 'new' then
+		-- Back to nobody's: escalation starts again from level 1.
+		h.escalation_level = '0'
+		redis.call('HSET', key, 'escalation_level', '0', 'esc_last_ms',
+			now_ms)
+		redis.call('ZADD', P .. 'esc:due', now_ms, id)
+	end
+	local snap = snapshot(h)
+	local change_id = redis.call('XADD', P .. 'changes', 'MAXLEN', '~',
+		int(maxlen), '*', 'incident', id, 'snapshot', snap)
+	return cjson.encode({status = 'ok', from = state, to = to,
+		version = tonumber(h.version), change_id = change_id,
+		detail = detail, snapshot = snap})
+end
+
+local action_modes = {
+	ack = mode_action, resolve = mode_action, note = mode_action,
+	transfer = mode_action, reopen = mode_action,
+}
+
+-- ---- Escalation (docs/redis.md, "Escalation") ----
+--
+-- esc:due is a sorted set: incident id -> the time (ms) its next level is
+-- due. An incident enters it when it opens (mode decide) and leaves it
+-- when it is acknowledged or resolved. The incident hash keeps
+-- escalation_level (levels fired so far) and esc_last_ms (when the last
+-- fired, or when escalation restarted). Firing is claimed here, in one
+-- script call, so that several alertd instances fire each level once.
+--
+--   esc_due  prefix now_ms limit changes_maxlen policy lease_ms
+--     policy: "min:repeat:d1,d2,...;..." (bands, min_priority
+--     descending; delays in ms, each from the previous level).
+--   -> JSON {"fired":[{"id","level","version","snapshot","change_id"}],
+--            "next": earliest due ms or null}
+--     Each fired level is also put in notify:pending (field "id:level",
+--     value {"id","level","lease"}) until its notifications are done.
+--   esc_pending prefix now_ms lease_ms limit
+--     -> JSON [{"id","level","snapshot"}]: pending levels whose lease ran
+--        out (an instance died while notifying), leased anew to the caller.
+--   esc_done prefix id level      -> "1": the level's notifications ended.
+--   esc_hurry prefix id now_ms    -> "1": a channel gave up; the next
+--                                    level is due now.
+
+local function esc_policy(text)
+	local bands = {}
+	for band in string.gmatch(text, '[^;]+') do
+		local mn, rep, delays = string.match(band, '^(%d+):(%d+):([%d,]+)$')
+		if mn then
+			local d = {}
+			for x in string.gmatch(delays, '%d+') do
+				d[#d + 1] = tonumber(x)
+			end
+			bands[#bands + 1] = {min = tonumber(mn), rep = tonumber(rep),
+				delays = d}
+		end
+	end
+	return bands
+end
+
+local function esc_delay(band, n)
+	if n <= #band.delays then
+		return band.delays[n]
+	end
+	return band.rep
+end
+
+local function mode_esc_due()
+	local now = tonumber(ARGV[3])
+	local limit = tonumber(ARGV[4])
+	local maxlen = tonumber(ARGV[5])
+	local bands = esc_policy(ARGV[6] or '')
+	local lease = tonumber(ARGV[7])
+	if now == nil or limit == nil or maxlen == nil or lease == nil then
+		return fail('esc_due: bad now_ms, limit, changes_maxlen or lease')
+	end
+	local due_key = P .. 'esc:due'
+	local ids = redis.call('ZRANGEBYSCORE', due_key, '-inf', ARGV[3],
+		'LIMIT', 0, limit)
+	local fired = {}
+	for _, id in ipairs(ids) do
+		local key = P .. 'inc:' .. id
+		local h = hgetall(key)
+		local band = nil
+		if h and (h.state or 'new') == 'new' then
+			local prio = tonumber(h.priority) or 0
+			for _, b in ipairs(bands) do
+				if prio >= b.min then
+					band = b
+					break
+				end
+			end
+		end
+		if band == nil then
+			redis.call('ZREM', due_key, id)
+		else
+			local n = (tonumber(h.escalation_level) or 0) + 1
+			local last = tonumber(h.esc_last_ms) or
+				tonumber(h.first_seen_ms) or now
+			local due = last + esc_delay(band, n)
+			if h.esc_hurry == '1' then
+				due = now
+			end
+			if due > now then
+				redis.call('ZADD', due_key, string.format('%.0f', due), id)
+			else
+				h.escalation_level = int(n)
+				h.esc_last_ms = ARGV[3]
+				h.esc_hurry = '0'
+				h.version = int((tonumber(h.version) or 0) + 1)
+				hsetall(key, h)
+				redis.call('ZADD', due_key, string.format('%.0f',
+					now + esc_delay(band, n + 1)), id)
+				local snap = snapshot(h)
+				local cid = redis.call('XADD', P .. 'changes', 'MAXLEN',
+					'~', int(maxlen), '*', 'incident', id,
+					'snapshot', snap)
+				redis.call('HSET', P .. 'notify:pending', id .. ':' .. n,
+					cjson.encode({id = tonumber(id), level = n,
+						lease = now + lease}))
+				fired[#fired + 1] = {id = tonumber(id), level = n,
+					version = tonumber(h.version), snapshot = snap,
+					change_id = cid}
+			end
+		end
+	end
+	local first = redis.call('ZRANGE', due_key, 0, 0, 'WITHSCORES')
+	local nxt = cjson.null
+	if first[2] then
+		nxt = tonumber(first[2])
+	end
+	return cjson.encode({fired = fired, next = nxt})
+end
+
+local function mode_esc_pending()
+	local now, lease = tonumber(ARGV[3]), tonumber(ARGV[4])
+	local limit = tonumber(ARGV[5])
+	if now == nil or lease == nil or limit == nil then
+		return fail('esc_pending: bad now_ms, lease_ms or limit')
+	end
+	local pend_key = P .. 'notify:pending'
+	local flat = redis.call('HGETALL', pend_key)
+	local out = {}
+	for i = 1, #flat, 2 do
+		local ok, e = pcall(cjson.decode, flat[i + 1])
+		if not ok or type(e) ~= 'table' then
+			redis.call('HDEL', pend_key, flat[i])
+		elseif (tonumber(e.lease) or 0) <= now and #out < limit then
+			local h = hgetall(P .. 'inc:' .. tostring(e.id))
+			if h == nil then
+				redis.call('HDEL', pend_key, flat[i])
+			else
+				e.lease = now + lease
+				redis.call('HSET', pend_key, flat[i], cjson.encode(e))
+				out[#out + 1] = {id = e.id, level = e.level,
+					snapshot = snapshot(h)}
+			end
+		end
+	end
+	if #out == 0 then
+		return '[]'
+	end
+	return cjson.encode(out)
+end
+
+local function mode_esc_done()
+	redis.call('HDEL', P .. 'notify:pending', ARGV[3] .. ':' .. ARGV[4])
+	return '1'
+end
+
+local function mode_esc_hurry()
+	if redis.call('ZSCORE', P .. 'esc:due', ARGV[3]) then
+		redis.call('HSET', P .. 'inc:' .. ARGV[3], 'esc_hurry', '1')
+		redis.call('ZADD', P .. 'esc:due', ARGV[4], ARGV[3])
+	end
+	return '1'
+end
+
+local esc_modes = {
+	esc_due = mode_esc_due, esc_pending = mode_esc_pending,
+	esc_done = mode_esc_done, esc_hurry = mode_esc_hurry,
+}
+
+-- ---- Console streams and presence (docs/redis.md) ----
+--
+--   stream_snapshot prefix
+--     -> JSON {"last_id": the newest change id ("0-0" if none),
+--              "queue": [snapshot JSON strings in queue order]}: what a
+--        console gets on connect, consistent with the change stream (a
+--        change after last_id is newer than the snapshot).
+--   presence prefix now_ms ttl_ms min names
+--     names: comma-separated operators on duty connected to this instance.
+--     Each is kept in the sorted set presence until now + ttl (instances
+--     refresh theirs every second); the count over all instances decides
+--     the staffing state (key staffing: "short" or absent).
+--     -> JSON {"on_duty": n, "action": "open"|"close"|"",
+--              "episode": k, "incident": id or 0}
+--   staffing_set prefix episode incident_id -> "1": the incident opened
+--     for that shortage (resolved when staff returns).
+
+local function mode_stream_snapshot()
+	local last = redis.call('XREVRANGE', P .. 'changes', '+', '-',
+		'COUNT', 1)
+	local last_id = '0-0'
+	if last[1] then
+		last_id = last[1][1]
+	end
+	local ids = redis.call('ZREVRANGE', P .. 'queue', 0, -1)
+	local snaps = {}
+	for _, id in ipairs(ids) do
+		local h = hgetall(P .. 'inc:' .. id)
+		if h then
+			snaps[#snaps + 1] = snapshot(h)
+		end
+	end
+	if #snaps == 0 then
+		return '{"last_id":' .. cjson.encode(last_id) .. ',"queue":[]}'
+	end
+	return cjson.encode({last_id = last_id, queue = snaps})
+end
+
+local function mode_presence()
+	local now, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
+	local min = tonumber(ARGV[5])
+	if now == nil or ttl == nil or min == nil then
+		return fail('presence: bad now_ms, ttl_ms or min')
+	end
+	local key = P .. 'presence'
+	for name in string.gmatch(ARGV[6] or '', '[^,]+') do
+		redis.call('ZADD', key, string.format('%.0f', now + ttl), name)
+	end
+	redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. ARGV[3])
+	local n = redis.call('ZCARD', key)
+	local st_key = P .. 'staffing'
+	local st = hgetall(st_key) or {}
+	local action = ''
+	if min > 0 and n < min and st.state ~= 'short' then
+		action = 'open'
+		st.state = 'short'
+		st.episode = int(redis.call('INCR', P .. 'seq:staffing'))
+		st.incident = '0'
+		hsetall(st_key, st)
+	elseif st.state == 'short' and (min == 0 or n >= min) then
+		action = 'close'
+		redis.call('DEL', st_key)
+	end
+	return cjson.encode({on_duty = n, action = action,
+		episode = tonumber(st.episode) or 0,
+		incident = tonumber(st.incident) or 0})
+end
+
+local function mode_staffing_set()
+	local st_key = P .. 'staffing'
+	if redis.call('HGET', st_key, 'episode') == ARGV[3] then
+		redis.call('HSET', st_key, 'incident', ARGV[4])
+		return '1'
+	end
+	return '0'
+end
+
+local stream_modes = {
+	stream_snapshot = mode_stream_snapshot, presence = mode_presence,
+	staffing_set = mode_staffing_set,
+}
+
 if type(P) ~= 'string' then
 	return fail('missing prefix')
+end
+if action_modes[mode] then
+	return action_modes[mode]()
+end
+if esc_modes[mode] then
+	return esc_modes[mode]()
+end
+if stream_modes[mode] then
+	return stream_modes[mode]()
 end
 if mode == 'decide' then
 	return mode_decide()

@@ -1,0 +1,279 @@
+/* escalate: the escalation engine (escalate.h). */
+#include "escalate.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "audit.h"
+#include "config.h"
+#include "decide.h"
+#include "fanout.h"
+#include "log.h"
+#include "notify.h"
+#include "policy.h"
+
+#define ESC_POLL_MAX_MS 1000     /* poll at least this often */
+#define ESC_PENDING_EVERY_MS 5000
+#define ESC_BATCH "100"          /* levels claimed per call */
+#define ESC_CHANGES_MAXLEN "10000"
+
+enum escalate_state {
+	ESC_IDLE,     /* waiting for the next due time */
+	ESC_POLLING,  /* an esc_due call is in flight */
+};
+
+struct escalate {
+	struct decide *decide;
+	struct audit *audit;
+	struct fanout *fanout;
+	struct notify *notify;
+	enum escalate_state state;
+	bool pending_in_flight;
+	int64_t next_poll_ms;
+	int64_t next_pending_ms;
+};
+
+static int64_t escalate_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* How long a fired level's notifications may take before another
+ * instance takes them up: every attempt's timeout and backoff. */
+static int64_t escalate_lease_ms(const struct policy *p)
+{
+	int64_t ms = 30000, backoff = p->backoff_ms;
+
+	for (int i = 0; i <= p->retries; i++) {
+		ms += p->timeout_ms + backoff * 3 / 2;
+		if (backoff < 60000)
+			backoff *= 2;
+	}
+	return ms;
+}
+
+/* A retry's question: is the incident still nobody's? */
+struct escalate_check {
+	notify_wanted_cb done;
+	void *job;
+};
+
+static void escalate_on_checked(bool ok, const char *json, void *arg)
+{
+	struct escalate_check *c = arg;
+	json_t *snap = ok && json != NULL ? json_loads(json, 0, NULL) : NULL;
+	const char *state = json_string_value(json_object_get(snap, "state"));
+
+	/* Unknown (Redis down): better one call too many than one too few. */
+	c->done(state == NULL || strcmp(state, "new") == 0, c->job);
+	json_decref(snap);
+	free(c);
+}
+
+static void escalate_check(int64_t incident_id, notify_wanted_cb done,
+			   void *job, void *arg)
+{
+	struct escalate *e = arg;
+	struct escalate_check *c = malloc(sizeof(*c));
+
+	if (c == NULL) {
+		done(true, job);
+		return;
+	}
+	c->done = done;
+	c->job = job;
+	if (!decide_incident(e->decide, incident_id, escalate_on_checked, c)) {
+		free(c);
+		done(true, job);
+	}
+}
+
+struct escalate *escalate_new(struct decide *decide, struct audit *audit,
+			      struct fanout *fanout, struct notify *notify)
+{
+	struct escalate *e = calloc(1, sizeof(*e));
+
+	if (e == NULL)
+		return NULL;
+	e->decide = decide;
+	e->audit = audit;
+	e->fanout = fanout;
+	e->notify = notify;
+	e->state = ESC_IDLE;
+	notify_set_check(notify, escalate_check, e);
+	return e;
+}
+
+void escalate_free(struct escalate *e)
+{
+	free(e);
+}
+
+static void escalate_on_script(bool ok, const char *json, void *arg)
+{
+	(void)ok;
+	(void)json;
+	(void)arg;
+}
+
+static void escalate_script(struct escalate *e, const char *mode,
+			    const char *a, const char *b)
+{
+	const char *params[2] = {a, b};
+
+	if (!decide_script(e->decide, mode, 2, params, escalate_on_script,
+			   NULL))
+		log_warn("escalate: cannot send %s (Redis unavailable)", mode);
+}
+
+/* notify_done_cb: the level's notifications have ended. */
+static void escalate_on_level_done(int64_t incident_id, int level,
+				   bool gave_up, void *arg)
+{
+	struct escalate *e = arg;
+	char id[24], lv[16], now[24];
+
+	snprintf(id, sizeof(id), "%lld", (long long)incident_id);
+	snprintf(lv, sizeof(lv), "%d", level);
+	escalate_script(e, "esc_done", id, lv);
+	if (gave_up) {
+		/* Nobody could be reached at this level: the next one now. */
+		log_warn("escalate: incident=%s level %d: a channel gave up; "
+			 "escalating further now", id, level);
+		snprintf(now, sizeof(now), "%lld",
+			 (long long)escalate_now_ms());
+		escalate_script(e, "esc_hurry", id, now);
+		e->next_poll_ms = 0;
+	}
+}
+
+static void escalate_on_audited(bool durable, void *arg)
+{
+	if (!durable)
+		log_warn("escalate: transition row kept for retry");
+}
+
+static void escalate_fired(struct escalate *e, json_t *f)
+{
+	int64_t id = json_integer_value(json_object_get(f, "id"));
+	int level = (int)json_integer_value(json_object_get(f, "level"));
+	int64_t version = json_integer_value(json_object_get(f, "version"));
+	const char *snap = json_string_value(json_object_get(f, "snapshot"));
+	const char *cid = json_string_value(json_object_get(f, "change_id"));
+	char tid[48], detail[48];
+	struct audit_transition_row row;
+
+	if (id <= 0 || level <= 0 || snap == NULL || cid == NULL)
+		return;
+	log_info("escalate: incident=%lld level %d fired", (long long)id,
+		 level);
+	fanout_publish(e->fanout, cid, snap);
+	snprintf(tid, sizeof(tid), "%lld:%lld", (long long)id,
+		 (long long)version);
+	snprintf(detail, sizeof(detail), "{\"level\":%d}", level);
+	row = (struct audit_transition_row){
+		.transition_id = tid,
+		.incident_id = id,
+		.from_state = "new",
+		.to_state = "escalated",
+		.actor = "alertd",
+		.detail_json = detail,
+		.at_ms = escalate_now_ms(),
+	};
+	audit_record(e->audit, NULL, &row, escalate_on_audited, NULL);
+	notify_level(e->notify, id, level, snap, escalate_on_level_done, e);
+}
+
+static void escalate_on_due(bool ok, const char *json, void *arg)
+{
+	struct escalate *e = arg;
+	int64_t now = escalate_now_ms(), next;
+	json_t *r, *fired, *f;
+	size_t i;
+
+	e->state = ESC_IDLE;
+	e->next_poll_ms = now + ESC_POLL_MAX_MS;
+	if (!ok || json == NULL || (r = json_loads(json, 0, NULL)) == NULL)
+		return;
+	fired = json_object_get(r, "fired");
+	json_array_foreach(fired, i, f)
+		escalate_fired(e, f);
+	next = json_integer_value(json_object_get(r, "next"));
+	if (json_is_integer(json_object_get(r, "next")) &&
+	    next < e->next_poll_ms)
+		e->next_poll_ms = next;
+	if (json_array_size(fired) > 0)
+		e->next_poll_ms = now; /* maybe more due than one batch */
+	json_decref(r);
+}
+
+static void escalate_on_pending(bool ok, const char *json, void *arg)
+{
+	struct escalate *e = arg;
+	json_t *r, *p;
+	size_t i;
+
+	e->pending_in_flight = false;
+	if (!ok || json == NULL || (r = json_loads(json, 0, NULL)) == NULL)
+		return;
+	json_array_foreach(r, i, p) {
+		int64_t id = json_integer_value(json_object_get(p, "id"));
+		int level = (int)json_integer_value(json_object_get(p, "level"));
+		const char *snap =
+			json_string_value(json_object_get(p, "snapshot"));
+
+		if (id <= 0 || level <= 0 || snap == NULL ||
+		    notify_busy(e->notify, id, level))
+			continue;
+		log_info("escalate: incident=%lld level %d: notifications "
+			 "left pending; sending them again", (long long)id,
+			 level);
+		notify_level(e->notify, id, level, snap,
+			     escalate_on_level_done, e);
+	}
+	json_decref(r);
+}
+
+void escalate_tick(struct escalate *e)
+{
+	const struct policy *p = config_current()->policy;
+	int64_t now = escalate_now_ms();
+	char now_s[24], lease_s[24];
+	char *bands;
+
+	if (p == NULL || p->n_bands == 0)
+		return;
+	snprintf(now_s, sizeof(now_s), "%lld", (long long)now);
+	snprintf(lease_s, sizeof(lease_s), "%lld",
+		 (long long)escalate_lease_ms(p));
+	if (!e->pending_in_flight && now >= e->next_pending_ms) {
+		const char *params[3] = {now_s, lease_s, ESC_BATCH};
+
+		e->next_pending_ms = now + ESC_PENDING_EVERY_MS;
+		e->pending_in_flight = decide_script(e->decide, "esc_pending", 3,
+						     params, escalate_on_pending,
+						     e);
+	}
+	if (e->state != ESC_IDLE || now < e->next_poll_ms)
+		return;
+	if ((bands = policy_script_arg(p)) == NULL)
+		return;
+	{
+		const char *params[5] = {now_s, ESC_BATCH, ESC_CHANGES_MAXLEN,
+					 bands, lease_s};
+
+		if (decide_script(e->decide, "esc_due", 5, params,
+				  escalate_on_due, e))
+			e->state = ESC_POLLING;
+		else
+			e->next_poll_ms = now + ESC_POLL_MAX_MS;
+	}
+	free(bands);
+}

@@ -1,0 +1,512 @@
+/* notify: the jobs of fired escalation levels (notify.h).
+ *
+ * A batch is one (incident, level); a job one target of it. A job
+ * prepares its request once (so every retry sends the same bytes with the
+ * same idempotency key), then: SENDING -> answer 2xx: DONE (sent) |
+ * no answer or another status: WAITING for the backoff timer, or DONE
+ * (gave_up) after the last retry. Backoff: backoff_ms * 2^(attempt-1),
+ * times a random factor in [0.5, 1.5) (jitter), at most 60 s. */
+#include "notify.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+#include <openssl/rand.h>
+
+#include "config.h"
+#include "evt.h"
+#include "http_client.h"
+#include "log.h"
+#include "notify_call.h"
+#include "notify_sms.h"
+#include "pg_conn.h"
+#include "policy.h"
+
+#define NOTIFY_BACKOFF_MAX_MS 60000
+
+enum notify_job_state {
+	NJ_SENDING,  /* a request is out */
+	NJ_WAITING,  /* waiting for the backoff timer */
+	NJ_CHECKING, /* asking whether the incident still wants a retry */
+	NJ_DONE,     /* sent or gave up; freed on the next loop turn */
+};
+
+struct notify_batch {
+	LIST_ENTRY(notify_batch) next;
+	struct notify *n;
+	int64_t incident_id;
+	int level;
+	int jobs_left;
+	bool gave_up;
+	notify_done_cb cb;
+	void *arg;
+};
+
+struct notify_job {
+	LIST_ENTRY(notify_job) next;  /* in notify.jobs */
+	struct notify_batch *batch;
+	enum notify_job_state state;
+	enum policy_channel channel;
+	char key[160];           /* idempotency key */
+	char target[72];         /* masked, for logs and rows */
+	int attempt;
+	int retries;
+	int backoff_ms;
+	int timeout_ms;
+	struct policy_url url;   /* copies: a reload may free the config */
+	char *path_query;
+	char *content_type;
+	char *body;
+	struct event *timer;     /* backoff, and the deferred free */
+};
+
+struct notify_row;
+
+struct notify {
+	struct event_base *base;
+	struct pg_conn *pg;
+	struct http_client *http;
+	LIST_HEAD(, notify_batch) batches;
+	LIST_HEAD(, notify_job) jobs;
+	notify_check_fn check;
+	void *check_arg;
+	STAILQ_HEAD(, notify_row) retry;  /* rows waiting for PostgreSQL */
+	size_t n_retry;
+};
+
+static const char notify_insert_sql[] =
+	"INSERT INTO notifications (idempotency_key, attempt, incident_id, "
+	"level, channel, target, outcome, detail, at) "
+	"VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::timestamptz) "
+	"ON CONFLICT DO NOTHING";
+
+#define NOTIFY_ROW_PARAMS 9
+#define NOTIFY_RETRY_MAX 10000
+
+/* One notifications row; kept and written again while PostgreSQL is
+ * unreachable (the insert is idempotent on key, attempt and outcome). */
+struct notify_row {
+	STAILQ_ENTRY(notify_row) next;
+	struct notify *n;
+	char *v[NOTIFY_ROW_PARAMS];   /* v[7] (detail) may be NULL */
+};
+
+struct notify *notify_new(struct event_base *base, struct pg_conn *pg)
+{
+	struct notify *n = calloc(1, sizeof(*n));
+
+	if (n == NULL)
+		return NULL;
+	n->base = base;
+	n->pg = pg;
+	LIST_INIT(&n->batches);
+	LIST_INIT(&n->jobs);
+	STAILQ_INIT(&n->retry);
+	if ((n->http = http_client_new(base)) == NULL) {
+		free(n);
+		return NULL;
+	}
+	return n;
+}
+
+static void notify_row_free(struct notify_row *r)
+{
+	for (int i = 0; i < NOTIFY_ROW_PARAMS; i++)
+		free(r->v[i]);
+	free(r);
+}
+
+static void notify_row_send(struct notify_row *r);
+
+static void notify_on_recorded(PGresult *res, const char *errmsg, void *arg)
+{
+	struct notify_row *r = arg;
+	struct notify *n = r->n;
+
+	if (res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK) {
+		notify_row_free(r);
+		return;
+	}
+	if (n->n_retry >= NOTIFY_RETRY_MAX) {
+		log_error("notify: %s attempt %s %s: row lost, %zu rows already "
+			  "wait for PostgreSQL (%s)", r->v[0], r->v[1], r->v[6],
+			  n->n_retry, errmsg ? errmsg : "unknown error");
+		notify_row_free(r);
+		return;
+	}
+	if (n->n_retry == 0)
+		log_warn("notify: notifications rows wait for PostgreSQL (%s)",
+			 errmsg ? errmsg : "unavailable");
+	STAILQ_INSERT_TAIL(&n->retry, r, next);
+	n->n_retry++;
+}
+
+static void notify_row_send(struct notify_row *r)
+{
+	if (!pg_conn_ready(r->n->pg) ||
+	    !pg_conn_query(r->n->pg, notify_insert_sql, NOTIFY_ROW_PARAMS,
+			   (const char *const *)r->v,
+			   config_current()->pg_timeout_ms, notify_on_recorded,
+			   r))
+		notify_on_recorded(NULL, "PostgreSQL unavailable", r);
+}
+
+void notify_record(struct notify *n, const char *key, int attempt,
+		   int64_t incident_id, int level, const char *channel,
+		   const char *target, const char *outcome,
+		   const char *detail_json)
+{
+	struct notify_row *r = calloc(1, sizeof(*r));
+	struct timespec ts;
+	char at[32];
+	bool ok;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	evt_format_time((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, at,
+			sizeof(at));
+	ok = r != NULL &&
+	     (r->v[0] = strdup(key)) != NULL &&
+	     asprintf(&r->v[1], "%d", attempt) >= 0 &&
+	     asprintf(&r->v[2], "%lld", (long long)incident_id) >= 0 &&
+	     asprintf(&r->v[3], "%d", level) >= 0 &&
+	     (r->v[4] = strdup(channel)) != NULL &&
+	     (r->v[5] = strdup(target)) != NULL &&
+	     (r->v[6] = strdup(outcome)) != NULL &&
+	     (detail_json == NULL || (r->v[7] = strdup(detail_json)) != NULL) &&
+	     (r->v[8] = strdup(at)) != NULL;
+	if (!ok) {
+		log_error("notify: %s attempt %d %s: out of memory, row lost",
+			  key, attempt, outcome);
+		if (r != NULL)
+			notify_row_free(r);
+		return;
+	}
+	r->n = n;
+	notify_row_send(r);
+}
+
+void notify_tick(struct notify *n)
+{
+	struct notify_row *r;
+	size_t k = n->n_retry;
+
+	if (k == 0 || !pg_conn_ready(n->pg))
+		return;
+	log_info("notify: writing %zu notifications rows that waited", k);
+	/* Each goes back to the list if it fails again: take k only. */
+	while (k-- > 0 && (r = STAILQ_FIRST(&n->retry)) != NULL) {
+		STAILQ_REMOVE_HEAD(&n->retry, next);
+		n->n_retry--;
+		notify_row_send(r);
+	}
+}
+
+static void notify_job_free(struct notify_job *j)
+{
+	LIST_REMOVE(j, next);
+	free(j->url.host);
+	free(j->url.path);
+	free(j->path_query);
+	free(j->content_type);
+	free(j->body);
+	if (j->timer != NULL)
+		event_free(j->timer);
+	free(j);
+}
+
+static void notify_batch_job_ended(struct notify_batch *b, bool gave_up)
+{
+	if (gave_up)
+		b->gave_up = true;
+	if (--b->jobs_left > 0)
+		return;
+	LIST_REMOVE(b, next);
+	if (b->cb != NULL)
+		b->cb(b->incident_id, b->level, b->gave_up, b->arg);
+	free(b);
+}
+
+static void notify_on_timer(evutil_socket_t fd, short what, void *arg);
+
+/* Ends a job: its batch may end too; the job is freed on the next turn
+ * (we may be inside its HTTP callback). */
+static void notify_job_end(struct notify_job *j, bool gave_up)
+{
+	struct timeval now = {0, 0};
+	struct notify_batch *b = j->batch;
+
+	j->state = NJ_DONE;
+	j->batch = NULL;
+	event_add(j->timer, &now);
+	notify_batch_job_ended(b, gave_up);
+}
+
+static int notify_backoff_ms(const struct notify_job *j)
+{
+	uint32_t r = 0;
+	double ms = j->backoff_ms;
+
+	for (int i = 1; i < j->attempt && ms < NOTIFY_BACKOFF_MAX_MS; i++)
+		ms *= 2;
+	if (ms > NOTIFY_BACKOFF_MAX_MS)
+		ms = NOTIFY_BACKOFF_MAX_MS;
+	if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1)
+		r = (uint32_t)j->attempt * 2654435761u;
+	return (int)(ms * (0.5 + (double)r / 4294967296.0));
+}
+
+static void notify_on_answer(int status, const char *body, size_t len,
+			     void *arg)
+{
+	struct notify_job *j = arg;
+	struct notify_batch *b = j->batch;
+	const char *ch = policy_channel_name(j->channel);
+	char detail[64];
+
+	snprintf(detail, sizeof(detail), "{\"status\":%d}", status);
+	if (status >= 200 && status < 300) {
+		log_info("notify: %s sent to %s %s (attempt %d)", j->key, ch,
+			 j->target, j->attempt);
+		notify_record(b->n, j->key, j->attempt, b->incident_id,
+			      b->level, ch, j->target, "sent", detail);
+		notify_job_end(j, false);
+		return;
+	}
+	if (j->attempt > j->retries) {
+		log_error("notify: %s: %s %s gave up after %d attempts "
+			  "(last: %s %d)", j->key, ch, j->target, j->attempt,
+			  status ? "status" : "no answer", status);
+		notify_record(b->n, j->key, j->attempt, b->incident_id,
+			      b->level, ch, j->target, "gave_up", detail);
+		notify_job_end(j, true);
+		return;
+	}
+	{
+		int wait = notify_backoff_ms(j);
+		struct timeval tv = {wait / 1000, (wait % 1000) * 1000};
+
+		log_warn("notify: %s: %s %s attempt %d failed (%s %d); "
+			 "retrying in %d ms", j->key, ch, j->target,
+			 j->attempt, status ? "status" : "no answer", status,
+			 wait);
+		notify_record(b->n, j->key, j->attempt, b->incident_id,
+			      b->level, ch, j->target, "failed", detail);
+		j->state = NJ_WAITING;
+		event_add(j->timer, &tv);
+	}
+}
+
+static void notify_job_send(struct notify_job *j)
+{
+	const char *headers[] = {"Idempotency-Key", j->key, NULL};
+
+	j->attempt++;
+	j->state = NJ_SENDING;
+	if (!http_client_request(j->batch->n->http, &j->url, j->path_query,
+				 headers, j->content_type, j->body,
+				 j->timeout_ms, notify_on_answer, j))
+		notify_on_answer(0, "", 0, j);
+}
+
+static void notify_on_wanted(bool wanted, void *arg)
+{
+	struct notify_job *j = arg;
+	struct notify_batch *b = j->batch;
+
+	if (j->state != NJ_CHECKING)
+		return;
+	if (wanted) {
+		notify_job_send(j);
+		return;
+	}
+	log_info("notify: %s: incident taken; no more retries", j->key);
+	notify_record(b->n, j->key, j->attempt + 1, b->incident_id, b->level,
+		      policy_channel_name(j->channel), j->target, "cancelled",
+		      NULL);
+	notify_job_end(j, false);
+}
+
+static void notify_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct notify_job *j = arg;
+	struct notify *n;
+
+	if (j->state == NJ_DONE) {
+		notify_job_free(j);
+		return;
+	}
+	n = j->batch->n;
+	if (n->check == NULL) {
+		notify_job_send(j);
+		return;
+	}
+	j->state = NJ_CHECKING;
+	n->check(j->batch->incident_id, notify_on_wanted, j, n->check_arg);
+}
+
+void notify_set_check(struct notify *n, notify_check_fn fn, void *arg)
+{
+	n->check = fn;
+	n->check_arg = arg;
+}
+
+static bool notify_copy_url(struct policy_url *dst,
+			    const struct policy_url *src)
+{
+	dst->host = strdup(src->host);
+	dst->path = strdup(src->path);
+	dst->port = src->port;
+	return dst->host != NULL && dst->path != NULL;
+}
+
+/* Prepares the request of one target; false when it cannot be built. */
+static bool notify_job_prepare(struct notify_job *j, const struct policy *p,
+			       const struct policy_target *t,
+			       const char *snap, int level)
+{
+	char *text = NULL;
+	bool ok = false;
+
+	switch (t->channel) {
+	case POLICY_SMS:
+		text = notify_sms_text(p->sms_template, snap, level);
+		ok = text != NULL && notify_copy_url(&j->url, &p->sms_url) &&
+		     (j->path_query = notify_sms_query(p, t->to, text,
+						       j->key)) != NULL;
+		break;
+	case POLICY_CALL:
+		text = notify_sms_text(p->call_template, snap, level);
+		ok = text != NULL && notify_copy_url(&j->url, &p->call_url) &&
+		     (j->body = notify_call_body(t->to, snap, level, text,
+						 j->key)) != NULL &&
+		     (j->content_type = strdup("application/json")) != NULL;
+		break;
+	case POLICY_WEBHOOK: {
+		const struct policy_webhook *w = policy_webhook(p, t->to);
+
+		ok = w != NULL && notify_copy_url(&j->url, &w->url) &&
+		     (j->body = notify_call_webhook_body(t->to, snap, level,
+							 j->key)) != NULL &&
+		     (j->content_type = strdup("application/json")) != NULL;
+		break;
+	}
+	case POLICY_CONSOLE:
+	case POLICY_CHANNEL__COUNT:
+		break;
+	}
+	free(text);
+	return ok;
+}
+
+void notify_level(struct notify *n, int64_t incident_id, int level,
+		  const char *snap, notify_done_cb cb, void *arg)
+{
+	const struct policy *p = config_current()->policy;
+	const struct policy_level *lv = NULL;
+	struct notify_batch *b = calloc(1, sizeof(*b));
+	json_t *s = json_loads(snap, 0, NULL);
+	int prio = (int)json_integer_value(json_object_get(s, "priority"));
+
+	json_decref(s);
+	lv = policy_level_for(policy_band_for(p, prio), level);
+	if (b == NULL || lv == NULL) {
+		if (b == NULL)
+			log_error("notify: out of memory");
+		free(b);
+		if (cb != NULL)
+			cb(incident_id, level, b == NULL, arg);
+		return;
+	}
+	b->n = n;
+	b->incident_id = incident_id;
+	b->level = level;
+	b->cb = cb;
+	b->arg = arg;
+	b->jobs_left = 1; /* held until every job started */
+	LIST_INSERT_HEAD(&n->batches, b, next);
+	for (size_t i = 0; i < lv->n_targets; i++) {
+		const struct policy_target *t = &lv->targets[i];
+		const char *ch = policy_channel_name(t->channel);
+		struct notify_job *j;
+
+		if (t->channel == POLICY_CONSOLE) {
+			char key[160];
+
+			snprintf(key, sizeof(key), "%lld:%d:console:%s",
+				 (long long)incident_id, level, t->to);
+			notify_record(n, key, 1, incident_id, level, ch, t->to,
+				      "shown", NULL);
+			continue;
+		}
+		if ((j = calloc(1, sizeof(*j))) == NULL)
+			goto oom;
+		LIST_INSERT_HEAD(&n->jobs, j, next);
+		j->batch = b;
+		j->channel = t->channel;
+		j->retries = p->retries;
+		j->backoff_ms = p->backoff_ms;
+		j->timeout_ms = p->timeout_ms;
+		snprintf(j->key, sizeof(j->key), "%lld:%d:%s:%s",
+			 (long long)incident_id, level, ch, t->to);
+		if (t->channel == POLICY_WEBHOOK)
+			snprintf(j->target, sizeof(j->target), "%s", t->to);
+		else
+			notify_sms_mask(t->to, j->target, sizeof(j->target));
+		if ((j->timer = evtimer_new(n->base, notify_on_timer, j)) ==
+			    NULL ||
+		    !notify_job_prepare(j, p, t, snap, level)) {
+			notify_job_free(j);
+			goto oom;
+		}
+		b->jobs_left++;
+		notify_job_send(j);
+		continue;
+oom:
+		log_error("notify: %lld:%d: cannot prepare %s %s",
+			  (long long)incident_id, level, ch, t->to);
+		b->gave_up = true;
+	}
+	notify_batch_job_ended(b, false);
+}
+
+bool notify_busy(const struct notify *n, int64_t incident_id, int level)
+{
+	const struct notify_batch *b;
+
+	LIST_FOREACH(b, &n->batches, next)
+		if (b->incident_id == incident_id && b->level == level)
+			return true;
+	return false;
+}
+
+void notify_free(struct notify *n)
+{
+	struct notify_batch *b;
+	struct notify_job *j;
+	struct notify_row *r;
+
+	if (n == NULL)
+		return;
+	if (n->n_retry > 0)
+		log_error("notify: %zu notifications rows never reached "
+			  "PostgreSQL", n->n_retry);
+	while ((r = STAILQ_FIRST(&n->retry)) != NULL) {
+		STAILQ_REMOVE_HEAD(&n->retry, next);
+		notify_row_free(r);
+	}
+	/* Cancels the requests without callbacks; jobs and batches are
+	 * dropped (the levels stay pending in Redis). */
+	http_client_free(n->http);
+	while ((j = LIST_FIRST(&n->jobs)) != NULL)
+		notify_job_free(j);
+	while ((b = LIST_FIRST(&n->batches)) != NULL) {
+		LIST_REMOVE(b, next);
+		free(b);
+	}
+	free(n);
+}

@@ -1,0 +1,249 @@
+"""Escalation with short delays: each level fires at its time, in order,
+once; ack and resolve stop it; a restart neither skips nor repeats a
+level; the phone webhook is retried after a 500 and a timeout with one
+idempotency key, and a give-up brings the next level forward."""
+
+import json
+import time
+
+import pytest
+
+from helpers import http_request, make_event, post_event, wait_until
+from sink import Sink
+
+NUMBER = "+905321112233"
+
+
+@pytest.fixture
+def sink():
+    s = Sink()
+    yield s
+    s.close()
+
+
+def policy(sink, level1="300ms", level2="1500ms", level3="1500ms",
+           repeat="1500ms", **channels):
+    ch = {"call_url": sink.url("/call"), "webhook.ops": sink.url("/hook"),
+          "timeout_ms": "400", "retries": "3", "backoff_ms": "100",
+          "call_template": "Alarm {type} in {zone}, incident {id}"}
+    ch.update(channels)
+    return {
+        "escalation": {
+            "urgent.min_priority": "50",
+            "urgent.level1": "%s console:desk webhook:ops" % level1,
+            "urgent.level2": "%s console:supervisors call:%s" % (level2,
+                                                                  NUMBER),
+            "urgent.level3": "%s webhook:ops" % level3,
+            "urgent.repeat": repeat,
+        },
+        "channels": ch,
+    }
+
+
+def _open(alertd, **kw):
+    st, body, _ = post_event(alertd.http, make_event(type="panic", **kw))
+    assert st == 202, body
+    return body["incident_id"]
+
+
+def escalations(alertd, iid):
+    with alertd.db() as conn, conn.cursor() as cur:
+        cur.execute("SELECT detail->>'level' FROM incident_transitions "
+                    "WHERE incident_id = %s AND to_state = 'escalated' "
+                    "ORDER BY seq", (iid,))
+        return [int(r[0]) for r in cur.fetchall()]
+
+
+def notifications(alertd, iid):
+    with alertd.db() as conn, conn.cursor() as cur:
+        cur.execute("SELECT idempotency_key, attempt, channel, target, "
+                    "outcome FROM notifications WHERE incident_id = %s "
+                    "ORDER BY seq", (iid,))
+        return cur.fetchall()
+
+
+def hooks(sink, iid):
+    return [r for r in sink.on("/hook")
+            if r["json"]["incident"]["id"] == iid]
+
+
+def calls(sink, iid):
+    return [r for r in sink.on("/call")
+            if r["json"]["incident"]["id"] == iid]
+
+
+def act(alertd, token, iid, action, body=None):
+    st, resp, _ = http_request(alertd.http, "POST",
+                               "/v1/incidents/%s/%s" % (iid, action),
+                               body=json.dumps(body or {}).encode(),
+                               token=token)
+    return st, resp
+
+
+def test_levels_fire_in_order_once_and_ack_stops_them(alertd_factory, sink,
+                                                       operator_token):
+    alertd = alertd_factory(**policy(sink))
+    t0 = time.monotonic()
+    iid = _open(alertd, zone="Karsiyaka")
+    wait_until(lambda: len(hooks(sink, iid)) >= 1, timeout=5,
+               what="level 1 webhook")
+    t1 = hooks(sink, iid)[0]["t"] - t0
+    assert 0.2 <= t1 < 1.5, t1
+    wait_until(lambda: len(calls(sink, iid)) >= 1, timeout=6,
+               what="level 2 call")
+    c = calls(sink, iid)[0]
+    t2 = c["t"] - t0
+    assert t2 - t1 >= 1.3, (t1, t2)
+    assert c["json"]["number"] == NUMBER
+    assert c["json"]["level"] == 2
+    assert "Karsiyaka" in c["json"]["text"]
+    assert c["headers"]["idempotency-key"] == c["json"]["idempotency_key"]
+    wait_until(lambda: len(hooks(sink, iid)) >= 2, timeout=6,
+               what="level 3 webhook")
+    assert hooks(sink, iid)[1]["json"]["level"] == 3
+    st, snap = act(alertd, operator_token, iid, "ack")
+    assert st == 200, snap
+    level_at_ack = snap["escalation_level"]
+    assert level_at_ack >= 3
+    time.sleep(3.5)  # two repeat periods
+    assert escalations(alertd, iid) == list(range(1, level_at_ack + 1))
+    n_hooks = len(hooks(sink, iid))
+    assert n_hooks == level_at_ack - 1, [r["json"]["level"]
+                                         for r in hooks(sink, iid)]
+    assert len(calls(sink, iid)) == 1
+    rows = notifications(alertd, iid)
+    shown = [r for r in rows if r[2] == "console"]
+    assert [r[3] for r in shown][:2] == ["desk", "supervisors"]
+    sent_call = [r for r in rows if r[2] == "call"]
+    assert sent_call and sent_call[0][4] == "sent"
+    assert NUMBER not in sent_call[0][3] and sent_call[0][3].endswith("33")
+
+
+def test_resolve_stops_escalation(alertd_factory, sink, operator_token):
+    alertd = alertd_factory(**policy(sink, level2="1s"))
+    iid = _open(alertd)
+    wait_until(lambda: escalations(alertd, iid) == [1], timeout=5,
+               what="level 1")
+    st, snap = act(alertd, operator_token, iid, "resolve",
+                   {"note": "handled by phone"})
+    assert st == 200, snap
+    time.sleep(2.5)
+    assert escalations(alertd, iid) == [1]
+    assert calls(sink, iid) == []
+
+
+def test_restart_between_levels_neither_skips_nor_repeats(
+        alertd_factory, make_config, sink):
+    cfg = make_config(**policy(sink, level2="3s", level3="2s",
+                               repeat="60s"))
+    a1 = alertd_factory(config=cfg)
+    iid = _open(a1)
+    wait_until(lambda: escalations(a1, iid) == [1], timeout=5,
+               what="level 1")
+    assert a1.stop() == 0
+    time.sleep(3.5)  # level 2 falls due while alertd is down
+    a2 = alertd_factory(config=cfg)
+    wait_until(lambda: escalations(a2, iid) == [1, 2], timeout=5,
+               what="level 2 after the restart")
+    assert a2.stop() == 0
+    a3 = alertd_factory(config=cfg)  # restart before level 3 is due
+    wait_until(lambda: escalations(a3, iid) == [1, 2, 3], timeout=6,
+               what="level 3")
+    time.sleep(1.0)
+    assert escalations(a3, iid) == [1, 2, 3]
+    assert len(calls(sink, iid)) == 1
+    assert [r["json"]["level"] for r in hooks(sink, iid)] == [1, 3]
+
+
+def test_call_retries_after_500_and_timeout_with_one_key(alertd_factory,
+                                                         sink):
+    sink.script("/call", [500, "hang", 200])
+    alertd = alertd_factory(**policy(sink, level1="0ms", level2="200ms",
+                                     level3="60s", repeat="60s"))
+    iid = _open(alertd)
+    wait_until(lambda: len(calls(sink, iid)) >= 3, timeout=10,
+               what="three call attempts")
+    wait_until(lambda: any(r[2] == "call" and r[4] == "sent"
+                           for r in notifications(alertd, iid)),
+               timeout=5, what="sent row")
+    cs = calls(sink, iid)
+    keys = {c["headers"]["idempotency-key"] for c in cs}
+    assert len(keys) == 1, keys
+    assert keys == {c["json"]["idempotency_key"] for c in cs}
+    assert cs[1]["t"] - cs[0]["t"] >= 0.04  # backoff (100 ms, jitter)
+    rows = [(r[1], r[4]) for r in notifications(alertd, iid)
+            if r[2] == "call"]
+    assert rows == [(1, "failed"), (2, "failed"), (3, "sent")], rows
+    time.sleep(0.5)
+    assert len(calls(sink, iid)) == 3
+
+
+def test_give_up_is_audited_and_escalates_further(alertd_factory, sink):
+    sink.script("/call", [500] * 10)
+    alertd = alertd_factory(**policy(sink, level1="0ms", level2="200ms",
+                                     level3="30s", repeat="60s",
+                                     retries="1"))
+    iid = _open(alertd)
+    wait_until(lambda: any(r[2] == "call" and r[4] == "gave_up"
+                           for r in notifications(alertd, iid)),
+               timeout=10, what="gave_up row")
+    # Level 3 (due in 30 s) comes now, since the call could not be made.
+    wait_until(lambda: escalations(alertd, iid) == [1, 2, 3], timeout=5,
+               what="level 3 brought forward")
+    assert len(calls(sink, iid)) == 2
+    alertd.wait_log("gave up")
+
+
+def test_bad_policy_is_refused(make_config, alertd_factory, tmp_path):
+    import subprocess
+    from conftest import ALERTD
+    bad = make_config(escalation={"x.min_priority": "50",
+                                  "x.level2": "1s console:a"})
+    r = subprocess.run([str(ALERTD), "--check-config", str(bad.path)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "level1" in r.stderr, r.stderr
+    bad = make_config(escalation={"x.min_priority": "50",
+                                  "x.level1": "1s call:+90555"},
+                      channels={"call_url": "http://pbx.example:80/x"})
+    r = subprocess.run([str(ALERTD), "--check-config", str(bad.path)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "IPv4" in r.stderr, r.stderr
+
+
+def test_ack_stops_the_retries_of_a_fired_level(alertd_factory, sink,
+                                                 operator_token):
+    sink.script("/call", [500] * 20)
+    alertd = alertd_factory(**policy(sink, level1="0ms", level2="200ms",
+                                     level3="60s", repeat="60s",
+                                     backoff_ms="1500", retries="5"))
+    iid = _open(alertd)
+    wait_until(lambda: len(calls(sink, iid)) >= 1, timeout=5,
+               what="the first call attempt")
+    st, snap = act(alertd, operator_token, iid, "ack")
+    assert st == 200, snap
+    wait_until(lambda: any(r[2] == "call" and r[4] == "cancelled"
+                           for r in notifications(alertd, iid)),
+               timeout=10, what="cancelled row")
+    n = len(calls(sink, iid))
+    assert n <= 2, n  # at most one retry was already on the wire
+    time.sleep(2)
+    assert len(calls(sink, iid)) == n
+    assert not any(r[4] == "gave_up" for r in notifications(alertd, iid))
+
+
+def test_notification_rows_wait_for_postgres(alertd_factory, sink,
+                                             pg_server):
+    alertd = alertd_factory(**policy(sink, level1="2s", level2="60s",
+                                     repeat="60s"))
+    iid = _open(alertd)
+    pg_server.stop("fast")
+    try:
+        wait_until(lambda: len(hooks(sink, iid)) >= 1, timeout=8,
+                   what="level 1 webhook while PostgreSQL is down")
+        time.sleep(1.0)
+    finally:
+        pg_server.start()
+    wait_until(lambda: {(r[2], r[4]) for r in notifications(alertd, iid)}
+               >= {("console", "shown"), ("webhook", "sent")},
+               timeout=20, what="the rows written after PostgreSQL is back")
+    alertd.wait_log("rows that waited")
