@@ -2,7 +2,7 @@
 # the sanitizer build in build/asan/ and runs every test, `make run` the
 # development stack. See README.md.
 
-PKGS     := libevent hiredis libprotobuf-c libpq libsystemd inih jansson libcrypto
+PKGS     := libevent hiredis libprotobuf-c libpq libsystemd inih jansson libcrypto zlib
 B        ?= build
 SAN      ?= 0
 CC       ?= cc

@@ -39,6 +39,7 @@
 #include "config.h"
 #include "log.h"
 #include "pg_conn.h"
+#include "spool.h"
 
 #define AUDIT_MAX_ALONE_FAILURES 5
 #define AUDIT_BACKOFF_MIN_MS 100
@@ -106,6 +107,7 @@ struct audit_row {
 	audit_done_cb cb;               /* NULL once answered */
 	void *arg;
 	bool suspect;                   /* in a batch refused for its data */
+	bool from_spool;                /* read back from the spool file */
 	int alone_failures;             /* data failures in a batch of one */
 };
 
@@ -118,6 +120,7 @@ struct audit_batch {
 	struct audit *a;         /* NULL once audit_free ran */
 	struct audit_list rows;
 	bool suspects;           /* made only of suspect rows */
+	size_t n_spooled;        /* rows read back from the spool */
 };
 
 /* A callback to run once the lists are consistent again. */
@@ -135,6 +138,15 @@ struct audit {
 	struct audit_list retry;
 	struct audit_batch *batch;
 	struct event *ev_retry;
+	/* The spool (NULL: none): rows that PostgreSQL cannot take now wait
+	 * in spool_queue for the next loop turn, where they are appended and
+	 * synced together (group fsync) and then answered durable=true. */
+	struct spool *spool;
+	struct audit_list spool_queue;
+	struct event *ev_spool;
+	size_t spool_loaded;     /* rows read back, not yet committed */
+	uint64_t spool_syncs;
+	double spool_sync_s;
 	int backoff_ms;
 	size_t split_max;        /* rows per suspect batch; 0: no isolation */
 	uint64_t dropped_total;
@@ -439,8 +451,133 @@ static void audit_trim_retry(struct audit *a)
 	audit_log_dropped(a, false);
 }
 
+/* ---- spool ---- */
+
+/* Hands a row to the next group fsync (it is answered there). */
+static void audit_spool_row(struct audit *a, struct audit_row *r)
+{
+	audit_list_push(&a->spool_queue, r);
+	event_active(a->ev_spool, EV_TIMEOUT, 0);
+}
+
+/* Rows of a failed batch (or of the queue): the ones never spooled go to
+ * the spool, the ones read back from it wait in the retry list (in order,
+ * before the rest). Without a spool every row is kept for retry. */
+static void audit_keep_rows(struct audit *a, struct audit_list *rows)
+{
+	struct audit_list back = {0};
+	struct audit_row *r;
+
+	while ((r = audit_list_pop(rows))) {
+		if (a->spool && !r->from_spool && !r->suspect)
+			audit_spool_row(a, r);
+		else
+			audit_list_push(&back, r);
+	}
+	audit_list_prepend(&a->retry, &back);
+}
+
+static double audit_elapsed_s(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) +
+	       (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* The group fsync: appends every row waiting, syncs once, answers them
+ * durable=true; a row the spool refuses (full, I/O error) is answered
+ * durable=false and kept in memory for retry. This is the one blocking
+ * call alertd makes on its loop (see docs/audit.md for its cost). */
+static void audit_spool_flush(struct audit *a)
+{
+	struct audit_list done = {0}, failed = {0};
+	struct audit_row *r;
+	struct timespec t0;
+	bool synced;
+
+	if (!a->spool_queue.n)
+		return;
+	spool_set_max_bytes(a->spool,
+			    (size_t)config_current()->spool_max_bytes);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while ((r = audit_list_pop(&a->spool_queue))) {
+		if (spool_append(a->spool, r->ev_json ? r->ev_json : "",
+				 r->ev_len, r->tr_json ? r->tr_json : "",
+				 r->tr_len))
+			audit_list_push(&done, r);
+		else
+			audit_list_push(&failed, r);
+	}
+	synced = !done.n || spool_sync(a->spool);
+	a->spool_syncs++;
+	a->spool_sync_s += audit_elapsed_s(&t0);
+	if (!synced)
+		audit_list_prepend(&failed, &done);
+	log_debug("audit: %zu rows spooled in %.3f ms, %zu refused", done.n,
+		  audit_elapsed_s(&t0) * 1000, failed.n);
+	while ((r = audit_list_pop(&done))) {
+		audit_row_answer(a, r, true);
+		audit_row_free(r);
+	}
+	if (failed.n) {
+		log_error("audit: spool refused %zu rows (full or failing); "
+			  "their senders are told to retry", failed.n);
+		while ((r = audit_list_pop(&failed))) {
+			audit_row_answer(a, r, false);
+			audit_list_push(&a->retry, r);
+		}
+		audit_trim_retry(a);
+	}
+}
+
+static void audit_on_spool(evutil_socket_t fd, short what, void *arg)
+{
+	struct audit *a = arg;
+
+	audit_spool_flush(a);
+	audit_deliver(a);
+}
+
+/* Reads spooled rows back into the retry list, up to max rows there. */
+static void audit_spool_load(struct audit *a, size_t max)
+{
+	struct audit_row *r;
+	char *ev, *tr;
+
+	while (a->spool && a->retry.n < max && spool_next(a->spool, &ev, &tr)) {
+		if (!(r = calloc(1, sizeof(*r)))) {
+			free(ev);
+			free(tr);
+			spool_rewind(a->spool);
+			return;
+		}
+		r->ev_json = ev;
+		r->tr_json = tr;
+		r->ev_len = ev ? strlen(ev) : 0;
+		r->tr_len = tr ? strlen(tr) : 0;
+		r->from_spool = true;
+		r->label = strdup("spooled row");
+		audit_list_push(&a->retry, r);
+		a->spool_loaded++;
+	}
+}
+
+/* Empties the spool once every row of it is in PostgreSQL. */
+static void audit_spool_done(struct audit *a, size_t committed)
+{
+	if (!a->spool)
+		return;
+	a->spool_loaded -= committed;
+	if (a->spool_loaded == 0 && spool_all_read(a->spool) &&
+	    spool_rows(a->spool) > 0 && !spool_clear(a->spool))
+		spool_rewind(a->spool);
+}
+
 /* Answers every row still waiting (queue, and suspects of an isolation in
- * progress) with durable=false and keeps them all for retry. */
+ * progress) with durable=false and keeps them all for retry; with a spool,
+ * the queued rows go to the spool instead and are answered from there. */
 static void audit_fail_waiting(struct audit *a)
 {
 	struct audit_row *r;
@@ -448,6 +585,10 @@ static void audit_fail_waiting(struct audit *a)
 	for (r = a->retry.head; r; r = r->next)
 		audit_row_answer(a, r, false);
 	while ((r = audit_list_pop(&a->queue))) {
+		if (a->spool) {
+			audit_spool_row(a, r);
+			continue;
+		}
 		audit_list_push(&a->retry, r);
 		audit_row_answer(a, r, false);
 	}
@@ -511,9 +652,12 @@ static void audit_take_rows(struct audit *a, struct audit_batch *b)
 		while (b->rows.n < a->split_max && a->retry.head &&
 		       a->retry.head->suspect)
 			audit_list_push(&b->rows, audit_list_pop(&a->retry));
+		for (r = b->rows.head; r; r = r->next)
+			b->n_spooled += r->from_spool;
 		return;
 	}
 	a->split_max = 0;
+	audit_spool_load(a, max);
 	n_retry = max;
 	if (a->queue.n > 0)
 		n_retry = max - (a->queue.n < max / 2 ? a->queue.n : max / 2);
@@ -521,6 +665,8 @@ static void audit_take_rows(struct audit *a, struct audit_batch *b)
 		audit_list_push(&b->rows, audit_list_pop(&a->retry));
 	while (b->rows.n < max && (r = audit_list_pop(&a->queue)))
 		audit_list_push(&b->rows, r);
+	for (r = b->rows.head; r; r = r->next)
+		b->n_spooled += r->from_spool;
 }
 
 static void audit_on_batch_done(PGresult *res, const char *errmsg, void *arg);
@@ -532,7 +678,9 @@ static void audit_flush(struct audit *a)
 	struct audit_batch *b = NULL;
 	char *params[2] = {NULL, NULL};
 
-	if (a->state != AUDIT_IDLE || (!a->queue.n && !a->retry.n))
+	if (a->state != AUDIT_IDLE ||
+	    (!a->queue.n && !a->retry.n &&
+	     (!a->spool || spool_all_read(a->spool))))
 		return;
 	if (!pg_conn_ready(a->conn)) {
 		audit_fail_waiting(a);
@@ -561,7 +709,7 @@ fail:
 	free(params[0]);
 	free(params[1]);
 	if (b) {
-		audit_list_prepend(&a->retry, &b->rows);
+		audit_keep_rows(a, &b->rows);
 		free(b);
 	}
 	audit_set_state(a, AUDIT_WAITING);
@@ -592,6 +740,7 @@ static void audit_on_batch_ok(struct audit *a, struct audit_batch *b,
 			      PGresult *res)
 {
 	struct audit_row *r;
+	size_t spooled = 0;
 
 	log_debug("audit: batch of %zu rows committed (%s new events, %s new "
 		  "transitions)", b->rows.n, PQgetvalue(res, 0, 0),
@@ -601,10 +750,12 @@ static void audit_on_batch_ok(struct audit *a, struct audit_batch *b,
 		a->split_max *= 2;
 	audit_set_state(a, AUDIT_IDLE);
 	while ((r = audit_list_pop(&b->rows))) {
+		spooled += r->from_spool;
 		audit_row_answer(a, r, true);
 		audit_row_free(r);
 	}
 	free(b);
+	audit_spool_done(a, spooled);
 	audit_flush(a);
 }
 
@@ -623,6 +774,8 @@ static void audit_on_batch_refused(struct audit *a, struct audit_batch *b,
 				  r->alone_failures, sqlstate, errmsg);
 			audit_list_pop(&b->rows);
 			audit_row_answer(a, r, false);
+			if (r->from_spool)
+				audit_spool_done(a, 1);
 			audit_row_free(r);
 		} else {
 			log_warn("audit: %s: refused (%s: %s), attempt %d of %d",
@@ -673,7 +826,7 @@ static void audit_on_batch_done(PGresult *res, const char *errmsg, void *arg)
 	log_warn("audit: batch of %zu rows failed (%s%s%s); kept for retry", n,
 		 sqlstate ? sqlstate : "", sqlstate ? ": " : "",
 		 errmsg ? errmsg : "unknown error");
-	audit_list_prepend(&a->retry, &b->rows);
+	audit_keep_rows(a, &b->rows);
 	free(b);
 	audit_set_state(a, AUDIT_WAITING);
 	audit_arm_retry(a);
@@ -715,6 +868,25 @@ static void audit_on_connect(struct pg_conn *conn, void *arg)
 
 /* ---- interface ---- */
 
+/* [spool] path of the running config; without a usable one alertd runs
+ * as before: rows PostgreSQL cannot take now are answered "unavailable"
+ * and kept in memory. */
+static void audit_open_spool(struct audit *a)
+{
+	const struct config *c = config_current();
+	char err[256];
+
+	if (!c || !c->spool_path || !c->spool_path[0]) {
+		log_warn("audit: no spool configured: while PostgreSQL is "
+			 "unreachable events are refused (503)");
+		return;
+	}
+	a->spool = spool_open(c->spool_path, (size_t)c->spool_max_bytes, err,
+			      sizeof(err));
+	if (!a->spool)
+		log_error("audit: spool unusable, running without it: %s", err);
+}
+
 struct audit *audit_new(struct event_base *base, struct pg_conn *conn)
 {
 	struct audit *a = calloc(1, sizeof(*a));
@@ -725,10 +897,14 @@ struct audit *audit_new(struct event_base *base, struct pg_conn *conn)
 	a->conn = conn;
 	a->backoff_ms = AUDIT_BACKOFF_MIN_MS;
 	a->ev_retry = evtimer_new(base, audit_on_retry, a);
-	if (!a->ev_retry) {
+	a->ev_spool = event_new(base, -1, 0, audit_on_spool, a);
+	if (!a->ev_retry || !a->ev_spool) {
+		if (a->ev_retry)
+			event_free(a->ev_retry);
 		free(a);
 		return NULL;
 	}
+	audit_open_spool(a);
 	pg_conn_set_on_connect(conn, audit_on_connect, a);
 	return a;
 }
@@ -744,8 +920,12 @@ void audit_free(struct audit *a)
 
 	if (!a)
 		return;
+	/* Rows waiting for the group fsync are durable once it runs. */
+	if (a->spool)
+		audit_spool_flush(a);
 	a->closing = true;
-	lost = a->queue.n + a->retry.n + (a->batch ? a->batch->rows.n : 0);
+	lost = a->queue.n + a->retry.n + (a->batch ? a->batch->rows.n : 0) -
+	       a->spool_loaded;
 	if (a->batch) {
 		for (r = a->batch->rows.head; r; r = r->next)
 			audit_row_answer(a, r, false);
@@ -766,6 +946,8 @@ void audit_free(struct audit *a)
 	if (lost)
 		log_error("audit: stopping with %zu rows not recorded", lost);
 	event_free(a->ev_retry);
+	event_free(a->ev_spool);
+	spool_close(a->spool);
 	free(a->answers);
 	free(a);
 }
@@ -800,7 +982,10 @@ void audit_record(struct audit *a, const struct audit_event_row *ev,
 	}
 	r->cb = cb;
 	r->arg = arg;
-	if (!pg_conn_ready(a->conn) || a->state == AUDIT_WAITING) {
+	if ((!pg_conn_ready(a->conn) || a->state == AUDIT_WAITING) &&
+	    a->spool) {
+		audit_spool_row(a, r);
+	} else if (!pg_conn_ready(a->conn) || a->state == AUDIT_WAITING) {
 		audit_list_push(&a->retry, r);
 		audit_row_answer(a, r, false);
 		audit_trim_retry(a);
@@ -813,7 +998,8 @@ void audit_record(struct audit *a, const struct audit_event_row *ev,
 
 size_t audit_pending(const struct audit *a)
 {
-	return a->queue.n + (a->batch ? a->batch->rows.n : 0);
+	return a->queue.n + a->spool_queue.n +
+	       (a->batch ? a->batch->rows.n - a->batch->n_spooled : 0);
 }
 
 size_t audit_retry_backlog(const struct audit *a)
@@ -826,4 +1012,25 @@ size_t audit_retry_backlog(const struct audit *a)
 bool audit_usable(const struct audit *a)
 {
 	return pg_conn_ready(a->conn) && a->state != AUDIT_WAITING;
+}
+
+bool audit_spool_usable(const struct audit *a)
+{
+	return a->spool && spool_usable(a->spool);
+}
+
+size_t audit_spool_rows(const struct audit *a)
+{
+	return a->spool ? spool_rows(a->spool) : 0;
+}
+
+size_t audit_spool_bytes(const struct audit *a)
+{
+	return a->spool ? spool_bytes(a->spool) : 0;
+}
+
+double audit_spool_fsync_seconds(const struct audit *a, uint64_t *count)
+{
+	*count = a->spool_syncs;
+	return a->spool_sync_s;
 }

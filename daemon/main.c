@@ -162,6 +162,31 @@ static double daemon_gauge_audit_retry(void *arg)
 	return (double)audit_retry_backlog(((struct daemon *)arg)->audit);
 }
 
+static double daemon_gauge_spool_rows(void *arg)
+{
+	return (double)audit_spool_rows(((struct daemon *)arg)->audit);
+}
+
+static double daemon_gauge_spool_bytes(void *arg)
+{
+	return (double)audit_spool_bytes(((struct daemon *)arg)->audit);
+}
+
+static double daemon_gauge_spool_fsyncs(void *arg)
+{
+	uint64_t n;
+
+	audit_spool_fsync_seconds(((struct daemon *)arg)->audit, &n);
+	return (double)n;
+}
+
+static double daemon_gauge_spool_fsync_s(void *arg)
+{
+	uint64_t n;
+
+	return audit_spool_fsync_seconds(((struct daemon *)arg)->audit, &n);
+}
+
 static double daemon_gauge_redis_up(void *arg)
 {
 	return redis_pool_ready(((struct daemon *)arg)->redis) ? 1 : 0;
@@ -193,6 +218,18 @@ static void daemon_register_gauges(struct daemon *d)
 	metrics_register_gauge("alertd_audit_retry_rows",
 			       "Audit rows of failed batches waiting to be written again.",
 			       daemon_gauge_audit_retry, d);
+	metrics_register_gauge("alertd_spool_rows",
+			       "Audit rows in the local spool file (not yet emptied after replay).",
+			       daemon_gauge_spool_rows, d);
+	metrics_register_gauge("alertd_spool_bytes",
+			       "Size of the local spool file.",
+			       daemon_gauge_spool_bytes, d);
+	metrics_register_gauge("alertd_spool_fsyncs",
+			       "Group fsyncs of the spool since start (a counter).",
+			       daemon_gauge_spool_fsyncs, d);
+	metrics_register_gauge("alertd_spool_fsync_seconds",
+			       "Time spent in spool group fsyncs since start (a counter).",
+			       daemon_gauge_spool_fsync_s, d);
 	metrics_register_gauge("alertd_redis_up", "1 when Redis is connected.",
 			       daemon_gauge_redis_up, d);
 	metrics_register_gauge("alertd_postgres_up",
