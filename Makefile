@@ -27,6 +27,7 @@ MOD_OBJS := $(patsubst daemon/%.c,$(B)/obj/%.o,$(MODULES)) \
             $(B)/obj/alertd.pb-c.o $(B)/obj/lua_blob.o
 CTL_OBJS := $(B)/obj/alertctl.o $(B)/obj/config.o $(B)/obj/log.o \
             $(B)/obj/evt.o $(B)/obj/auth.o $(B)/obj/lua_blob.o \
+            $(B)/obj/audit_query.o $(B)/obj/personal.o \
             $(patsubst daemon/%.c,$(B)/obj/%.o,$(CTL_SRC))
 UNIT_SRC := $(wildcard tests/unit/*.c)
 UNIT_OBJS:= $(patsubst tests/unit/%.c,$(B)/obj/unit_%.o,$(UNIT_SRC))

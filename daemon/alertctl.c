@@ -22,6 +22,7 @@
 
 #include "auth.h"
 #include "config.h"
+#include "ctl_audit.h"
 #include "log.h"
 
 #define CTL_DEFAULT_CONFIG "config/alertd.dev.ini"
@@ -41,6 +42,7 @@ static void ctl_usage(FILE *out)
 		"usage: alertctl [-c FILE] migrate [--dir DIR]\n"
 		"       alertctl [-c FILE] operator add NAME --role operator|supervisor|auditor|admin\n"
 		"       alertctl [-c FILE] incidents [--json]\n"
+		"       alertctl [-c FILE] audit verify|head|incident|source|operator|stats ...\n"
 		"\n"
 		"  -c FILE   configuration (default " CTL_DEFAULT_CONFIG ")\n"
 		"  migrate   apply the SQL migrations of DIR (default "
@@ -490,7 +492,8 @@ done:
 /* ---- command line ---- */
 
 struct ctl_cmd {
-	enum { CMD_MIGRATE, CMD_OPERATOR_ADD, CMD_INCIDENTS } which;
+	enum { CMD_MIGRATE, CMD_OPERATOR_ADD, CMD_INCIDENTS, CMD_AUDIT } which;
+	int argi;   /* CMD_AUDIT: index of "audit" in argv */
 	const char *dir;
 	const char *name;
 	enum auth_role role;
@@ -535,6 +538,11 @@ static int ctl_parse(int argc, char **argv, int i, struct ctl_cmd *cmd)
 							       : "migrate: unexpected '%s'",
 						       argv[i]);
 		}
+		return CTL_OK;
+	}
+	if (strcmp(argv[i], "audit") == 0) {
+		cmd->which = CMD_AUDIT;
+		cmd->argi = i;
 		return CTL_OK;
 	}
 	if (strcmp(argv[i], "incidents") == 0) {
@@ -615,6 +623,9 @@ int main(int argc, char **argv)
 		break;
 	case CMD_INCIDENTS:
 		status = ctl_incidents(cfg, cmd.json);
+		break;
+	case CMD_AUDIT:
+		status = ctl_audit(cfg, argc - cmd.argi, argv + cmd.argi);
 		break;
 	default:
 		status = CTL_USAGE;

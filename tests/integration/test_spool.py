@@ -134,6 +134,9 @@ def test_outage_with_kill9_loses_nothing(alertd_factory, pg_server,
                     (list(incidents),))
         assert cur.fetchone()[0] == len(incidents)
     assert "replayed" in d.log()
+    # ... in one consistent hash chain (migration 002).
+    r = d.ctl("audit", "verify")
+    assert r.returncode == 0 and "ok, " in r.stdout, r.stdout
 
 
 @pytest.mark.kill_after(240)
