@@ -252,6 +252,14 @@ struct config *config_load(const char *path, char *err, size_t errlen)
 			 path);
 		goto fail;
 	}
+	if (strcmp(p.cfg->personal_store, "raw") != 0 &&
+	    strcmp(p.cfg->personal_store, "hash") != 0 &&
+	    strcmp(p.cfg->personal_store, "mask") != 0) {
+		snprintf(err, errlen,
+			 "%s: [audit] personal_store: expected raw, hash or mask, got \"%s\"",
+			 path, p.cfg->personal_store);
+		goto fail;
+	}
 	p.cfg->path = strdup(path);
 	if (p.cfg->path == NULL) {
 		snprintf(err, errlen, "%s: out of memory", path);

@@ -56,5 +56,6 @@ void api_on_incidents(struct evhttp_request *req, void *server);
 void api_on_health(struct evhttp_request *req, void *server);
 void api_on_ready(struct evhttp_request *req, void *server);
 void api_on_metrics(struct evhttp_request *req, void *server);
+void api_audit_on_request(struct evhttp_request *req, void *server);
 
 #endif
