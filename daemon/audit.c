@@ -27,6 +27,7 @@
  *     dropped with a log_error. The other rows commit and are answered
  *     durable=true as usual. */
 #include "audit.h"
+#include "audit_row.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
@@ -34,7 +35,6 @@
 #include <time.h>
 
 #include <event2/event.h>
-#include <jansson.h>
 
 #include "config.h"
 #include "log.h"
@@ -93,27 +93,6 @@ enum audit_state {
 	 * answered durable=false and kept; the retry timer or the next
 	 * connect writes the backlog again. */
 	AUDIT_WAITING,
-};
-
-/* A row is encoded once, when it is recorded: the JSON objects of its
- * event and transition (either may be NULL), joined into the batch's
- * arrays when it is sent. */
-struct audit_row {
-	struct audit_row *next;
-	char *ev_json;
-	char *tr_json;
-	size_t ev_len, tr_len;
-	char *label;                    /* keys for the logs, never payload */
-	audit_done_cb cb;               /* NULL once answered */
-	void *arg;
-	bool suspect;                   /* in a batch refused for its data */
-	bool from_spool;                /* read back from the spool file */
-	int alone_failures;             /* data failures in a batch of one */
-};
-
-struct audit_list {
-	struct audit_row *head, *tail;
-	size_t n;
 };
 
 struct audit_batch {
@@ -213,57 +192,7 @@ static size_t audit_retry_max(void)
 		  : c->pg_retry_max_rows > 0 ? (size_t)c->pg_retry_max_rows : 0;
 }
 
-/* ---- lists ---- */
-
-static void audit_list_push(struct audit_list *l, struct audit_row *r)
-{
-	r->next = NULL;
-	if (l->tail)
-		l->tail->next = r;
-	else
-		l->head = r;
-	l->tail = r;
-	l->n++;
-}
-
-static struct audit_row *audit_list_pop(struct audit_list *l)
-{
-	struct audit_row *r = l->head;
-
-	if (r) {
-		l->head = r->next;
-		if (!l->head)
-			l->tail = NULL;
-		l->n--;
-		r->next = NULL;
-	}
-	return r;
-}
-
-/* Puts every row of `from` before the rows of `to`, in order. */
-static void audit_list_prepend(struct audit_list *to, struct audit_list *from)
-{
-	if (!from->head)
-		return;
-	from->tail->next = to->head;
-	to->head = from->head;
-	if (!to->tail)
-		to->tail = from->tail;
-	to->n += from->n;
-	*from = (struct audit_list){0};
-}
-
 /* ---- rows ---- */
-
-static void audit_row_free(struct audit_row *r)
-{
-	if (!r)
-		return;
-	free(r->ev_json);
-	free(r->tr_json);
-	free(r->label);
-	free(r);
-}
 
 /* Queues the answer of a row whose callback has not run yet; it runs in
  * audit_deliver(). */
@@ -312,113 +241,6 @@ static void audit_deliver(struct audit *a)
 	a->delivering = false;
 }
 
-/* A row without one of the NOT NULL columns can never be written. */
-static bool audit_row_complete(const struct audit_event_row *ev,
-			       const struct audit_transition_row *tr)
-{
-	return (!ev || (ev->event_id && ev->source_id && ev->source_kind &&
-			ev->type && ev->outcome && ev->payload_json)) &&
-	       (!tr || (tr->transition_id && tr->to_state && tr->actor));
-}
-
-static bool audit_json_str(json_t *o, const char *key, const char *v)
-{
-	json_t *j = v ? json_string(v) : json_null();
-
-	/* json_string refuses invalid UTF-8; set_new consumes j. */
-	return j && json_object_set_new(o, key, j) == 0;
-}
-
-static bool audit_json_int(json_t *o, const char *key, int64_t v)
-{
-	json_t *j = json_integer((json_int_t)v);
-
-	return j && json_object_set_new(o, key, j) == 0;
-}
-
-/* One element of $1 (the payload goes as text, cast to jsonb by the
- * server, which is where invalid JSON is caught). */
-static char *audit_encode_event(const struct audit_event_row *e)
-{
-	json_t *o = json_object();
-	char *out = NULL;
-
-	if (o && audit_json_int(o, "accept_seq", e->accept_seq) &&
-	    audit_json_str(o, "event_id", e->event_id) &&
-	    audit_json_str(o, "source_id", e->source_id) &&
-	    audit_json_str(o, "source_kind", e->source_kind) &&
-	    audit_json_str(o, "type", e->type) &&
-	    audit_json_str(o, "outcome", e->outcome) &&
-	    audit_json_int(o, "incident_id", e->incident_id) &&
-	    audit_json_int(o, "priority", e->priority) &&
-	    audit_json_int(o, "received_at_ms", e->received_at_ms) &&
-	    audit_json_str(o, "payload", e->payload_json) &&
-	    (e->occurred_at_ms == 0 ||
-	     audit_json_int(o, "occurred_at_ms", e->occurred_at_ms)))
-		out = json_dumps(o, JSON_COMPACT);
-	json_decref(o);
-	return out;
-}
-
-/* One element of $2. */
-static char *audit_encode_transition(const struct audit_transition_row *t)
-{
-	json_t *o = json_object();
-	char *out = NULL;
-
-	if (o && audit_json_str(o, "transition_id", t->transition_id) &&
-	    audit_json_int(o, "incident_id", t->incident_id) &&
-	    audit_json_str(o, "from_state", t->from_state) &&
-	    audit_json_str(o, "to_state", t->to_state) &&
-	    audit_json_str(o, "actor", t->actor) &&
-	    audit_json_str(o, "detail", t->detail_json) &&
-	    audit_json_int(o, "at_ms", t->at_ms))
-		out = json_dumps(o, JSON_COMPACT);
-	json_decref(o);
-	return out;
-}
-
-/* Names a row in logs by its keys. */
-static char *audit_label(const struct audit_event_row *ev,
-			 const struct audit_transition_row *tr)
-{
-	char *out = NULL;
-	int n;
-
-	if (ev && tr)
-		n = asprintf(&out, "accept_seq=%" PRId64 " event=%s transition=%s",
-			     ev->accept_seq, ev->event_id, tr->transition_id);
-	else if (ev)
-		n = asprintf(&out, "accept_seq=%" PRId64 " event=%s",
-			     ev->accept_seq, ev->event_id);
-	else
-		n = asprintf(&out, "transition=%s", tr->transition_id);
-	return n < 0 ? NULL : out;
-}
-
-/* The row, encoded; NULL with *why set when it cannot be. */
-static struct audit_row *audit_row_new(const struct audit_event_row *ev,
-				       const struct audit_transition_row *tr,
-				       const char **why)
-{
-	struct audit_row *r = calloc(1, sizeof(*r));
-
-	*why = "out of memory";
-	if (!r || !(r->label = audit_label(ev, tr)))
-		goto fail;
-	*why = "not valid UTF-8";
-	if (ev && !(r->ev_json = audit_encode_event(ev)))
-		goto fail;
-	if (tr && !(r->tr_json = audit_encode_transition(tr)))
-		goto fail;
-	r->ev_len = r->ev_json ? strlen(r->ev_json) : 0;
-	r->tr_len = r->tr_json ? strlen(r->tr_json) : 0;
-	return r;
-fail:
-	audit_row_free(r);
-	return NULL;
-}
-
 /* ---- retry backlog ---- */
 
 static void audit_log_dropped(struct audit *a, bool force)
@@ -442,7 +264,7 @@ static void audit_trim_retry(struct audit *a)
 	size_t max = audit_retry_max();
 	struct audit_row *r;
 
-	while (a->retry.n > max && (r = audit_list_pop(&a->retry))) {
+	while (a->retry.n > max && (r = audit_row_pop(&a->retry))) {
 		audit_row_answer(a, r, false);
 		audit_row_free(r);
 		a->dropped_total++;
@@ -456,7 +278,7 @@ static void audit_trim_retry(struct audit *a)
 /* Hands a row to the next group fsync (it is answered there). */
 static void audit_spool_row(struct audit *a, struct audit_row *r)
 {
-	audit_list_push(&a->spool_queue, r);
+	audit_row_push(&a->spool_queue, r);
 	event_active(a->ev_spool, EV_TIMEOUT, 0);
 }
 
@@ -468,13 +290,13 @@ static void audit_keep_rows(struct audit *a, struct audit_list *rows)
 	struct audit_list back = {0};
 	struct audit_row *r;
 
-	while ((r = audit_list_pop(rows))) {
+	while ((r = audit_row_pop(rows))) {
 		if (a->spool && !r->from_spool && !r->suspect)
 			audit_spool_row(a, r);
 		else
-			audit_list_push(&back, r);
+			audit_row_push(&back, r);
 	}
-	audit_list_prepend(&a->retry, &back);
+	audit_row_prepend(&a->retry, &back);
 }
 
 static double audit_elapsed_s(const struct timespec *t0)
@@ -502,31 +324,31 @@ static void audit_spool_flush(struct audit *a)
 	spool_set_max_bytes(a->spool,
 			    (size_t)config_current()->spool_max_bytes);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	while ((r = audit_list_pop(&a->spool_queue))) {
+	while ((r = audit_row_pop(&a->spool_queue))) {
 		if (spool_append(a->spool, r->ev_json ? r->ev_json : "",
 				 r->ev_len, r->tr_json ? r->tr_json : "",
 				 r->tr_len))
-			audit_list_push(&done, r);
+			audit_row_push(&done, r);
 		else
-			audit_list_push(&failed, r);
+			audit_row_push(&failed, r);
 	}
 	synced = !done.n || spool_sync(a->spool);
 	a->spool_syncs++;
 	a->spool_sync_s += audit_elapsed_s(&t0);
 	if (!synced)
-		audit_list_prepend(&failed, &done);
+		audit_row_prepend(&failed, &done);
 	log_debug("audit: %zu rows spooled in %.3f ms, %zu refused", done.n,
 		  audit_elapsed_s(&t0) * 1000, failed.n);
-	while ((r = audit_list_pop(&done))) {
+	while ((r = audit_row_pop(&done))) {
 		audit_row_answer(a, r, true);
 		audit_row_free(r);
 	}
 	if (failed.n) {
 		log_error("audit: spool refused %zu rows (full or failing); "
 			  "their senders are told to retry", failed.n);
-		while ((r = audit_list_pop(&failed))) {
+		while ((r = audit_row_pop(&failed))) {
 			audit_row_answer(a, r, false);
-			audit_list_push(&a->retry, r);
+			audit_row_push(&a->retry, r);
 		}
 		audit_trim_retry(a);
 	}
@@ -559,7 +381,7 @@ static void audit_spool_load(struct audit *a, size_t max)
 		r->tr_len = tr ? strlen(tr) : 0;
 		r->from_spool = true;
 		r->label = strdup("spooled row");
-		audit_list_push(&a->retry, r);
+		audit_row_push(&a->retry, r);
 		a->spool_loaded++;
 	}
 }
@@ -584,12 +406,12 @@ static void audit_fail_waiting(struct audit *a)
 
 	for (r = a->retry.head; r; r = r->next)
 		audit_row_answer(a, r, false);
-	while ((r = audit_list_pop(&a->queue))) {
+	while ((r = audit_row_pop(&a->queue))) {
 		if (a->spool) {
 			audit_spool_row(a, r);
 			continue;
 		}
-		audit_list_push(&a->retry, r);
+		audit_row_push(&a->retry, r);
 		audit_row_answer(a, r, false);
 	}
 	audit_trim_retry(a);
@@ -607,35 +429,6 @@ static void audit_arm_retry(struct audit *a)
 
 /* ---- batches ---- */
 
-/* The JSON array of the rows' events (or transitions). */
-static char *audit_join(const struct audit_list *rows, bool events)
-{
-	size_t len = 3;
-	const struct audit_row *r;
-	char *out, *p;
-
-	for (r = rows->head; r; r = r->next)
-		len += (events ? r->ev_len : r->tr_len) + 1;
-	if (!(out = malloc(len)))
-		return NULL;
-	p = out;
-	*p++ = '[';
-	for (r = rows->head; r; r = r->next) {
-		const char *js = events ? r->ev_json : r->tr_json;
-		size_t n = events ? r->ev_len : r->tr_len;
-
-		if (!js)
-			continue;
-		if (p > out + 1)
-			*p++ = ',';
-		memcpy(p, js, n);
-		p += n;
-	}
-	*p++ = ']';
-	*p = '\0';
-	return out;
-}
-
 /* Takes the rows of the next batch: suspects of an isolation in progress
  * alone; else the retry backlog first, in order, keeping half of the batch
  * for queued rows so that a large backlog does not hold new rows back. */
@@ -651,7 +444,7 @@ static void audit_take_rows(struct audit *a, struct audit_batch *b)
 		b->suspects = true;
 		while (b->rows.n < a->split_max && a->retry.head &&
 		       a->retry.head->suspect)
-			audit_list_push(&b->rows, audit_list_pop(&a->retry));
+			audit_row_push(&b->rows, audit_row_pop(&a->retry));
 		for (r = b->rows.head; r; r = r->next)
 			b->n_spooled += r->from_spool;
 		return;
@@ -662,9 +455,9 @@ static void audit_take_rows(struct audit *a, struct audit_batch *b)
 	if (a->queue.n > 0)
 		n_retry = max - (a->queue.n < max / 2 ? a->queue.n : max / 2);
 	while (b->rows.n < n_retry && a->retry.head)
-		audit_list_push(&b->rows, audit_list_pop(&a->retry));
-	while (b->rows.n < max && (r = audit_list_pop(&a->queue)))
-		audit_list_push(&b->rows, r);
+		audit_row_push(&b->rows, audit_row_pop(&a->retry));
+	while (b->rows.n < max && (r = audit_row_pop(&a->queue)))
+		audit_row_push(&b->rows, r);
 	for (r = b->rows.head; r; r = r->next)
 		b->n_spooled += r->from_spool;
 }
@@ -690,8 +483,8 @@ static void audit_flush(struct audit *a)
 		goto fail;
 	b->a = a;
 	audit_take_rows(a, b);
-	if (!(params[0] = audit_join(&b->rows, true)) ||
-	    !(params[1] = audit_join(&b->rows, false)))
+	if (!(params[0] = audit_row_join(&b->rows, true)) ||
+	    !(params[1] = audit_row_join(&b->rows, false)))
 		goto fail;
 	if (!pg_conn_query(a->conn, audit_batch_sql, 2,
 			   (const char *const *)params, audit_timeout_ms(),
@@ -731,7 +524,7 @@ static void audit_batch_free(struct audit_batch *b)
 {
 	struct audit_row *r;
 
-	while ((r = audit_list_pop(&b->rows)))
+	while ((r = audit_row_pop(&b->rows)))
 		audit_row_free(r);
 	free(b);
 }
@@ -749,7 +542,7 @@ static void audit_on_batch_ok(struct audit *a, struct audit_batch *b,
 	if (b->suspects && a->split_max < audit_batch_max())
 		a->split_max *= 2;
 	audit_set_state(a, AUDIT_IDLE);
-	while ((r = audit_list_pop(&b->rows))) {
+	while ((r = audit_row_pop(&b->rows))) {
 		spooled += r->from_spool;
 		audit_row_answer(a, r, true);
 		audit_row_free(r);
@@ -772,7 +565,7 @@ static void audit_on_batch_refused(struct audit *a, struct audit_batch *b,
 			log_error("audit: %s: refused %d times (%s: %s), "
 				  "dropped unrecorded", r->label,
 				  r->alone_failures, sqlstate, errmsg);
-			audit_list_pop(&b->rows);
+			audit_row_pop(&b->rows);
 			audit_row_answer(a, r, false);
 			if (r->from_spool)
 				audit_spool_done(a, 1);
@@ -790,7 +583,7 @@ static void audit_on_batch_refused(struct audit *a, struct audit_batch *b,
 	}
 	for (r = b->rows.head; r; r = r->next)
 		r->suspect = true;
-	audit_list_prepend(&a->retry, &b->rows);
+	audit_row_prepend(&a->retry, &b->rows);
 	free(b);
 	audit_trim_retry(a);
 	audit_set_state(a, AUDIT_IDLE);
@@ -932,11 +725,11 @@ void audit_free(struct audit *a)
 		a->batch->a = NULL;
 		a->batch = NULL;
 	}
-	while ((r = audit_list_pop(&a->queue))) {
+	while ((r = audit_row_pop(&a->queue))) {
 		audit_row_answer(a, r, false);
 		audit_row_free(r);
 	}
-	while ((r = audit_list_pop(&a->retry))) {
+	while ((r = audit_row_pop(&a->retry))) {
 		audit_row_answer(a, r, false);
 		audit_row_free(r);
 	}
@@ -986,11 +779,11 @@ void audit_record(struct audit *a, const struct audit_event_row *ev,
 	    a->spool) {
 		audit_spool_row(a, r);
 	} else if (!pg_conn_ready(a->conn) || a->state == AUDIT_WAITING) {
-		audit_list_push(&a->retry, r);
+		audit_row_push(&a->retry, r);
 		audit_row_answer(a, r, false);
 		audit_trim_retry(a);
 	} else {
-		audit_list_push(&a->queue, r);
+		audit_row_push(&a->queue, r);
 		audit_flush(a);
 	}
 	audit_deliver(a);
