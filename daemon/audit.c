@@ -265,6 +265,13 @@ static void audit_trim_retry(struct audit *a)
 	struct audit_row *r;
 
 	while (a->retry.n > max && (r = audit_row_pop(&a->retry))) {
+		if (r->from_spool) {
+			/* Still in the file: read again later. */
+			a->spool_loaded--;
+			spool_rewind(a->spool);
+			audit_row_free(r);
+			continue;
+		}
 		audit_row_answer(a, r, false);
 		audit_row_free(r);
 		a->dropped_total++;

@@ -14,7 +14,8 @@
 -- The chain is linked inside PostgreSQL, by a BEFORE INSERT trigger that
 -- first locks the one-row table audit_chain_head: every writer (several
 -- alertd instances, a replayed spool) is serialised there, and the order
--- of the chain is the order of the commits. The trigger also skips a row
+-- of the chain is the order of the commits. The head row is written once
+-- per statement (see audit_chain_next). The trigger also skips a row
 -- whose idempotency key is already stored (the batch's ON CONFLICT DO
 -- NOTHING comes too late: a BEFORE trigger runs before the conflict
 -- check, and a skipped row must not move the head).
@@ -51,30 +52,73 @@ AS $$
 	                          'row', to_jsonb(r) - 'prev_hash' - 'row_hash')::text
 $$;
 
--- Links NEW to the chain (head locked by the caller).
 CREATE FUNCTION audit_chain_hash(prev bytea, canon text) RETURNS bytea
 LANGUAGE sql IMMUTABLE
 AS $$ SELECT sha256(prev || convert_to(canon, 'UTF8')) $$;
+
+-- The head of the chain for the next row, with the head row locked until
+-- the end of the transaction. Within a transaction the running head is
+-- kept in the transaction-local setting alertd.chain_head
+-- ("<chain_seq>:<hex hash>") and written to audit_chain_head once per
+-- statement (audit_chain_store_head): updating that one row per inserted
+-- row would make a batch cost quadratic in its size (every update of the
+-- same row in one transaction adds a version the next lookup walks).
+CREATE FUNCTION audit_chain_next(OUT seq bigint, OUT prev bytea)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	cur text;
+BEGIN
+	-- Serialises every writer; cheap when this transaction holds it.
+	SELECT chain_seq, hash INTO seq, prev FROM audit_chain_head FOR UPDATE;
+	cur := current_setting('alertd.chain_head', true);
+	IF cur IS NOT NULL AND cur <> '' AND
+	   split_part(cur, ':', 1)::bigint > seq THEN
+		seq := split_part(cur, ':', 1)::bigint;
+		prev := decode(split_part(cur, ':', 2), 'hex');
+	END IF;
+END
+$$;
+
+CREATE FUNCTION audit_chain_link(seq bigint, hash bytea) RETURNS void
+LANGUAGE sql
+AS $$ SELECT set_config('alertd.chain_head',
+                        seq || ':' || encode(hash, 'hex'), true) $$;
+
+CREATE FUNCTION audit_chain_store_head() RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	cur text := current_setting('alertd.chain_head', true);
+BEGIN
+	IF cur IS NOT NULL AND cur <> '' THEN
+		UPDATE audit_chain_head
+		   SET chain_seq = split_part(cur, ':', 1)::bigint,
+		       hash = decode(split_part(cur, ':', 2), 'hex'),
+		       updated_at = now()
+		 WHERE chain_seq < split_part(cur, ':', 1)::bigint;
+	END IF;
+	RETURN NULL;
+END
+$$;
 
 CREATE FUNCTION audit_chain_events() RETURNS trigger
 LANGUAGE plpgsql
 AS $$
 DECLARE
-	h audit_chain_head%ROWTYPE;
+	h record;
 BEGIN
-	SELECT * INTO h FROM audit_chain_head FOR UPDATE;
+	h := audit_chain_next();
 	IF EXISTS (SELECT 1 FROM events
 	           WHERE accept_seq = NEW.accept_seq
 	             AND event_id = NEW.event_id) THEN
 		RETURN NULL;   -- already recorded: idempotent, the head stays
 	END IF;
-	NEW.chain_seq := h.chain_seq + 1;
-	NEW.prev_hash := h.hash;
+	NEW.chain_seq := h.seq + 1;
+	NEW.prev_hash := h.prev;
 	NEW.row_hash := audit_chain_hash(NEW.prev_hash,
 	                                 audit_canon(TG_TABLE_NAME, NEW));
-	UPDATE audit_chain_head
-	   SET chain_seq = NEW.chain_seq, hash = NEW.row_hash,
-	       updated_at = now();
+	PERFORM audit_chain_link(NEW.chain_seq, NEW.row_hash);
 	RETURN NEW;
 END
 $$;
@@ -83,65 +127,59 @@ CREATE FUNCTION audit_chain_transitions() RETURNS trigger
 LANGUAGE plpgsql
 AS $$
 DECLARE
-	h audit_chain_head%ROWTYPE;
+	h record;
 BEGIN
-	SELECT * INTO h FROM audit_chain_head FOR UPDATE;
+	h := audit_chain_next();
 	IF EXISTS (SELECT 1 FROM incident_transitions
 	           WHERE transition_id = NEW.transition_id
 	             AND at = NEW.at) THEN
 		RETURN NULL;
 	END IF;
-	NEW.chain_seq := h.chain_seq + 1;
-	NEW.prev_hash := h.hash;
+	NEW.chain_seq := h.seq + 1;
+	NEW.prev_hash := h.prev;
 	NEW.row_hash := audit_chain_hash(NEW.prev_hash,
 	                                 audit_canon(TG_TABLE_NAME, NEW));
-	UPDATE audit_chain_head
-	   SET chain_seq = NEW.chain_seq, hash = NEW.row_hash,
-	       updated_at = now();
+	PERFORM audit_chain_link(NEW.chain_seq, NEW.row_hash);
 	RETURN NEW;
 END
 $$;
 
 -- Rows written before this migration join the chain in the order they
--- were recorded.
+-- were recorded; the head is written once at the end.
 DO $$
 DECLARE
 	r record;
-	h audit_chain_head%ROWTYPE;
+	n bigint := 0;
+	prev bytea := '\x0000000000000000000000000000000000000000000000000000000000000000';
 	canon text;
 BEGIN
 	FOR r IN
-		SELECT 'events' AS tbl, seq, recorded_at FROM events
+		SELECT 'events' AS tbl, e.seq, e.recorded_at FROM events e
 		UNION ALL
-		SELECT 'incident_transitions', seq, recorded_at
-		  FROM incident_transitions
+		SELECT 'incident_transitions', t.seq, t.recorded_at
+		  FROM incident_transitions t
 		ORDER BY recorded_at, tbl, seq
 	LOOP
-		SELECT * INTO h FROM audit_chain_head;
+		n := n + 1;
 		IF r.tbl = 'events' THEN
-			UPDATE events SET chain_seq = h.chain_seq + 1,
-			                  prev_hash = h.hash
-			 WHERE seq = r.seq;
+			UPDATE events SET chain_seq = n, prev_hash = prev
+			 WHERE events.seq = r.seq;
 			SELECT audit_canon('events', e) INTO canon
-			  FROM events e WHERE seq = r.seq;
-			UPDATE events SET row_hash = audit_chain_hash(h.hash, canon)
-			 WHERE seq = r.seq;
-			UPDATE audit_chain_head SET chain_seq = h.chain_seq + 1,
-			       hash = (SELECT row_hash FROM events WHERE seq = r.seq);
+			  FROM events e WHERE e.seq = r.seq;
+			prev := audit_chain_hash(prev, canon);
+			UPDATE events SET row_hash = prev WHERE events.seq = r.seq;
 		ELSE
 			UPDATE incident_transitions
-			   SET chain_seq = h.chain_seq + 1, prev_hash = h.hash
-			 WHERE seq = r.seq;
+			   SET chain_seq = n, prev_hash = prev
+			 WHERE incident_transitions.seq = r.seq;
 			SELECT audit_canon('incident_transitions', t) INTO canon
-			  FROM incident_transitions t WHERE seq = r.seq;
-			UPDATE incident_transitions
-			   SET row_hash = audit_chain_hash(h.hash, canon)
-			 WHERE seq = r.seq;
-			UPDATE audit_chain_head SET chain_seq = h.chain_seq + 1,
-			       hash = (SELECT row_hash FROM incident_transitions
-			               WHERE seq = r.seq);
+			  FROM incident_transitions t WHERE t.seq = r.seq;
+			prev := audit_chain_hash(prev, canon);
+			UPDATE incident_transitions SET row_hash = prev
+			 WHERE incident_transitions.seq = r.seq;
 		END IF;
 	END LOOP;
+	UPDATE audit_chain_head SET chain_seq = n, hash = prev;
 END
 $$;
 
@@ -161,6 +199,11 @@ CREATE TRIGGER events_chain BEFORE INSERT ON events
 CREATE TRIGGER incident_transitions_chain BEFORE INSERT
 	ON incident_transitions
 	FOR EACH ROW EXECUTE FUNCTION audit_chain_transitions();
+CREATE TRIGGER events_chain_head AFTER INSERT ON events
+	FOR EACH STATEMENT EXECUTE FUNCTION audit_chain_store_head();
+CREATE TRIGGER incident_transitions_chain_head AFTER INSERT
+	ON incident_transitions
+	FOR EACH STATEMENT EXECUTE FUNCTION audit_chain_store_head();
 
 -- Append-only: no UPDATE, DELETE or TRUNCATE of an audit row, whoever
 -- asks (grants alone do not bind the tables' owner). A superuser can still
@@ -186,12 +229,12 @@ CREATE TRIGGER incident_transitions_append_only
 CREATE TRIGGER incident_transitions_no_truncate
 	BEFORE TRUNCATE ON incident_transitions
 	FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
--- The head moves only forward, by the chain triggers.
+-- The head moves only forward (by the chain triggers).
 CREATE FUNCTION audit_head_forward() RETURNS trigger
 LANGUAGE plpgsql
 AS $$
 BEGIN
-	IF TG_OP <> 'UPDATE' OR NEW.chain_seq <> OLD.chain_seq + 1 THEN
+	IF TG_OP <> 'UPDATE' OR NEW.chain_seq <= OLD.chain_seq THEN
 		RAISE EXCEPTION 'audit_chain_head: only the chain triggers move it'
 			USING ERRCODE = 'insufficient_privilege';
 	END IF;
