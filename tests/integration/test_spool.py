@@ -220,3 +220,30 @@ def test_group_fsync_one_per_burst(alertd, pg_server, pb):
         pg_server.start()
     wait_until(lambda: _ready(alertd)[1]["spool"]["rows"] == 0, 60,
                what="the spool replayed")
+
+
+@pytest.mark.kill_after(240)
+def test_sigterm_during_outage_drains_into_the_spool(alertd_factory,
+                                                     pg_server, test_env):
+    """A clean stop while PostgreSQL is down does not wait for it: the
+    accepted rows are in the spool, and the next start replays them."""
+    cfg = test_env.config()
+    d = alertd_factory(config=cfg)
+    pg_server.stop("immediate")
+    try:
+        evs = [make_event() for _ in range(5)]
+        for ev in evs:
+            st, body, _ = post_event(d.http, ev, timeout=15)
+            assert st == 202, body
+        t0 = time.monotonic()
+        assert d.stop(timeout=30) == 0
+        assert time.monotonic() - t0 < 10
+        assert "rows not recorded" not in d.log()
+    finally:
+        pg_server.start()
+    d2 = alertd_factory(config=cfg)
+    wait_until(lambda: _ready(d2)[1]["spool"]["rows"] == 0, 60,
+               what="the spool replayed")
+    counts = _counts(d2.db(), [e["event_id"] for e in evs])
+    assert counts == {e["event_id"]: 1 for e in evs}
+    assert d2.ctl("audit", "verify").returncode == 0
