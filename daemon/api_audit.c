@@ -1,6 +1,8 @@
 /* api_audit: GET /v1/audit, the audit questions over HTTP (auditor and
- * admin roles only), answered from PostgreSQL through the operators'
- * pg_conn, asynchronously (the loop never waits for the query).
+ * admin roles only), answered from PostgreSQL on a connection of their
+ * own (a long statistics query neither waits behind nor delays the token
+ * lookups), asynchronously: the loop never waits for the query. Queries
+ * run one at a time on it, each with [audit] query_timeout_ms.
  *
  *   ?incident_id=ID                          the full history of an incident
  *   ?source_id=ID[&from=T][&to=T]            everything of one source
@@ -139,9 +141,9 @@ static void api_audit_on_operator(const struct operator_info *op,
 	}
 	if (call->q.kind == AUDIT_Q_INCIDENT)
 		params[0] = call->incident;
-	sent = pg_conn_ready(deps->pg) &&
-	       pg_conn_query(deps->pg, sql, n, params,
-			     config_current()->pg_timeout_ms,
+	sent = pg_conn_ready(deps->pg_query) &&
+	       pg_conn_query(deps->pg_query, sql, n, params,
+			     config_current()->audit_query_timeout_ms,
 			     api_audit_on_result, call);
 	free(sql);
 	if (!sent) {

@@ -60,6 +60,7 @@ static const struct config_setting config_table[] = {
 	{"spool", "path", CFG_STR, "/var/lib/alertd/spool", false, OFF(spool_path), 0, 0},
 	{"spool", "max_bytes", CFG_INT, "268435456", true, OFF(spool_max_bytes), 65536, 2147483647},
 	{"audit", "targets_s", CFG_STR, "30,60", true, OFF(audit_targets_s), 0, 0},
+	{"audit", "query_timeout_ms", CFG_INT, "30000", true, OFF(audit_query_timeout_ms), 100, 600000},
 	{"audit", "personal_attrs", CFG_STR, "caller_phone,caller_name", true, OFF(personal_attrs), 0, 0},
 	{"audit", "personal_roles", CFG_STR, "admin", true, OFF(personal_roles), 0, 0},
 	{"audit", "personal_store", CFG_STR, "hash", true, OFF(personal_store), 0, 0},

@@ -57,6 +57,7 @@ struct config {
 
 	/* [audit] (issue 4) */
 	char *audit_targets_s;     /* "30,60": time-to-ack/resolve targets */
+	int audit_query_timeout_ms; /* GET /v1/audit deadline, 30000 */
 	char *personal_attrs;      /* "caller_phone,caller_name" */
 	char *personal_roles;      /* roles that see them raw: "admin" */
 	char *personal_store;      /* raw | hash | mask: what events.payload keeps */

@@ -25,6 +25,7 @@ struct http_deps {
 	struct redis_pool *redis;
 	struct pg_conn *pg;
 	struct audit *audit;
+	struct pg_conn *pg_query;   /* audit queries, their own connection */
 };
 
 struct http_server *http_server_new(struct event_base *base,

@@ -40,6 +40,7 @@ struct daemon {
 	struct event *sig_hup, *sig_term, *sig_int, *janitor;
 	struct redis_pool *redis;
 	struct pg_conn *pg_audit, *pg_ops;
+	struct pg_conn *pg_query;  /* GET /v1/audit (issue 4) */
 	struct decide *decide;
 	struct audit *audit;
 	struct operators *operators;
@@ -252,7 +253,9 @@ static void daemon_build(struct daemon *d, const struct config *cfg)
 				  cfg->redis_timeout_ms);
 	d->pg_audit = pg_conn_new(d->base, cfg->pg_conninfo, "audit");
 	d->pg_ops = pg_conn_new(d->base, cfg->pg_conninfo, "operators");
-	if (d->redis == NULL || d->pg_audit == NULL || d->pg_ops == NULL)
+	d->pg_query = pg_conn_new(d->base, cfg->pg_conninfo, "audit-query");
+	if (d->redis == NULL || d->pg_audit == NULL || d->pg_ops == NULL ||
+	    d->pg_query == NULL)
 		die(1, "out of memory at start-up");
 	d->decide = decide_new(d->redis);
 	d->audit = audit_new(d->base, d->pg_audit);
@@ -272,6 +275,7 @@ static void daemon_build(struct daemon *d, const struct config *cfg)
 		.redis = d->redis,
 		.pg = d->pg_ops,
 		.audit = d->audit,
+		.pg_query = d->pg_query,
 	};
 	d->http = http_server_new(d->base, &deps);
 	d->tcp = ingest_tcp_new(d->base, d->pipeline);
@@ -306,6 +310,7 @@ static void daemon_start(struct daemon *d)
 	redis_pool_start(d->redis);
 	pg_conn_start(d->pg_audit);
 	pg_conn_start(d->pg_ops);
+	pg_conn_start(d->pg_query);
 	sd_notify(0, "READY=1\nSTATUS=running");
 	log_info("alertd %s running (pid %d)", ALERTD_VERSION, (int)getpid());
 }
@@ -318,6 +323,7 @@ static void daemon_free(struct daemon *d)
 	redis_pool_free(d->redis);
 	pg_conn_free(d->pg_audit);
 	pg_conn_free(d->pg_ops);
+	pg_conn_free(d->pg_query);
 	fanout_free(d->fanout);
 	http_server_free(d->http);
 	pipeline_free(d->pipeline);
