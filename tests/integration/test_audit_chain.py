@@ -189,3 +189,32 @@ def test_duplicate_delivery_does_not_move_the_chain(alertd, test_env):
         assert st == 202
     r = alertd.ctl("audit", "verify")
     assert "ok, 2 rows" in r.stdout, r.stdout
+
+
+@pytest.mark.kill_after(180)
+def test_two_instances_writing_at_once_keep_one_chain(alertd_factory,
+                                                      test_env):
+    """The chain is linked in PostgreSQL under the head's row lock: two
+    daemons committing batches at the same time still make one chain."""
+    import threading
+    d1 = alertd_factory(spool__path=str(test_env.tmp / "spool-a"))
+    d2 = alertd_factory(spool__path=str(test_env.tmp / "spool-b"))
+    accepted = []
+
+    def send(d):
+        for _ in range(40):
+            ev = make_event()
+            st, body, _ = post_event(d.http, ev)
+            if st == 202:
+                accepted.append(ev["event_id"])
+
+    ts = [threading.Thread(target=send, args=(d,)) for d in (d1, d2, d1, d2)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(120)
+    assert len(accepted) == 160
+    r = d1.ctl("audit", "verify")
+    assert r.returncode == 0, r.stdout + r.stderr
+    # 160 events, each of a new source: 160 opening transitions too
+    assert "ok, 320 rows" in r.stdout, r.stdout
