@@ -2,7 +2,7 @@
 # the sanitizer build in build/asan/ and runs every test, `make run` the
 # development stack. See README.md.
 
-PKGS     := libevent hiredis libprotobuf-c libpq libsystemd inih jansson libcrypto
+PKGS     := libevent hiredis libprotobuf-c libpq libsystemd inih jansson libcrypto zlib
 B        ?= build
 SAN      ?= 0
 CC       ?= cc
@@ -28,6 +28,7 @@ MOD_OBJS := $(patsubst daemon/%.c,$(B)/obj/%.o,$(MODULES)) \
 CTL_OBJS := $(B)/obj/alertctl.o $(B)/obj/config.o $(B)/obj/log.o \
             $(B)/obj/evt.o $(B)/obj/auth.o $(B)/obj/lua_blob.o \
             $(B)/obj/policy.o \
+            $(B)/obj/audit_query.o $(B)/obj/personal.o \
             $(patsubst daemon/%.c,$(B)/obj/%.o,$(CTL_SRC))
 UNIT_SRC := $(wildcard tests/unit/*.c)
 UNIT_OBJS:= $(patsubst tests/unit/%.c,$(B)/obj/unit_%.o,$(UNIT_SRC))

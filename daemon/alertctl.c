@@ -26,6 +26,7 @@
 #include "config.h"
 #include "ctl_sources.h"
 #include "ctl.h"
+#include "ctl_audit.h"
 #include "log.h"
 
 #define CTL_DEFAULT_CONFIG "config/alertd.dev.ini"
@@ -46,6 +47,7 @@ static void ctl_usage(FILE *out)
 		"       alertctl [-c FILE] operator revoke NAME\n"
 		"       alertctl [-c FILE] incidents [--json]\n"
 		"       alertctl [-c FILE] sources [--json] | sources import FILE.csv | sources load\n"
+		"       alertctl [-c FILE] audit verify|head|incident|source|operator|stats ...\n"
 		"\n"
 		"  -c FILE   configuration (default " CTL_DEFAULT_CONFIG ")\n"
 		"  migrate   apply the SQL migrations of DIR (default "
@@ -411,7 +413,8 @@ done:
 /* ---- command line ---- */
 
 struct ctl_cmd {
-	enum { CMD_MIGRATE, CMD_OPERATOR, CMD_INCIDENTS } which;
+	enum { CMD_MIGRATE, CMD_OPERATOR, CMD_INCIDENTS, CMD_AUDIT } which;
+	int argi;   /* CMD_AUDIT: index of "audit" in argv */
 	const char *dir;
 	bool json;
 	int sub_argc;        /* operator ...: the words after "operator" */
@@ -456,6 +459,11 @@ static int ctl_parse(int argc, char **argv, int i, struct ctl_cmd *cmd)
 							       : "migrate: unexpected '%s'",
 						       argv[i]);
 		}
+		return CTL_OK;
+	}
+	if (strcmp(argv[i], "audit") == 0) {
+		cmd->which = CMD_AUDIT;
+		cmd->argi = i;
 		return CTL_OK;
 	}
 	if (strcmp(argv[i], "incidents") == 0) {
@@ -523,6 +531,9 @@ int main(int argc, char **argv)
 		break;
 	case CMD_INCIDENTS:
 		status = ctl_incidents(cfg, cmd.json);
+		break;
+	case CMD_AUDIT:
+		status = ctl_audit(cfg, argc - cmd.argi, argv + cmd.argi);
 		break;
 	default:
 		status = CTL_USAGE;

@@ -319,13 +319,18 @@ void api_on_ready(struct evhttp_request *req, void *server)
 	const struct http_deps *deps = http_server_deps(server);
 	bool redis = redis_pool_ready(deps->redis);
 	bool pg = audit_usable(deps->audit);
-	char json[96];
+	bool spool = audit_spool_usable(deps->audit);
+	bool ready = redis && (pg || spool);
+	char json[256];
 
+	/* Ready: Redis, and somewhere durable for the rows (issue 4). */
 	snprintf(json, sizeof(json),
-		 "{\"status\":\"%s\",\"redis\":%s,\"postgres\":%s}",
-		 redis && pg ? "ready" : "not_ready", redis ? "true" : "false",
-		 pg ? "true" : "false");
-	http_reply_json(req, redis && pg ? 200 : 503, json);
+		 "{\"status\":\"%s\",\"redis\":%s,\"postgres\":%s,"
+		 "\"spool\":{\"usable\":%s,\"rows\":%zu,\"bytes\":%zu}}",
+		 ready ? "ready" : "not_ready", redis ? "true" : "false",
+		 pg ? "true" : "false", spool ? "true" : "false",
+		 audit_spool_rows(deps->audit), audit_spool_bytes(deps->audit));
+	http_reply_json(req, ready ? 200 : 503, json);
 }
 
 void api_on_metrics(struct evhttp_request *req, void *server)

@@ -27,6 +27,7 @@
  *     dropped with a log_error. The other rows commit and are answered
  *     durable=true as usual. */
 #include "audit.h"
+#include "audit_row.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
@@ -34,11 +35,11 @@
 #include <time.h>
 
 #include <event2/event.h>
-#include <jansson.h>
 
 #include "config.h"
 #include "log.h"
 #include "pg_conn.h"
+#include "spool.h"
 
 #define AUDIT_MAX_ALONE_FAILURES 5
 #define AUDIT_BACKOFF_MIN_MS 100
@@ -94,30 +95,11 @@ enum audit_state {
 	AUDIT_WAITING,
 };
 
-/* A row is encoded once, when it is recorded: the JSON objects of its
- * event and transition (either may be NULL), joined into the batch's
- * arrays when it is sent. */
-struct audit_row {
-	struct audit_row *next;
-	char *ev_json;
-	char *tr_json;
-	size_t ev_len, tr_len;
-	char *label;                    /* keys for the logs, never payload */
-	audit_done_cb cb;               /* NULL once answered */
-	void *arg;
-	bool suspect;                   /* in a batch refused for its data */
-	int alone_failures;             /* data failures in a batch of one */
-};
-
-struct audit_list {
-	struct audit_row *head, *tail;
-	size_t n;
-};
-
 struct audit_batch {
 	struct audit *a;         /* NULL once audit_free ran */
 	struct audit_list rows;
 	bool suspects;           /* made only of suspect rows */
+	size_t n_spooled;        /* rows read back from the spool */
 };
 
 /* A callback to run once the lists are consistent again. */
@@ -135,6 +117,15 @@ struct audit {
 	struct audit_list retry;
 	struct audit_batch *batch;
 	struct event *ev_retry;
+	/* The spool (NULL: none): rows that PostgreSQL cannot take now wait
+	 * in spool_queue for the next loop turn, where they are appended and
+	 * synced together (group fsync) and then answered durable=true. */
+	struct spool *spool;
+	struct audit_list spool_queue;
+	struct event *ev_spool;
+	size_t spool_loaded;     /* rows read back, not yet committed */
+	uint64_t spool_syncs;
+	double spool_sync_s;
 	int backoff_ms;
 	size_t split_max;        /* rows per suspect batch; 0: no isolation */
 	uint64_t dropped_total;
@@ -201,57 +192,7 @@ static size_t audit_retry_max(void)
 		  : c->pg_retry_max_rows > 0 ? (size_t)c->pg_retry_max_rows : 0;
 }
 
-/* ---- lists ---- */
-
-static void audit_list_push(struct audit_list *l, struct audit_row *r)
-{
-	r->next = NULL;
-	if (l->tail)
-		l->tail->next = r;
-	else
-		l->head = r;
-	l->tail = r;
-	l->n++;
-}
-
-static struct audit_row *audit_list_pop(struct audit_list *l)
-{
-	struct audit_row *r = l->head;
-
-	if (r) {
-		l->head = r->next;
-		if (!l->head)
-			l->tail = NULL;
-		l->n--;
-		r->next = NULL;
-	}
-	return r;
-}
-
-/* Puts every row of `from` before the rows of `to`, in order. */
-static void audit_list_prepend(struct audit_list *to, struct audit_list *from)
-{
-	if (!from->head)
-		return;
-	from->tail->next = to->head;
-	to->head = from->head;
-	if (!to->tail)
-		to->tail = from->tail;
-	to->n += from->n;
-	*from = (struct audit_list){0};
-}
-
 /* ---- rows ---- */
-
-static void audit_row_free(struct audit_row *r)
-{
-	if (!r)
-		return;
-	free(r->ev_json);
-	free(r->tr_json);
-	free(r->label);
-	free(r);
-}
 
 /* Queues the answer of a row whose callback has not run yet; it runs in
  * audit_deliver(). */
@@ -300,113 +241,6 @@ static void audit_deliver(struct audit *a)
 	a->delivering = false;
 }
 
-/* A row without one of the NOT NULL columns can never be written. */
-static bool audit_row_complete(const struct audit_event_row *ev,
-			       const struct audit_transition_row *tr)
-{
-	return (!ev || (ev->event_id && ev->source_id && ev->source_kind &&
-			ev->type && ev->outcome && ev->payload_json)) &&
-	       (!tr || (tr->transition_id && tr->to_state && tr->actor));
-}
-
-static bool audit_json_str(json_t *o, const char *key, const char *v)
-{
-	json_t *j = v ? json_string(v) : json_null();
-
-	/* json_string refuses invalid UTF-8; set_new consumes j. */
-	return j && json_object_set_new(o, key, j) == 0;
-}
-
-static bool audit_json_int(json_t *o, const char *key, int64_t v)
-{
-	json_t *j = json_integer((json_int_t)v);
-
-	return j && json_object_set_new(o, key, j) == 0;
-}
-
-/* One element of $1 (the payload goes as text, cast to jsonb by the
- * server, which is where invalid JSON is caught). */
-static char *audit_encode_event(const struct audit_event_row *e)
-{
-	json_t *o = json_object();
-	char *out = NULL;
-
-	if (o && audit_json_int(o, "accept_seq", e->accept_seq) &&
-	    audit_json_str(o, "event_id", e->event_id) &&
-	    audit_json_str(o, "source_id", e->source_id) &&
-	    audit_json_str(o, "source_kind", e->source_kind) &&
-	    audit_json_str(o, "type", e->type) &&
-	    audit_json_str(o, "outcome", e->outcome) &&
-	    audit_json_int(o, "incident_id", e->incident_id) &&
-	    audit_json_int(o, "priority", e->priority) &&
-	    audit_json_int(o, "received_at_ms", e->received_at_ms) &&
-	    audit_json_str(o, "payload", e->payload_json) &&
-	    (e->occurred_at_ms == 0 ||
-	     audit_json_int(o, "occurred_at_ms", e->occurred_at_ms)))
-		out = json_dumps(o, JSON_COMPACT);
-	json_decref(o);
-	return out;
-}
-
-/* One element of $2. */
-static char *audit_encode_transition(const struct audit_transition_row *t)
-{
-	json_t *o = json_object();
-	char *out = NULL;
-
-	if (o && audit_json_str(o, "transition_id", t->transition_id) &&
-	    audit_json_int(o, "incident_id", t->incident_id) &&
-	    audit_json_str(o, "from_state", t->from_state) &&
-	    audit_json_str(o, "to_state", t->to_state) &&
-	    audit_json_str(o, "actor", t->actor) &&
-	    audit_json_str(o, "detail", t->detail_json) &&
-	    audit_json_int(o, "at_ms", t->at_ms))
-		out = json_dumps(o, JSON_COMPACT);
-	json_decref(o);
-	return out;
-}
-
-/* Names a row in logs by its keys. */
-static char *audit_label(const struct audit_event_row *ev,
-			 const struct audit_transition_row *tr)
-{
-	char *out = NULL;
-	int n;
-
-	if (ev && tr)
-		n = asprintf(&out, "accept_seq=%" PRId64 " event=%s transition=%s",
-			     ev->accept_seq, ev->event_id, tr->transition_id);
-	else if (ev)
-		n = asprintf(&out, "accept_seq=%" PRId64 " event=%s",
-			     ev->accept_seq, ev->event_id);
-	else
-		n = asprintf(&out, "transition=%s", tr->transition_id);
-	return n < 0 ? NULL : out;
-}
-
-/* The row, encoded; NULL with *why set when it cannot be. */
-static struct audit_row *audit_row_new(const struct audit_event_row *ev,
-				       const struct audit_transition_row *tr,
-				       const char **why)
-{
-	struct audit_row *r = calloc(1, sizeof(*r));
-
-	*why = "out of memory";
-	if (!r || !(r->label = audit_label(ev, tr)))
-		goto fail;
-	*why = "not valid UTF-8";
-	if (ev && !(r->ev_json = audit_encode_event(ev)))
-		goto fail;
-	if (tr && !(r->tr_json = audit_encode_transition(tr)))
-		goto fail;
-	r->ev_len = r->ev_json ? strlen(r->ev_json) : 0;
-	r->tr_len = r->tr_json ? strlen(r->tr_json) : 0;
-	return r;
-fail:
-	audit_row_free(r);
-	return NULL;
-}
-
 /* ---- retry backlog ---- */
 
 static void audit_log_dropped(struct audit *a, bool force)
@@ -430,7 +264,14 @@ static void audit_trim_retry(struct audit *a)
 	size_t max = audit_retry_max();
 	struct audit_row *r;
 
-	while (a->retry.n > max && (r = audit_list_pop(&a->retry))) {
+	while (a->retry.n > max && (r = audit_row_pop(&a->retry))) {
+		if (r->from_spool) {
+			/* Still in the file: read again later. */
+			a->spool_loaded--;
+			spool_rewind(a->spool);
+			audit_row_free(r);
+			continue;
+		}
 		audit_row_answer(a, r, false);
 		audit_row_free(r);
 		a->dropped_total++;
@@ -439,16 +280,145 @@ static void audit_trim_retry(struct audit *a)
 	audit_log_dropped(a, false);
 }
 
+/* ---- spool ---- */
+
+/* Hands a row to the next group fsync (it is answered there). */
+static void audit_spool_row(struct audit *a, struct audit_row *r)
+{
+	audit_row_push(&a->spool_queue, r);
+	event_active(a->ev_spool, EV_TIMEOUT, 0);
+}
+
+/* Rows of a failed batch (or of the queue): the ones never spooled go to
+ * the spool, the ones read back from it wait in the retry list (in order,
+ * before the rest). Without a spool every row is kept for retry. */
+static void audit_keep_rows(struct audit *a, struct audit_list *rows)
+{
+	struct audit_list back = {0};
+	struct audit_row *r;
+
+	while ((r = audit_row_pop(rows))) {
+		if (a->spool && !r->from_spool && !r->suspect)
+			audit_spool_row(a, r);
+		else
+			audit_row_push(&back, r);
+	}
+	audit_row_prepend(&a->retry, &back);
+}
+
+static double audit_elapsed_s(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) +
+	       (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* The group fsync: appends every row waiting, syncs once, answers them
+ * durable=true; a row the spool refuses (full, I/O error) is answered
+ * durable=false and kept in memory for retry. This is the one blocking
+ * call alertd makes on its loop (see docs/audit.md for its cost). */
+static void audit_spool_flush(struct audit *a)
+{
+	struct audit_list done = {0}, failed = {0};
+	struct audit_row *r;
+	struct timespec t0;
+	bool synced;
+
+	if (!a->spool_queue.n)
+		return;
+	spool_set_max_bytes(a->spool,
+			    (size_t)config_current()->spool_max_bytes);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while ((r = audit_row_pop(&a->spool_queue))) {
+		if (spool_append(a->spool, r->ev_json ? r->ev_json : "",
+				 r->ev_len, r->tr_json ? r->tr_json : "",
+				 r->tr_len))
+			audit_row_push(&done, r);
+		else
+			audit_row_push(&failed, r);
+	}
+	synced = !done.n || spool_sync(a->spool);
+	a->spool_syncs++;
+	a->spool_sync_s += audit_elapsed_s(&t0);
+	if (!synced)
+		audit_row_prepend(&failed, &done);
+	log_debug("audit: %zu rows spooled in %.3f ms, %zu refused", done.n,
+		  audit_elapsed_s(&t0) * 1000, failed.n);
+	while ((r = audit_row_pop(&done))) {
+		audit_row_answer(a, r, true);
+		audit_row_free(r);
+	}
+	if (failed.n) {
+		log_error("audit: spool refused %zu rows (full or failing); "
+			  "their senders are told to retry", failed.n);
+		while ((r = audit_row_pop(&failed))) {
+			audit_row_answer(a, r, false);
+			audit_row_push(&a->retry, r);
+		}
+		audit_trim_retry(a);
+	}
+}
+
+static void audit_on_spool(evutil_socket_t fd, short what, void *arg)
+{
+	struct audit *a = arg;
+
+	audit_spool_flush(a);
+	audit_deliver(a);
+}
+
+/* Reads spooled rows back into the retry list, up to max rows there. */
+static void audit_spool_load(struct audit *a, size_t max)
+{
+	struct audit_row *r;
+	char *ev, *tr;
+
+	while (a->spool && a->retry.n < max && spool_next(a->spool, &ev, &tr)) {
+		if (!(r = calloc(1, sizeof(*r)))) {
+			free(ev);
+			free(tr);
+			spool_rewind(a->spool);
+			return;
+		}
+		r->ev_json = ev;
+		r->tr_json = tr;
+		r->ev_len = ev ? strlen(ev) : 0;
+		r->tr_len = tr ? strlen(tr) : 0;
+		r->from_spool = true;
+		r->label = strdup("spooled row");
+		audit_row_push(&a->retry, r);
+		a->spool_loaded++;
+	}
+}
+
+/* Empties the spool once every row of it is in PostgreSQL. */
+static void audit_spool_done(struct audit *a, size_t committed)
+{
+	if (!a->spool)
+		return;
+	a->spool_loaded -= committed;
+	if (a->spool_loaded == 0 && spool_all_read(a->spool) &&
+	    spool_rows(a->spool) > 0 && !spool_clear(a->spool))
+		spool_rewind(a->spool);
+}
+
 /* Answers every row still waiting (queue, and suspects of an isolation in
- * progress) with durable=false and keeps them all for retry. */
+ * progress) with durable=false and keeps them all for retry; with a spool,
+ * the queued rows go to the spool instead and are answered from there. */
 static void audit_fail_waiting(struct audit *a)
 {
 	struct audit_row *r;
 
 	for (r = a->retry.head; r; r = r->next)
 		audit_row_answer(a, r, false);
-	while ((r = audit_list_pop(&a->queue))) {
-		audit_list_push(&a->retry, r);
+	while ((r = audit_row_pop(&a->queue))) {
+		if (a->spool) {
+			audit_spool_row(a, r);
+			continue;
+		}
+		audit_row_push(&a->retry, r);
 		audit_row_answer(a, r, false);
 	}
 	audit_trim_retry(a);
@@ -466,35 +436,6 @@ static void audit_arm_retry(struct audit *a)
 
 /* ---- batches ---- */
 
-/* The JSON array of the rows' events (or transitions). */
-static char *audit_join(const struct audit_list *rows, bool events)
-{
-	size_t len = 3;
-	const struct audit_row *r;
-	char *out, *p;
-
-	for (r = rows->head; r; r = r->next)
-		len += (events ? r->ev_len : r->tr_len) + 1;
-	if (!(out = malloc(len)))
-		return NULL;
-	p = out;
-	*p++ = '[';
-	for (r = rows->head; r; r = r->next) {
-		const char *js = events ? r->ev_json : r->tr_json;
-		size_t n = events ? r->ev_len : r->tr_len;
-
-		if (!js)
-			continue;
-		if (p > out + 1)
-			*p++ = ',';
-		memcpy(p, js, n);
-		p += n;
-	}
-	*p++ = ']';
-	*p = '\0';
-	return out;
-}
-
 /* Takes the rows of the next batch: suspects of an isolation in progress
  * alone; else the retry backlog first, in order, keeping half of the batch
  * for queued rows so that a large backlog does not hold new rows back. */
@@ -510,17 +451,22 @@ static void audit_take_rows(struct audit *a, struct audit_batch *b)
 		b->suspects = true;
 		while (b->rows.n < a->split_max && a->retry.head &&
 		       a->retry.head->suspect)
-			audit_list_push(&b->rows, audit_list_pop(&a->retry));
+			audit_row_push(&b->rows, audit_row_pop(&a->retry));
+		for (r = b->rows.head; r; r = r->next)
+			b->n_spooled += r->from_spool;
 		return;
 	}
 	a->split_max = 0;
+	audit_spool_load(a, max);
 	n_retry = max;
 	if (a->queue.n > 0)
 		n_retry = max - (a->queue.n < max / 2 ? a->queue.n : max / 2);
 	while (b->rows.n < n_retry && a->retry.head)
-		audit_list_push(&b->rows, audit_list_pop(&a->retry));
-	while (b->rows.n < max && (r = audit_list_pop(&a->queue)))
-		audit_list_push(&b->rows, r);
+		audit_row_push(&b->rows, audit_row_pop(&a->retry));
+	while (b->rows.n < max && (r = audit_row_pop(&a->queue)))
+		audit_row_push(&b->rows, r);
+	for (r = b->rows.head; r; r = r->next)
+		b->n_spooled += r->from_spool;
 }
 
 static void audit_on_batch_done(PGresult *res, const char *errmsg, void *arg);
@@ -532,7 +478,9 @@ static void audit_flush(struct audit *a)
 	struct audit_batch *b = NULL;
 	char *params[2] = {NULL, NULL};
 
-	if (a->state != AUDIT_IDLE || (!a->queue.n && !a->retry.n))
+	if (a->state != AUDIT_IDLE ||
+	    (!a->queue.n && !a->retry.n &&
+	     (!a->spool || spool_all_read(a->spool))))
 		return;
 	if (!pg_conn_ready(a->conn)) {
 		audit_fail_waiting(a);
@@ -542,8 +490,8 @@ static void audit_flush(struct audit *a)
 		goto fail;
 	b->a = a;
 	audit_take_rows(a, b);
-	if (!(params[0] = audit_join(&b->rows, true)) ||
-	    !(params[1] = audit_join(&b->rows, false)))
+	if (!(params[0] = audit_row_join(&b->rows, true)) ||
+	    !(params[1] = audit_row_join(&b->rows, false)))
 		goto fail;
 	if (!pg_conn_query(a->conn, audit_batch_sql, 2,
 			   (const char *const *)params, audit_timeout_ms(),
@@ -561,7 +509,7 @@ fail:
 	free(params[0]);
 	free(params[1]);
 	if (b) {
-		audit_list_prepend(&a->retry, &b->rows);
+		audit_keep_rows(a, &b->rows);
 		free(b);
 	}
 	audit_set_state(a, AUDIT_WAITING);
@@ -583,7 +531,7 @@ static void audit_batch_free(struct audit_batch *b)
 {
 	struct audit_row *r;
 
-	while ((r = audit_list_pop(&b->rows)))
+	while ((r = audit_row_pop(&b->rows)))
 		audit_row_free(r);
 	free(b);
 }
@@ -592,6 +540,7 @@ static void audit_on_batch_ok(struct audit *a, struct audit_batch *b,
 			      PGresult *res)
 {
 	struct audit_row *r;
+	size_t spooled = 0;
 
 	log_debug("audit: batch of %zu rows committed (%s new events, %s new "
 		  "transitions)", b->rows.n, PQgetvalue(res, 0, 0),
@@ -600,11 +549,13 @@ static void audit_on_batch_ok(struct audit *a, struct audit_batch *b,
 	if (b->suspects && a->split_max < audit_batch_max())
 		a->split_max *= 2;
 	audit_set_state(a, AUDIT_IDLE);
-	while ((r = audit_list_pop(&b->rows))) {
+	while ((r = audit_row_pop(&b->rows))) {
+		spooled += r->from_spool;
 		audit_row_answer(a, r, true);
 		audit_row_free(r);
 	}
 	free(b);
+	audit_spool_done(a, spooled);
 	audit_flush(a);
 }
 
@@ -621,8 +572,10 @@ static void audit_on_batch_refused(struct audit *a, struct audit_batch *b,
 			log_error("audit: %s: refused %d times (%s: %s), "
 				  "dropped unrecorded", r->label,
 				  r->alone_failures, sqlstate, errmsg);
-			audit_list_pop(&b->rows);
+			audit_row_pop(&b->rows);
 			audit_row_answer(a, r, false);
+			if (r->from_spool)
+				audit_spool_done(a, 1);
 			audit_row_free(r);
 		} else {
 			log_warn("audit: %s: refused (%s: %s), attempt %d of %d",
@@ -637,7 +590,7 @@ static void audit_on_batch_refused(struct audit *a, struct audit_batch *b,
 	}
 	for (r = b->rows.head; r; r = r->next)
 		r->suspect = true;
-	audit_list_prepend(&a->retry, &b->rows);
+	audit_row_prepend(&a->retry, &b->rows);
 	free(b);
 	audit_trim_retry(a);
 	audit_set_state(a, AUDIT_IDLE);
@@ -673,7 +626,7 @@ static void audit_on_batch_done(PGresult *res, const char *errmsg, void *arg)
 	log_warn("audit: batch of %zu rows failed (%s%s%s); kept for retry", n,
 		 sqlstate ? sqlstate : "", sqlstate ? ": " : "",
 		 errmsg ? errmsg : "unknown error");
-	audit_list_prepend(&a->retry, &b->rows);
+	audit_keep_rows(a, &b->rows);
 	free(b);
 	audit_set_state(a, AUDIT_WAITING);
 	audit_arm_retry(a);
@@ -715,6 +668,25 @@ static void audit_on_connect(struct pg_conn *conn, void *arg)
 
 /* ---- interface ---- */
 
+/* [spool] path of the running config; without a usable one alertd runs
+ * as before: rows PostgreSQL cannot take now are answered "unavailable"
+ * and kept in memory. */
+static void audit_open_spool(struct audit *a)
+{
+	const struct config *c = config_current();
+	char err[256];
+
+	if (!c || !c->spool_path || !c->spool_path[0]) {
+		log_warn("audit: no spool configured: while PostgreSQL is "
+			 "unreachable events are refused (503)");
+		return;
+	}
+	a->spool = spool_open(c->spool_path, (size_t)c->spool_max_bytes, err,
+			      sizeof(err));
+	if (!a->spool)
+		log_error("audit: spool unusable, running without it: %s", err);
+}
+
 struct audit *audit_new(struct event_base *base, struct pg_conn *conn)
 {
 	struct audit *a = calloc(1, sizeof(*a));
@@ -725,10 +697,14 @@ struct audit *audit_new(struct event_base *base, struct pg_conn *conn)
 	a->conn = conn;
 	a->backoff_ms = AUDIT_BACKOFF_MIN_MS;
 	a->ev_retry = evtimer_new(base, audit_on_retry, a);
-	if (!a->ev_retry) {
+	a->ev_spool = event_new(base, -1, 0, audit_on_spool, a);
+	if (!a->ev_retry || !a->ev_spool) {
+		if (a->ev_retry)
+			event_free(a->ev_retry);
 		free(a);
 		return NULL;
 	}
+	audit_open_spool(a);
 	pg_conn_set_on_connect(conn, audit_on_connect, a);
 	return a;
 }
@@ -744,19 +720,23 @@ void audit_free(struct audit *a)
 
 	if (!a)
 		return;
+	/* Rows waiting for the group fsync are durable once it runs. */
+	if (a->spool)
+		audit_spool_flush(a);
 	a->closing = true;
-	lost = a->queue.n + a->retry.n + (a->batch ? a->batch->rows.n : 0);
+	lost = a->queue.n + a->retry.n + (a->batch ? a->batch->rows.n : 0) -
+	       a->spool_loaded;
 	if (a->batch) {
 		for (r = a->batch->rows.head; r; r = r->next)
 			audit_row_answer(a, r, false);
 		a->batch->a = NULL;
 		a->batch = NULL;
 	}
-	while ((r = audit_list_pop(&a->queue))) {
+	while ((r = audit_row_pop(&a->queue))) {
 		audit_row_answer(a, r, false);
 		audit_row_free(r);
 	}
-	while ((r = audit_list_pop(&a->retry))) {
+	while ((r = audit_row_pop(&a->retry))) {
 		audit_row_answer(a, r, false);
 		audit_row_free(r);
 	}
@@ -766,6 +746,8 @@ void audit_free(struct audit *a)
 	if (lost)
 		log_error("audit: stopping with %zu rows not recorded", lost);
 	event_free(a->ev_retry);
+	event_free(a->ev_spool);
+	spool_close(a->spool);
 	free(a->answers);
 	free(a);
 }
@@ -800,12 +782,15 @@ void audit_record(struct audit *a, const struct audit_event_row *ev,
 	}
 	r->cb = cb;
 	r->arg = arg;
-	if (!pg_conn_ready(a->conn) || a->state == AUDIT_WAITING) {
-		audit_list_push(&a->retry, r);
+	if ((!pg_conn_ready(a->conn) || a->state == AUDIT_WAITING) &&
+	    a->spool) {
+		audit_spool_row(a, r);
+	} else if (!pg_conn_ready(a->conn) || a->state == AUDIT_WAITING) {
+		audit_row_push(&a->retry, r);
 		audit_row_answer(a, r, false);
 		audit_trim_retry(a);
 	} else {
-		audit_list_push(&a->queue, r);
+		audit_row_push(&a->queue, r);
 		audit_flush(a);
 	}
 	audit_deliver(a);
@@ -813,7 +798,8 @@ void audit_record(struct audit *a, const struct audit_event_row *ev,
 
 size_t audit_pending(const struct audit *a)
 {
-	return a->queue.n + (a->batch ? a->batch->rows.n : 0);
+	return a->queue.n + a->spool_queue.n +
+	       (a->batch ? a->batch->rows.n - a->batch->n_spooled : 0);
 }
 
 size_t audit_retry_backlog(const struct audit *a)
@@ -826,4 +812,25 @@ size_t audit_retry_backlog(const struct audit *a)
 bool audit_usable(const struct audit *a)
 {
 	return pg_conn_ready(a->conn) && a->state != AUDIT_WAITING;
+}
+
+bool audit_spool_usable(const struct audit *a)
+{
+	return a->spool && spool_usable(a->spool);
+}
+
+size_t audit_spool_rows(const struct audit *a)
+{
+	return a->spool ? spool_rows(a->spool) : 0;
+}
+
+size_t audit_spool_bytes(const struct audit *a)
+{
+	return a->spool ? spool_bytes(a->spool) : 0;
+}
+
+double audit_spool_fsync_seconds(const struct audit *a, uint64_t *count)
+{
+	*count = a->spool_syncs;
+	return a->spool_sync_s;
 }

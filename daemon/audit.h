@@ -4,9 +4,16 @@
  * (one round trip, one commit) that inserts every queued event row and
  * transition row, idempotent on the event's (accept_seq, event_id) and the
  * transition's (transition_id, at). A row's callback runs once its batch has committed (durable=true) or
- * failed (durable=false). Rows of a failed batch are kept (bounded by
- * pg_retry_max_rows) and written again when PostgreSQL returns, so that an
- * event decided in Redis is recorded even if its sender gave up. */
+ * failed (durable=false).
+ *
+ * With a spool ([spool] path): rows that PostgreSQL cannot take now are
+ * appended to the local spool file and fsync'd once per loop turn (group
+ * fsync); their callbacks then run with durable=true. The spool is
+ * replayed in order when PostgreSQL returns and emptied once replayed.
+ * Without one (or when it is full or failing), rows of a failed batch are
+ * answered durable=false and kept in memory (bounded by pg_retry_max_rows)
+ * and written again when PostgreSQL returns, so that an event decided in
+ * Redis is recorded even if its sender gave up. */
 #ifndef ALERTD_AUDIT_H
 #define ALERTD_AUDIT_H
 
@@ -59,5 +66,13 @@ void audit_record(struct audit *a, const struct audit_event_row *ev,
 size_t audit_pending(const struct audit *a);
 size_t audit_retry_backlog(const struct audit *a);
 bool audit_usable(const struct audit *a);
+
+/* The spool (issue 4): usable (configured, open, writable, not full);
+ * rows and bytes in the file (not yet emptied after replay); group fsyncs
+ * so far and the seconds they took. */
+bool audit_spool_usable(const struct audit *a);
+size_t audit_spool_rows(const struct audit *a);
+size_t audit_spool_bytes(const struct audit *a);
+double audit_spool_fsync_seconds(const struct audit *a, uint64_t *count);
 
 #endif

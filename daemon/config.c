@@ -66,6 +66,14 @@ static const struct config_setting config_table[] = {
 	{"postgres", "timeout_ms", CFG_INT, "5000", true, OFF(pg_timeout_ms), 10, 600000},
 	{"postgres", "batch_max", CFG_INT, "512", true, OFF(pg_batch_max), 1, 10000},
 	{"postgres", "retry_max_rows", CFG_INT, "100000", false, OFF(pg_retry_max_rows), 0, 10000000},
+	{"spool", "path", CFG_STR, "/var/lib/alertd/spool", false, OFF(spool_path), 0, 0},
+	{"spool", "max_bytes", CFG_INT, "268435456", true, OFF(spool_max_bytes), 65536, 2147483647},
+	{"audit", "targets_s", CFG_STR, "30,60", true, OFF(audit_targets_s), 0, 0},
+	{"audit", "query_timeout_ms", CFG_INT, "30000", true, OFF(audit_query_timeout_ms), 100, 600000},
+	{"audit", "personal_attrs", CFG_STR, "caller_phone,caller_name", true, OFF(personal_attrs), 0, 0},
+	{"audit", "personal_roles", CFG_STR, "admin", true, OFF(personal_roles), 0, 0},
+	{"audit", "personal_store", CFG_STR, "hash", true, OFF(personal_store), 0, 0},
+	{"audit", "personal_salt", CFG_STR, "", true, OFF(personal_salt), 0, 0},
 	{"priority", "panic", CFG_INT, "100", true, PRIO(EVT_TYPE_PANIC), 0, 999},
 	{"priority", "silent_alarm", CFG_INT, "100", true, PRIO(EVT_TYPE_SILENT_ALARM), 0, 999},
 	{"priority", "call_request", CFG_INT, "70", true, PRIO(EVT_TYPE_CALL_REQUEST), 0, 999},
@@ -503,6 +511,14 @@ struct config *config_load(const char *path, char *err, size_t errlen)
 	if (!config_finish_rules(p.cfg, msg, sizeof(msg)) ||
 	    !policy_validate(p.cfg->policy, msg, sizeof(msg))) {
 		snprintf(err, errlen, "%s: %s", path, msg);
+		goto fail;
+	}
+	if (strcmp(p.cfg->personal_store, "raw") != 0 &&
+	    strcmp(p.cfg->personal_store, "hash") != 0 &&
+	    strcmp(p.cfg->personal_store, "mask") != 0) {
+		snprintf(err, errlen,
+			 "%s: [audit] personal_store: expected raw, hash or mask, got \"%s\"",
+			 path, p.cfg->personal_store);
 		goto fail;
 	}
 	p.cfg->path = strdup(path);

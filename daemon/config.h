@@ -53,6 +53,18 @@ struct config {
 	int pg_batch_max;          /* rows per batch, 512 */
 	int pg_retry_max_rows;     /* failed rows kept for retry, 100000 */
 
+	/* [spool] (issue 4) */
+	char *spool_path;          /* directory; "" disables the spool */
+	int spool_max_bytes;       /* 268435456 */
+
+	/* [audit] (issue 4) */
+	char *audit_targets_s;     /* "30,60": time-to-ack/resolve targets */
+	int audit_query_timeout_ms; /* GET /v1/audit deadline, 30000 */
+	char *personal_attrs;      /* "caller_phone,caller_name" */
+	char *personal_roles;      /* roles that see them raw: "admin" */
+	char *personal_store;      /* raw | hash | mask: what events.payload keeps */
+	char *personal_salt;       /* salt of personal_store = hash */
+
 	/* [priority] base per event type, index enum evt_type */
 	int priority_base[EVT_TYPE__COUNT];
 

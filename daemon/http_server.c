@@ -106,6 +106,8 @@ static void http_server_on_request(struct evhttp_request *req, void *arg)
 		api_on_ready(req, s);
 	else if (strcmp(path, "/metrics") == 0)
 		api_on_metrics(req, s);
+	else if (strcmp(path, "/v1/audit") == 0)
+		api_audit_on_request(req, s);
 	else
 		http_reply_error(req, 404, "not_found", NULL,
 				 "no such endpoint", 0);

@@ -27,6 +27,7 @@ struct http_deps {
 	struct pg_conn *pg;
 	struct audit *audit;
 	struct notify *notify;     /* SMS delivery reports */
+	struct pg_conn *pg_query;   /* audit queries, their own connection */
 };
 
 struct http_server *http_server_new(struct event_base *base,
@@ -62,5 +63,6 @@ void api_on_metrics(struct evhttp_request *req, void *server);
 void actions_on_request(struct evhttp_request *req, void *server);
 /* GET /v1/dlr/sms: Kannel's delivery reports (notify_sms.c) */
 void notify_sms_on_dlr(struct evhttp_request *req, void *server);
+void api_audit_on_request(struct evhttp_request *req, void *server);
 
 #endif

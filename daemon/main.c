@@ -46,6 +46,7 @@ struct daemon {
 	struct event *sig_hup, *sig_term, *sig_int, *janitor;
 	struct redis_pool *redis;
 	struct pg_conn *pg_audit, *pg_ops;
+	struct pg_conn *pg_query;  /* GET /v1/audit (issue 4) */
 	struct decide *decide;
 	struct audit *audit;
 	struct operators *operators;
@@ -179,6 +180,31 @@ static double daemon_gauge_audit_retry(void *arg)
 	return (double)audit_retry_backlog(((struct daemon *)arg)->audit);
 }
 
+static double daemon_gauge_spool_rows(void *arg)
+{
+	return (double)audit_spool_rows(((struct daemon *)arg)->audit);
+}
+
+static double daemon_gauge_spool_bytes(void *arg)
+{
+	return (double)audit_spool_bytes(((struct daemon *)arg)->audit);
+}
+
+static double daemon_gauge_spool_fsyncs(void *arg)
+{
+	uint64_t n;
+
+	audit_spool_fsync_seconds(((struct daemon *)arg)->audit, &n);
+	return (double)n;
+}
+
+static double daemon_gauge_spool_fsync_s(void *arg)
+{
+	uint64_t n;
+
+	return audit_spool_fsync_seconds(((struct daemon *)arg)->audit, &n);
+}
+
 static double daemon_gauge_redis_up(void *arg)
 {
 	return redis_pool_ready(((struct daemon *)arg)->redis) ? 1 : 0;
@@ -226,6 +252,18 @@ static void daemon_register_gauges(struct daemon *d)
 	metrics_register_gauge("alertd_audit_retry_rows",
 			       "Audit rows of failed batches waiting to be written again.",
 			       daemon_gauge_audit_retry, d);
+	metrics_register_gauge("alertd_spool_rows",
+			       "Audit rows in the local spool file (not yet emptied after replay).",
+			       daemon_gauge_spool_rows, d);
+	metrics_register_gauge("alertd_spool_bytes",
+			       "Size of the local spool file.",
+			       daemon_gauge_spool_bytes, d);
+	metrics_register_gauge("alertd_spool_fsyncs",
+			       "Group fsyncs of the spool since start (a counter).",
+			       daemon_gauge_spool_fsyncs, d);
+	metrics_register_gauge("alertd_spool_fsync_seconds",
+			       "Time spent in spool group fsyncs since start (a counter).",
+			       daemon_gauge_spool_fsync_s, d);
 	metrics_register_gauge("alertd_redis_up", "1 when Redis is connected.",
 			       daemon_gauge_redis_up, d);
 	metrics_register_gauge("alertd_postgres_up",
@@ -248,7 +286,9 @@ static void daemon_build(struct daemon *d, const struct config *cfg)
 				  cfg->redis_timeout_ms);
 	d->pg_audit = pg_conn_new(d->base, cfg->pg_conninfo, "audit");
 	d->pg_ops = pg_conn_new(d->base, cfg->pg_conninfo, "operators");
-	if (d->redis == NULL || d->pg_audit == NULL || d->pg_ops == NULL)
+	d->pg_query = pg_conn_new(d->base, cfg->pg_conninfo, "audit-query");
+	if (d->redis == NULL || d->pg_audit == NULL || d->pg_ops == NULL ||
+	    d->pg_query == NULL)
 		die(1, "out of memory at start-up");
 	d->decide = decide_new(d->redis);
 	d->audit = audit_new(d->base, d->pg_audit);
@@ -285,6 +325,7 @@ static void daemon_build(struct daemon *d, const struct config *cfg)
 		.pg = d->pg_ops,
 		.audit = d->audit,
 		.notify = d->notify,
+		.pg_query = d->pg_query,
 	};
 	d->http = http_server_new(d->base, &deps);
 	d->tcp = ingest_tcp_new(d->base, d->pipeline);
@@ -319,6 +360,7 @@ static void daemon_start(struct daemon *d)
 	redis_pool_start(d->redis);
 	pg_conn_start(d->pg_audit);
 	pg_conn_start(d->pg_ops);
+	pg_conn_start(d->pg_query);
 	sd_notify(0, "READY=1\nSTATUS=running");
 	log_info("alertd %s running (pid %d)", ALERTD_VERSION, (int)getpid());
 }
@@ -331,6 +373,7 @@ static void daemon_free(struct daemon *d)
 	redis_pool_free(d->redis);
 	pg_conn_free(d->pg_audit);
 	pg_conn_free(d->pg_ops);
+	pg_conn_free(d->pg_query);
 	notify_free(d->notify);
 	escalate_free(d->escalate);
 	fanout_free(d->fanout);

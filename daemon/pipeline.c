@@ -26,6 +26,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "tzclock.h"
+#include "personal.h"
 
 struct pipeline {
 	struct decide *decide;
@@ -231,7 +232,14 @@ static void pipeline_on_decided(const struct decide_result *res, void *arg)
 		fanout_publish(job->p->fanout, res->change_id,
 			       res->snapshot_json);
 
+	/* Personal attrs are stored as [audit] personal_store says. */
 	payload = codec_json_encode_event(ev);
+	if (payload != NULL && ev->n_attrs > 0) {
+		char *stored = personal_store_payload(config_current(), payload);
+
+		free(payload);
+		payload = stored;
+	}
 	if (payload == NULL) {
 		pipeline_finish_unavailable(job, "out of memory");
 		return;

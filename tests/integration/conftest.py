@@ -615,9 +615,17 @@ class TestEnv:
         return self.pg.connect(self.dbname)
 
     def sections(self, http_port=None, tcp_port=None):
-        return _base_sections(self.redis_server, self.pg, self.dbname,
-                              self.prefix, http_port or free_port(),
-                              tcp_port or free_port())
+        s = _base_sections(self.redis_server, self.pg, self.dbname,
+                           self.prefix, http_port or free_port(),
+                           tcp_port or free_port())
+        # One spool directory per test: a restarted daemon (same config
+        # or not) replays what its predecessor spooled.
+        s["spool"] = {"path": str(self.spool_dir)}
+        return s
+
+    @property
+    def spool_dir(self):
+        return self.tmp / "spool"
 
     def config(self, raw=None, name=None, **overrides):
         self._n += 1
@@ -712,15 +720,18 @@ class Daemon:
         if wait_ready:
             self.wait_ready(ready_timeout)
 
-    def wait_ready(self, timeout=30.0):
+    def wait_ready(self, timeout=30.0, postgres=True):
+        """/readyz 200; with postgres=True also PostgreSQL connected (a
+        daemon with a spool is ready before it is)."""
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
                 raise AssertionError("alertd exited %d before ready:\n%s" % (
                     self.proc.returncode, self.log()))
             try:
-                st, _, _ = helpers.http_get(self.http, "/readyz", timeout=2)
-                if st == 200:
+                st, body, _ = helpers.http_get(self.http, "/readyz",
+                                               timeout=2)
+                if st == 200 and (not postgres or body.get("postgres")):
                     return
             except OSError:
                 pass

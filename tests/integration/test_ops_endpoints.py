@@ -41,7 +41,8 @@ def test_healthz(alertd):
 def test_readyz(alertd):
     st, body, _ = http_get(alertd.http, "/readyz")
     assert st == 200
-    assert body == {"status": "ready", "redis": True, "postgres": True}
+    assert body == {"status": "ready", "redis": True, "postgres": True,
+                    "spool": {"usable": True, "rows": 0, "bytes": 0}}
 
 
 def test_metrics_count_events_by_type_and_outcome(alertd):

@@ -96,7 +96,9 @@ def test_redis_down_then_back(alertd, redis_server):
 
 
 @pytest.mark.kill_after(240)
-def test_postgres_down_then_back(alertd, pg_server):
+def test_postgres_down_then_back(alertd_factory, pg_server):
+    # Without a spool (test_spool.py covers the spool): refused, not lost.
+    alertd = alertd_factory(spool__path="")
     st, body, _ = post_event(alertd.http, make_event())
     assert st == 202, body
 
@@ -130,8 +132,9 @@ def test_postgres_down_then_back(alertd, pg_server):
 
 
 @pytest.mark.kill_after(240)
-def test_postgres_immediate_stop(alertd, pg_server):
+def test_postgres_immediate_stop(alertd_factory, pg_server):
     """A crash-like stop (no clean disconnect) is handled the same way."""
+    alertd = alertd_factory(spool__path="")
     pg_server.stop("immediate")
     try:
         ev = make_event()

@@ -1,0 +1,573 @@
+/* ctl_audit: `alertctl audit verify|head|incident|source|operator|stats`.
+ *
+ * verify walks the hash chain of config/migrations/002_audit_chain.sql in
+ * chain_seq order inside one read-only REPEATABLE READ transaction, with
+ * a cursor (10,000 rows per fetch), and for every row checks:
+ *   - chain_seq is the previous one + 1       (else: a row deleted)
+ *   - prev_hash is the previous row's row_hash (else: deleted/inserted/
+ *                                                reordered)
+ *   - row_hash = SHA-256(prev_hash || audit_canon(row)), computed here
+ *     with OpenSSL                             (else: the row edited)
+ * and, for the whole chain, that the last row is the one the head names
+ * (else: rows cut off the end, or inserted after it). The first broken
+ * link is printed with its row, exit status 1. */
+#include "ctl_audit.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <openssl/evp.h>
+
+#include "audit_query.h"
+#include "config.h"
+
+enum { CTL_A_OK = 0, CTL_A_FAIL = 1, CTL_A_USAGE = 2 };
+
+enum ctl_audit_format { FMT_TABLE, FMT_JSON, FMT_CSV };
+
+#define CTL_AUDIT_FETCH "10000"
+
+void ctl_audit_usage(void)
+{
+	fprintf(stderr,
+		"usage: alertctl audit verify [--from TIME] [--to TIME]\n"
+		"       alertctl audit head\n"
+		"       alertctl audit incident ID [OUTPUT]\n"
+		"       alertctl audit source ID [--from TIME] [--to TIME] [OUTPUT]\n"
+		"       alertctl audit operator NAME [--from TIME] [--to TIME] [OUTPUT]\n"
+		"       alertctl audit stats [--by zone|kind|priority|operator] [--from TIME] [--to TIME] [OUTPUT]\n"
+		"  OUTPUT: [--format table|json|csv] [--personal] [--limit N]\n"
+		"  TIME: anything PostgreSQL reads as timestamptz (2026-11-21T22:00:00Z)\n");
+}
+
+static void ctl_audit_pg_error(const char *what, const char *msg)
+{
+	int n = (int)strcspn(msg ? msg : "", "\n");
+
+	fprintf(stderr, "alertctl: audit %s: %.*s\n", what, n, msg ? msg : "");
+}
+
+/* The result of one statement, or NULL (printed). */
+static PGresult *ctl_audit_exec(PGconn *pg, const char *what, const char *sql,
+				int n, const char *const *params)
+{
+	PGresult *res = PQexecParams(pg, sql, n, NULL, params, NULL, NULL, 0);
+	ExecStatusType st = PQresultStatus(res);
+
+	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+		ctl_audit_pg_error(what, res ? PQresultErrorMessage(res)
+					     : PQerrorMessage(pg));
+		PQclear(res);
+		return NULL;
+	}
+	return res;
+}
+
+static bool ctl_audit_ok(PGconn *pg, const char *what, const char *sql)
+{
+	PGresult *res = ctl_audit_exec(pg, what, sql, 0, NULL);
+
+	PQclear(res);
+	return res != NULL;
+}
+
+/* ---- verify ---- */
+
+static int ctl_audit_unhex(const char *hex, unsigned char *out, size_t max)
+{
+	size_t n = strlen(hex) / 2;
+
+	if (n > max || strlen(hex) % 2)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		unsigned int b;
+
+		if (sscanf(hex + 2 * i, "%2x", &b) != 1)
+			return -1;
+		out[i] = (unsigned char)b;
+	}
+	return (int)n;
+}
+
+/* Lower-case hex SHA-256 of prev (hex) || canon into out (65 bytes). */
+static bool ctl_audit_link_hash(const char *prev_hex, const char *canon,
+				char out[65])
+{
+	unsigned char prev[64], md[EVP_MAX_MD_SIZE];
+	unsigned int len = 0;
+	int n = ctl_audit_unhex(prev_hex, prev, sizeof(prev));
+	EVP_MD_CTX *ctx;
+	bool ok;
+
+	if (n < 0 || !(ctx = EVP_MD_CTX_new()))
+		return false;
+	ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+	     EVP_DigestUpdate(ctx, prev, (size_t)n) == 1 &&
+	     EVP_DigestUpdate(ctx, canon, strlen(canon)) == 1 &&
+	     EVP_DigestFinal_ex(ctx, md, &len) == 1 && len == 32;
+	EVP_MD_CTX_free(ctx);
+	for (unsigned int i = 0; ok && i < len; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+	return ok;
+}
+
+static const char ctl_audit_chain_sql[] =
+	"DECLARE audit_verify NO SCROLL CURSOR FOR"
+	" SELECT chain_seq, 'events', seq, event_id, encode(prev_hash, 'hex'),"
+	"  encode(row_hash, 'hex'), audit_canon('events', e)"
+	" FROM events e WHERE chain_seq BETWEEN $1::bigint AND $2::bigint"
+	" UNION ALL"
+	" SELECT chain_seq, 'incident_transitions', seq, transition_id,"
+	"  encode(prev_hash, 'hex'), encode(row_hash, 'hex'),"
+	"  audit_canon('incident_transitions', t)"
+	" FROM incident_transitions t"
+	" WHERE chain_seq BETWEEN $1::bigint AND $2::bigint"
+	" ORDER BY 1";
+
+/* Any audit row's chain_seq by recorded time: min of those at or after
+ * $1 (from) or max of those before $1 (to). */
+static const char ctl_audit_from_sql[] =
+	"SELECT coalesce(min(chain_seq), 9223372036854775807) FROM ("
+	" SELECT chain_seq FROM events WHERE recorded_at >= $1::timestamptz"
+	" UNION ALL SELECT chain_seq FROM incident_transitions"
+	" WHERE recorded_at >= $1::timestamptz) x";
+static const char ctl_audit_to_sql[] =
+	"SELECT coalesce(max(chain_seq), 0) FROM ("
+	" SELECT chain_seq FROM events WHERE recorded_at < $1::timestamptz"
+	" UNION ALL SELECT chain_seq FROM incident_transitions"
+	" WHERE recorded_at < $1::timestamptz) x";
+static const char ctl_audit_hash_at_sql[] =
+	"SELECT encode(row_hash, 'hex') FROM events WHERE chain_seq = $1::bigint"
+	" UNION ALL SELECT encode(row_hash, 'hex') FROM incident_transitions"
+	" WHERE chain_seq = $1::bigint";
+
+struct ctl_verify {
+	int64_t expect_seq;     /* chain_seq the next row must have */
+	char prev[65];          /* row_hash of the row before */
+	int64_t head_seq;
+	char head_hash[65];
+	int64_t rows;
+	bool whole;             /* no --to: the head must be the last row */
+};
+
+static int64_t ctl_audit_int(PGresult *res, int i, int c)
+{
+	return strtoll(PQgetvalue(res, i, c), NULL, 10);
+}
+
+static void ctl_audit_broken(int64_t seq, PGresult *res, int i,
+			     const char *why)
+{
+	printf("audit verify: BROKEN at chain_seq %" PRId64 ": %s row seq=%s "
+	       "key=%s: %s\n", seq, PQgetvalue(res, i, 1),
+	       PQgetvalue(res, i, 2), PQgetvalue(res, i, 3), why);
+}
+
+/* Checks the rows of one fetch; false at the first broken link. */
+static bool ctl_audit_check_rows(struct ctl_verify *v, PGresult *res)
+{
+	char why[160], hash[65];
+
+	for (int i = 0; i < PQntuples(res); i++) {
+		int64_t seq = ctl_audit_int(res, i, 0);
+		const char *prev = PQgetvalue(res, i, 4);
+		const char *row = PQgetvalue(res, i, 5);
+
+		if (seq != v->expect_seq) {
+			snprintf(why, sizeof(why),
+				 seq > v->expect_seq
+					 ? "chain_seq %" PRId64 " is missing (row deleted?)"
+					 : "chain_seq %" PRId64 " appears twice (row inserted?)",
+				 v->expect_seq);
+			ctl_audit_broken(seq, res, i, why);
+			return false;
+		}
+		if (v->whole && seq > v->head_seq) {
+			ctl_audit_broken(seq, res, i,
+					 "row after the chain head (inserted?)");
+			return false;
+		}
+		if (strcmp(prev, v->prev) != 0) {
+			ctl_audit_broken(seq, res, i,
+					 "prev_hash is not the row_hash of the "
+					 "row before (deleted, inserted or "
+					 "reordered rows)");
+			return false;
+		}
+		if (!ctl_audit_link_hash(prev, PQgetvalue(res, i, 6), hash) ||
+		    strcmp(hash, row) != 0) {
+			ctl_audit_broken(seq, res, i,
+					 "row_hash does not match the row's "
+					 "content (row edited?)");
+			return false;
+		}
+		snprintf(v->prev, sizeof(v->prev), "%s", row);
+		v->expect_seq = seq + 1;
+		v->rows++;
+	}
+	return true;
+}
+
+/* *seq from one of the bound queries. */
+static bool ctl_audit_bound(PGconn *pg, const char *sql, const char *t,
+			    int64_t *seq)
+{
+	const char *p[1] = {t};
+	PGresult *res = ctl_audit_exec(pg, "verify", sql, 1, p);
+
+	if (!res)
+		return false;
+	*seq = ctl_audit_int(res, 0, 0);
+	PQclear(res);
+	return true;
+}
+
+/* Sets v->prev to the row_hash of the row before `start`. */
+static int ctl_audit_prev_of(PGconn *pg, struct ctl_verify *v, int64_t start)
+{
+	char s[24];
+	const char *p[1] = {s};
+	PGresult *res;
+
+	if (start <= 1) {
+		memset(v->prev, '0', 64);
+		v->prev[64] = '\0';
+		return CTL_A_OK;
+	}
+	snprintf(s, sizeof(s), "%" PRId64, start - 1);
+	if (!(res = ctl_audit_exec(pg, "verify", ctl_audit_hash_at_sql, 1, p)))
+		return CTL_A_FAIL;
+	if (PQntuples(res) != 1) {
+		printf("audit verify: BROKEN at chain_seq %" PRId64 ": the row "
+		       "before the range is missing or doubled\n", start - 1);
+		PQclear(res);
+		return CTL_A_FAIL;
+	}
+	snprintf(v->prev, sizeof(v->prev), "%s", PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return CTL_A_OK;
+}
+
+static int ctl_audit_walk(PGconn *pg, struct ctl_verify *v, int64_t start,
+			  int64_t end)
+{
+	char s[24], e[24];
+	const char *p[2] = {s, e};
+	PGresult *res;
+	bool ok = true;
+
+	snprintf(s, sizeof(s), "%" PRId64, start);
+	snprintf(e, sizeof(e), "%" PRId64, end);
+	if (!(res = ctl_audit_exec(pg, "verify", ctl_audit_chain_sql, 2, p)))
+		return CTL_A_FAIL;
+	PQclear(res);
+	v->expect_seq = start;
+	do {
+		res = ctl_audit_exec(pg, "verify",
+				     "FETCH " CTL_AUDIT_FETCH " FROM audit_verify",
+				     0, NULL);
+		if (!res)
+			return CTL_A_FAIL;
+		ok = ctl_audit_check_rows(v, res);
+		if (ok && PQntuples(res) == 0) {
+			PQclear(res);
+			break;
+		}
+		PQclear(res);
+	} while (ok);
+	return ok ? CTL_A_OK : CTL_A_FAIL;
+}
+
+static int ctl_audit_verify(PGconn *pg, const char *from, const char *to)
+{
+	struct ctl_verify v = {.whole = to == NULL};
+	int64_t start = 1, end = INT64_MAX;
+	PGresult *res;
+	int status;
+
+	if (!ctl_audit_ok(pg, "verify",
+			  "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+		return CTL_A_FAIL;
+	res = ctl_audit_exec(pg, "verify",
+			     "SELECT chain_seq, encode(hash, 'hex') FROM "
+			     "audit_chain_head", 0, NULL);
+	if (!res || PQntuples(res) != 1) {
+		fprintf(stderr, "alertctl: audit verify: no chain head (is "
+				"migration 002 applied?)\n");
+		PQclear(res);
+		return CTL_A_FAIL;
+	}
+	v.head_seq = ctl_audit_int(res, 0, 0);
+	snprintf(v.head_hash, sizeof(v.head_hash), "%s", PQgetvalue(res, 0, 1));
+	PQclear(res);
+	if ((from && !ctl_audit_bound(pg, ctl_audit_from_sql, from, &start)) ||
+	    (to && !ctl_audit_bound(pg, ctl_audit_to_sql, to, &end)))
+		return CTL_A_FAIL;
+	if ((status = ctl_audit_prev_of(pg, &v, start)) != CTL_A_OK)
+		return status;
+	if (start <= end &&
+	    (status = ctl_audit_walk(pg, &v, start, end)) != CTL_A_OK)
+		return status;
+	if (v.whole && (v.expect_seq - 1 != v.head_seq ||
+			(v.head_seq > 0 && strcmp(v.prev, v.head_hash) != 0))) {
+		printf("audit verify: BROKEN at chain_seq %" PRId64 ": the "
+		       "chain ends at %" PRId64 " but its head names %" PRId64
+		       " (rows cut off the end?)\n", v.expect_seq,
+		       v.expect_seq - 1, v.head_seq);
+		return CTL_A_FAIL;
+	}
+	ctl_audit_ok(pg, "verify", "COMMIT");
+	printf("audit verify: ok, %" PRId64 " rows (chain_seq %" PRId64
+	       "..%" PRId64 "); head %" PRId64 " %s\n", v.rows, start,
+	       v.expect_seq - 1, v.head_seq, v.head_hash);
+	return CTL_A_OK;
+}
+
+static int ctl_audit_head(PGconn *pg)
+{
+	PGresult *res = ctl_audit_exec(
+		pg, "head",
+		"SELECT chain_seq, encode(hash, 'hex'), "
+		"to_char(updated_at AT TIME ZONE 'UTC', "
+		"'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM audit_chain_head",
+		0, NULL);
+
+	if (!res)
+		return CTL_A_FAIL;
+	if (PQntuples(res) == 1)
+		printf("chain_seq %s sha256 %s at %s\n", PQgetvalue(res, 0, 0),
+		       PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2));
+	PQclear(res);
+	return CTL_A_OK;
+}
+
+/* ---- queries ---- */
+
+static void ctl_audit_csv_cell(const char *s, bool last)
+{
+	if (strpbrk(s, ",\"\n\r")) {
+		putchar('"');
+		for (; *s; s++) {
+			if (*s == '"')
+				putchar('"');
+			putchar(*s);
+		}
+		putchar('"');
+	} else {
+		fputs(s, stdout);
+	}
+	putchar(last ? '\n' : ',');
+}
+
+/* Text of a JSON member for table and CSV ("" when null). */
+static char *ctl_audit_cell_text(json_t *v)
+{
+	char *out = NULL;
+
+	if (json_is_string(v))
+		return strdup(json_string_value(v));
+	if (json_is_integer(v) &&
+	    asprintf(&out, "%" JSON_INTEGER_FORMAT, json_integer_value(v)) >= 0)
+		return out;
+	if (json_is_real(v) && asprintf(&out, "%.3f", json_real_value(v)) >= 0)
+		return out;
+	if (!v || json_is_null(v))
+		return strdup("");
+	return json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+}
+
+static void ctl_audit_table_cell(const char *s, int width, bool last)
+{
+	int n = 0;
+
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if ((*p & 0xc0) != 0x80)
+			n++;
+		putchar(*p < 0x20 || *p == 0x7f ? '?' : *p);
+	}
+	if (last) {
+		putchar('\n');
+		return;
+	}
+	do
+		putchar(' ');
+	while (++n < width + 1);
+}
+
+static void ctl_audit_print(json_t *rows, enum ctl_audit_format fmt,
+			    bool stats)
+{
+	static const char *const log_cols[] = {"at", "kind", "incident_id",
+					       "source_id", "actor", "summary",
+					       "ref", "data"};
+	static const int log_w[] = {27, 10, 8, 16, 12, 28, 20, 0};
+	static const char *const st_cols[] = {"metric", "key", "count",
+					      "p50_s", "p90_s", "p99_s",
+					      "within_target"};
+	static const int st_w[] = {11, 16, 6, 9, 9, 9, 0};
+	const char *const *cols = stats ? st_cols : log_cols;
+	const int *w = stats ? st_w : log_w;
+	size_t ncols = stats ? 7 : 8, i;
+	json_t *row;
+
+	if (fmt == FMT_JSON) {
+		char *s = json_dumps(rows, JSON_COMPACT);
+
+		puts(s ? s : "[]");
+		free(s);
+		return;
+	}
+	for (size_t c = 0; c < ncols; c++) {
+		if (fmt == FMT_CSV)
+			ctl_audit_csv_cell(cols[c], c + 1 == ncols);
+		else
+			ctl_audit_table_cell(cols[c], w[c], c + 1 == ncols);
+	}
+	json_array_foreach(rows, i, row) {
+		for (size_t c = 0; c < ncols; c++) {
+			char *t = ctl_audit_cell_text(json_object_get(row, cols[c]));
+
+			if (fmt == FMT_CSV)
+				ctl_audit_csv_cell(t ? t : "", c + 1 == ncols);
+			else
+				ctl_audit_table_cell(t ? t : "", w[c],
+						     c + 1 == ncols);
+			free(t);
+		}
+	}
+}
+
+static int ctl_audit_query(PGconn *pg, const struct config *cfg,
+			   const struct audit_query *q,
+			   enum ctl_audit_format fmt, bool personal)
+{
+	const char *params[AUDIT_QUERY_MAX_PARAMS] = {0}, *why;
+	char id[24];
+	char *sql;
+	int n;
+	PGresult *res;
+	json_t *rows;
+
+	if (!audit_query_build(q, cfg, &sql, params, &n, &why)) {
+		fprintf(stderr, "alertctl: audit: %s\n", why);
+		return CTL_A_USAGE;
+	}
+	if (q->kind == AUDIT_Q_INCIDENT) {
+		snprintf(id, sizeof(id), "%" PRId64, q->incident_id);
+		params[0] = id;
+	}
+	res = ctl_audit_exec(pg, "query", sql, n, params);
+	free(sql);
+	if (!res)
+		return CTL_A_FAIL;
+	rows = json_array();
+	for (int i = 0; i < PQntuples(res); i++)
+		json_array_append_new(rows, audit_query_row(q, cfg, res, i,
+							    personal));
+	PQclear(res);
+	ctl_audit_print(rows, fmt, q->kind == AUDIT_Q_STATS);
+	json_decref(rows);
+	return CTL_A_OK;
+}
+
+/* ---- command line ---- */
+
+struct ctl_audit_args {
+	const char *cmd, *arg, *from, *to, *by;
+	enum ctl_audit_format fmt;
+	bool personal;
+	int limit;
+};
+
+static int ctl_audit_parse(int argc, char **argv, struct ctl_audit_args *a)
+{
+	if (argc < 2)
+		return CTL_A_USAGE;
+	a->cmd = argv[1];
+	for (int i = 2; i < argc; i++) {
+		const char *o = argv[i];
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (strcmp(o, "--personal") == 0) {
+			a->personal = true;
+			continue;
+		}
+		if (o[0] != '-') {
+			if (a->arg)
+				return CTL_A_USAGE;
+			a->arg = o;
+			continue;
+		}
+		if (!v)
+			return CTL_A_USAGE;
+		i++;
+		if (strcmp(o, "--from") == 0)
+			a->from = v;
+		else if (strcmp(o, "--to") == 0)
+			a->to = v;
+		else if (strcmp(o, "--by") == 0)
+			a->by = v;
+		else if (strcmp(o, "--limit") == 0)
+			a->limit = atoi(v);
+		else if (strcmp(o, "--format") == 0 && strcmp(v, "json") == 0)
+			a->fmt = FMT_JSON;
+		else if (strcmp(o, "--format") == 0 && strcmp(v, "csv") == 0)
+			a->fmt = FMT_CSV;
+		else if (strcmp(o, "--format") == 0 && strcmp(v, "table") == 0)
+			a->fmt = FMT_TABLE;
+		else
+			return CTL_A_USAGE;
+	}
+	return CTL_A_OK;
+}
+
+int ctl_audit(const struct config *cfg, int argc, char **argv)
+{
+	struct ctl_audit_args a = {0};
+	struct audit_query q = {0};
+	PGconn *pg;
+	int status;
+
+	if (ctl_audit_parse(argc, argv, &a) != CTL_A_OK) {
+		ctl_audit_usage();
+		return CTL_A_USAGE;
+	}
+	q.from = a.from;
+	q.to = a.to;
+	q.by = a.by;
+	q.limit = a.limit;
+	if (strcmp(a.cmd, "incident") == 0 && a.arg) {
+		q.kind = AUDIT_Q_INCIDENT;
+		q.incident_id = strtoll(a.arg, NULL, 10);
+	} else if (strcmp(a.cmd, "source") == 0 && a.arg) {
+		q.kind = AUDIT_Q_SOURCE;
+		q.source_id = a.arg;
+	} else if (strcmp(a.cmd, "operator") == 0 && a.arg) {
+		q.kind = AUDIT_Q_OPERATOR;
+		q.operator_name = a.arg;
+	} else if (strcmp(a.cmd, "stats") == 0 && !a.arg) {
+		q.kind = AUDIT_Q_STATS;
+	} else if (strcmp(a.cmd, "verify") != 0 && strcmp(a.cmd, "head") != 0) {
+		ctl_audit_usage();
+		return CTL_A_USAGE;
+	}
+	pg = PQconnectdb(cfg->pg_conninfo);
+	if (!pg || PQstatus(pg) != CONNECTION_OK) {
+		ctl_audit_pg_error("postgres", pg ? PQerrorMessage(pg)
+						  : "out of memory");
+		PQfinish(pg);
+		return CTL_A_FAIL;
+	}
+	if (strcmp(a.cmd, "verify") == 0)
+		status = ctl_audit_verify(pg, a.from, a.to);
+	else if (strcmp(a.cmd, "head") == 0)
+		status = ctl_audit_head(pg);
+	else
+		status = ctl_audit_query(pg, cfg, &q, a.fmt, a.personal);
+	PQfinish(pg);
+	return status;
+}
