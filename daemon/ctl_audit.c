@@ -115,34 +115,27 @@ static bool ctl_audit_link_hash(const char *prev_hex, const char *canon,
 	return ok;
 }
 
+/* Every chained row of every audit table comes from the view
+ * audit_chain_rows (migration 005): a new audit table joins the
+ * verification by extending the view. */
 static const char ctl_audit_chain_sql[] =
 	"DECLARE audit_verify NO SCROLL CURSOR FOR"
-	" SELECT chain_seq, 'events', seq, event_id, encode(prev_hash, 'hex'),"
-	"  encode(row_hash, 'hex'), audit_canon('events', e)"
-	" FROM events e WHERE chain_seq BETWEEN $1::bigint AND $2::bigint"
-	" UNION ALL"
-	" SELECT chain_seq, 'incident_transitions', seq, transition_id,"
-	"  encode(prev_hash, 'hex'), encode(row_hash, 'hex'),"
-	"  audit_canon('incident_transitions', t)"
-	" FROM incident_transitions t"
+	" SELECT chain_seq, tbl, seq, ref, encode(prev_hash, 'hex'),"
+	"  encode(row_hash, 'hex'), canon"
+	" FROM audit_chain_rows"
 	" WHERE chain_seq BETWEEN $1::bigint AND $2::bigint"
 	" ORDER BY 1";
 
 /* Any audit row's chain_seq by recorded time: min of those at or after
  * $1 (from) or max of those before $1 (to). */
 static const char ctl_audit_from_sql[] =
-	"SELECT coalesce(min(chain_seq), 9223372036854775807) FROM ("
-	" SELECT chain_seq FROM events WHERE recorded_at >= $1::timestamptz"
-	" UNION ALL SELECT chain_seq FROM incident_transitions"
-	" WHERE recorded_at >= $1::timestamptz) x";
+	"SELECT coalesce(min(chain_seq), 9223372036854775807)"
+	" FROM audit_chain_rows WHERE recorded_at >= $1::timestamptz";
 static const char ctl_audit_to_sql[] =
-	"SELECT coalesce(max(chain_seq), 0) FROM ("
-	" SELECT chain_seq FROM events WHERE recorded_at < $1::timestamptz"
-	" UNION ALL SELECT chain_seq FROM incident_transitions"
-	" WHERE recorded_at < $1::timestamptz) x";
+	"SELECT coalesce(max(chain_seq), 0)"
+	" FROM audit_chain_rows WHERE recorded_at < $1::timestamptz";
 static const char ctl_audit_hash_at_sql[] =
-	"SELECT encode(row_hash, 'hex') FROM events WHERE chain_seq = $1::bigint"
-	" UNION ALL SELECT encode(row_hash, 'hex') FROM incident_transitions"
+	"SELECT encode(row_hash, 'hex') FROM audit_chain_rows"
 	" WHERE chain_seq = $1::bigint";
 
 struct ctl_verify {

@@ -218,3 +218,36 @@ def test_two_instances_writing_at_once_keep_one_chain(alertd_factory,
     assert r.returncode == 0, r.stdout + r.stderr
     # 160 events, each of a new source: 160 opening transitions too
     assert "ok, 320 rows" in r.stdout, r.stdout
+
+
+def test_notification_rows_join_the_chain(chain):
+    """Notification attempts (escalation) are chained like events and
+    transitions: verified, written once on a retried batch, and an edit is
+    found."""
+    d, admin = chain
+    key = "1:1:call:+90***1234"
+    conn = d.db()
+    with conn.cursor() as cur:
+        for attempt, outcome in ((1, "failed"), (2, "sent"), (2, "sent")):
+            cur.execute(
+                "INSERT INTO notifications (idempotency_key, attempt, "
+                "incident_id, level, channel, target, outcome, at) "
+                "VALUES (%s, %s, 1, 1, 'call', '+90***1234', %s, now())",
+                (key, attempt, outcome))
+        cur.execute("SELECT chain_seq, attempt FROM notifications "
+                    "ORDER BY chain_seq")
+        assert cur.fetchall() == [(8, 1), (9, 2)]
+        cur.execute("SELECT kind, ref FROM audit_log "
+                    "WHERE kind = 'notification' ORDER BY chain_seq")
+        assert [r[0] for r in cur.fetchall()] == ["notification"] * 2
+    r = verify(d)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "ok, 9 rows (chain_seq 1..9)" in r.stdout
+    with conn.cursor() as cur:
+        with pytest.raises(psycopg2.Error):
+            cur.execute("UPDATE notifications SET outcome = 'delivered'")
+    with admin.cursor() as cur:
+        cur.execute("UPDATE notifications SET outcome = 'delivered' "
+                    "WHERE chain_seq = 9")
+    # The row is named as it reads now, edited.
+    assert_broken(verify(d), 9, key + "#2:delivered")
