@@ -3,10 +3,13 @@
  * connection.
  *
  * Refreshed: on every connect (after LISTEN alertd_operators), when
- * alertctl sends NOTIFY alertd_operators, every 60 s, and on a cache miss
- * unless a refresh completed less than a second ago (so that a flood of
- * bad tokens costs at most one query a second). A lookup that misses waits
- * for the refresh in flight, if any, or for the one it starts. While
+ * alertctl sends NOTIFY alertd_operators, every 60 s, and on a cache miss.
+ * A lookup that misses is answered only by a refresh that started after it
+ * arrived (a refresh already in flight may predate the token, and the
+ * NOTIFY of a new operator may still be on its way), so a token works as
+ * soon as alertctl has printed it. Refreshes for misses start at most
+ * every OPERATORS_MISS_GAP_MS and at most OPERATORS_MAX_WAITING lookups
+ * wait, so a flood of bad tokens costs a bounded number of queries. While
  * PostgreSQL is down the last cache keeps answering. */
 #include "operators.h"
 
@@ -14,13 +17,16 @@
 #include <string.h>
 #include <time.h>
 
+#include <event2/event.h>
+
 #include "config.h"
 #include "log.h"
 #include "pg_conn.h"
 
 #define OPERATORS_CHANNEL "alertd_operators"
 #define OPERATORS_REFRESH_EVERY_MS 60000
-#define OPERATORS_MISS_MIN_MS 1000
+#define OPERATORS_MISS_GAP_MS 100
+#define OPERATORS_MAX_WAITING 4096
 
 static const char operators_select_sql[] =
 	"SELECT name, role, token_hash, array_to_string(zones, ',') "
@@ -41,6 +47,7 @@ struct operators_entry {
 struct operators_wait {
 	struct operators_wait *next;
 	char hash[65];
+	uint64_t need_gen;   /* answered by refresh generation >= this */
 	operators_cb cb;
 	void *arg;
 };
@@ -61,6 +68,10 @@ struct operators {
 	size_t n_entries;
 	bool loaded;                       /* one refresh has succeeded */
 	struct operators_wait *wait_head, *wait_tail;
+	size_t n_waiting;
+	uint64_t gen_started;              /* refreshes sent */
+	uint64_t gen_done;                 /* the last one answered */
+	struct event *ev_miss;             /* next refresh for waiting misses */
 	bool again;                        /* refresh again when this one ends */
 	int64_t started_ms;                /* last refresh started */
 	int64_t finished_ms;               /* last refresh finished */
@@ -114,21 +125,63 @@ static void operators_entries_free(struct operators_entry *entries, size_t n)
 	free(entries);
 }
 
-/* Answers every waiting lookup from the cache: unknown tokens get NULL,
- * with unavailable=true when the last refresh failed. The list is taken
- * first, so that lookups made by the callbacks queue anew. */
-static void operators_answer_waiting(struct operators *ops)
+static void operators_wait_push(struct operators *ops,
+				struct operators_wait *w)
+{
+	w->next = NULL;
+	if (ops->wait_tail)
+		ops->wait_tail->next = w;
+	else
+		ops->wait_head = w;
+	ops->wait_tail = w;
+	ops->n_waiting++;
+}
+
+/* Answers from the cache the waiting lookups that the last refresh covers
+ * (all of them when `all`): unknown tokens get NULL, with unavailable=true
+ * when the last refresh failed. The list is taken first, so that lookups
+ * made by the callbacks queue anew. */
+static void operators_answer_waiting(struct operators *ops, bool all)
 {
 	struct operators_wait *w = ops->wait_head, *next;
 
 	ops->wait_head = ops->wait_tail = NULL;
+	ops->n_waiting = 0;
 	for (; w; w = next) {
 		const struct operator_info *op = operators_find(ops, w->hash);
 
 		next = w->next;
+		if (!op && !all && w->need_gen > ops->gen_done) {
+			operators_wait_push(ops, w);
+			continue;
+		}
 		w->cb(op, !op && !ops->last_ok, w->arg);
 		free(w);
 	}
+}
+
+/* A refresh for lookups still waiting: now, or once the gap has passed. */
+static void operators_refresh_for_misses(struct operators *ops)
+{
+	int64_t wait = ops->started_ms + OPERATORS_MISS_GAP_MS -
+		       operators_now_ms();
+	struct timeval tv;
+
+	if (!ops->wait_head || ops->state == OPS_REFRESHING ||
+	    evtimer_pending(ops->ev_miss, NULL))
+		return;
+	if (wait <= 0) {
+		operators_refresh(ops);
+		return;
+	}
+	tv.tv_sec = wait / 1000;
+	tv.tv_usec = (wait % 1000) * 1000;
+	evtimer_add(ops->ev_miss, &tv);
+}
+
+static void operators_on_miss_timer(evutil_socket_t fd, short what, void *arg)
+{
+	operators_refresh_for_misses(arg);
 }
 
 static void operators_ticket_put(struct operators_ticket *t)
@@ -190,6 +243,7 @@ static void operators_on_refreshed(PGresult *res, const char *errmsg,
 		return;
 	operators_set_state(ops, OPS_IDLE);
 	ops->finished_ms = operators_now_ms();
+	ops->gen_done = ops->gen_started; /* one refresh in flight at most */
 	if (res && PQresultStatus(res) == PGRES_TUPLES_OK &&
 	    PQnfields(res) == 4) {
 		ops->last_ok = operators_load(ops, res);
@@ -203,11 +257,12 @@ static void operators_on_refreshed(PGresult *res, const char *errmsg,
 			 "kept", errmsg ? errmsg : "unknown error",
 			 ops->n_entries);
 	}
-	operators_answer_waiting(ops);
+	operators_answer_waiting(ops, false);
 	if (ops->again && ops->state == OPS_IDLE) {
 		ops->again = false;
 		operators_refresh(ops);
 	}
+	operators_refresh_for_misses(ops);
 }
 
 static void operators_on_listen(PGresult *res, const char *errmsg, void *arg)
@@ -271,6 +326,12 @@ struct operators *operators_new(struct event_base *base, struct pg_conn *conn)
 	ops->conn = conn;
 	ops->state = OPS_IDLE;
 	ops->started_ms = operators_now_ms();
+	ops->ev_miss = evtimer_new(base, operators_on_miss_timer, ops);
+	if (!ops->ev_miss) {
+		free(ops->ticket);
+		free(ops);
+		return NULL;
+	}
 	pg_conn_set_on_connect(conn, operators_on_connect, ops);
 	pg_conn_set_on_notify(conn, operators_on_notify, ops);
 	return ops;
@@ -286,7 +347,9 @@ void operators_free(struct operators *ops)
 	operators_entries_free(ops->entries, ops->n_entries);
 	ops->entries = NULL;
 	ops->n_entries = 0;
-	operators_answer_waiting(ops);
+	operators_answer_waiting(ops, true);
+	if (ops->ev_miss)
+		event_free(ops->ev_miss);
 	ops->ticket->ops = NULL;
 	operators_ticket_put(ops->ticket);
 	free(ops);
@@ -304,9 +367,10 @@ void operators_refresh(struct operators *ops)
 	    !operators_send(ops, operators_select_sql, operators_on_refreshed)) {
 		ops->finished_ms = ops->started_ms;
 		ops->last_ok = false;
-		operators_answer_waiting(ops);
+		operators_answer_waiting(ops, true);
 		return;
 	}
+	ops->gen_started++;
 	operators_set_state(ops, OPS_REFRESHING);
 }
 
@@ -326,10 +390,9 @@ void operators_lookup(struct operators *ops, const char *token,
 		cb(op, false, arg);
 		return;
 	}
-	if (ops->state != OPS_REFRESHING && ops->finished_ms != 0 &&
-	    operators_now_ms() - ops->finished_ms < OPERATORS_MISS_MIN_MS) {
-		/* Refreshed a moment ago: the token is unknown. */
-		cb(NULL, !ops->last_ok, arg);
+	if (ops->n_waiting >= OPERATORS_MAX_WAITING) {
+		/* A flood of unknown tokens: no more waiting room. */
+		cb(NULL, false, arg);
 		return;
 	}
 	if (!(w = calloc(1, sizeof(*w)))) {
@@ -337,15 +400,11 @@ void operators_lookup(struct operators *ops, const char *token,
 		return;
 	}
 	memcpy(w->hash, hash, sizeof(hash));
+	w->need_gen = ops->gen_started + 1;
 	w->cb = cb;
 	w->arg = arg;
-	if (ops->wait_tail)
-		ops->wait_tail->next = w;
-	else
-		ops->wait_head = w;
-	ops->wait_tail = w;
-	if (ops->state != OPS_REFRESHING)
-		operators_refresh(ops); /* may answer w at once (not ready) */
+	operators_wait_push(ops, w);
+	operators_refresh_for_misses(ops); /* may answer w at once */
 }
 
 void operators_tick(struct operators *ops)
