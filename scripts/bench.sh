@@ -235,21 +235,30 @@ fi
 
 # --- the full run -------------------------------------------------------------
 
+# BENCH_ONLY="tcp-1k burst ..." runs only those parts (while tuning); the
+# report is then not written.
+want() {
+	[ -z "${BENCH_ONLY:-}" ] && return 0
+	case " $BENCH_ONLY " in *" $1 "*) return 0 ;; esac
+	return 1
+}
+
 TCP_ARGS=(--port "$TCP_PORT" --secret "$SECRET")
 SSE_ARGS=(--sse 1 --sse-port "$HTTP_PORT" --sse-token "$TOKEN")
 BURST_COUNT=${BENCH_BURST:-1000000}
 
-run_lg tcp-max "$ALERTD_PID" tcp "${TCP_ARGS[@]}" --conns 64 --window 64 \
+want tcp-max && run_lg tcp-max "$ALERTD_PID" tcp "${TCP_ARGS[@]}" --conns 64 --window 64 \
 	--sources 10000 --count 300000 --duration 60 --timeout 60
-run_lg http-max "$ALERTD_PID" http --port "$HTTP_PORT" --secret "$SECRET" \
+want http-max && run_lg http-max "$ALERTD_PID" http --port "$HTTP_PORT" --secret "$SECRET" \
 	--conns 64 --sources 10000 --count 150000 --duration 60 --timeout 60
-run_lg tcp-1k "$ALERTD_PID" tcp "${TCP_ARGS[@]}" --conns 100 --window 256 \
+want tcp-1k && run_lg tcp-1k "$ALERTD_PID" tcp "${TCP_ARGS[@]}" --conns 100 --window 256 \
 	--sources 10000 --rate 1000 --count 15000 "${SSE_ARGS[@]}"
-run_lg tcp-10k "$ALERTD_PID" tcp "${TCP_ARGS[@]}" --conns 100 --window 256 \
+want tcp-10k && run_lg tcp-10k "$ALERTD_PID" tcp "${TCP_ARGS[@]}" --conns 100 --window 256 \
 	--sources 10000 --rate 10000 --count 150000 "${SSE_ARGS[@]}"
 
 # One source floods (closed loop, one connection) while the others send at
 # 1k/s: their ingest-to-console latency.
+if want tcp-1k-flood; then
 "$B/loadgen" tcp "${TCP_ARGS[@]}" --conns 1 --window 256 --sources 1 \
 	--count 0 --duration 25 --timeout 30 --dup-pct 0 --panic-pct 0 \
 	--fault-pct 0 --name flood >>"$W/flood.txt" 2>>"$W/loadgen.log" &
@@ -260,8 +269,10 @@ run_lg tcp-1k-flood "$ALERTD_PID" tcp "${TCP_ARGS[@]}" --conns 100 \
 wait "$FLOOD_PID"
 FLOOD_PID=""
 grep '^RESULT' "$W/flood.txt" | sed 's/$/ rss_hwm_kb=0 cpu_ms_per_1k=0 rc=0/' >>"$RES"
+fi
 
 # The earthquake: BURST_COUNT events from 10,000 sources as fast as they go.
+if want burst; then
 before=$(psql_pg -d alertd -c "SELECT count(*) FROM events")
 run_lg burst "$ALERTD_PID" tcp "${TCP_ARGS[@]}" --conns 200 --window 64 \
 	--sources 10000 --count "$BURST_COUNT" --panic-pct 0.1 --dup-pct 1 \
@@ -269,10 +280,12 @@ run_lg burst "$ALERTD_PID" tcp "${TCP_ARGS[@]}" --conns 200 --window 64 \
 	"${SSE_ARGS[@]}"
 after=$(psql_pg -d alertd -c "SELECT count(*) FROM events")
 echo "DB name=burst rows=$((after - before))" >>"$RES"
+fi
 stop_alertd
 
 # --- the machine's limits -------------------------------------------------
 
+if want limit-echo; then
 ECHO_PORT=$(free_port)
 "$B/loadgen" echo-server --port "$ECHO_PORT" 2>>"$W/loadgen.log" &
 ECHO_PID=$!
@@ -281,7 +294,9 @@ run_lg limit-echo "$ECHO_PID" tcp --port "$ECHO_PORT" --echo --conns 64 \
 	--window 64 --sources 10000 --count 1000000 --duration 60
 stop_pid "$ECHO_PID"
 ECHO_PID=""
+fi
 
+if want limit-redis; then
 SHA=$(redis-cli -p "$REDIS_PORT" SCRIPT LOAD "$(cat daemon/lua/decide.lua)")
 # Every call opens a new incident (unique source): the costliest path.
 rps=$(redis-benchmark -p "$REDIS_PORT" -n 300000 -c 4 -P 32 -r 100000000 --csv \
@@ -290,7 +305,9 @@ rps=$(redis-benchmark -p "$REDIS_PORT" -n 300000 -c 4 -P 32 -r 100000000 --csv \
 	2026-11-21T10:00:00.000Z 86400 1 38.4555 27.1199 10000 2>/dev/null |
 	tail -n 1 | cut -d, -f2 | tr -d '"')
 echo "LIMIT name=redis-decide rate=${rps:-0}" >>"$RES"
+fi
 
+if want limit-pg; then
 for n in 100 512; do
 	cat >"$W/pg-$n.sql" <<EOF
 INSERT INTO events (accept_seq, event_id, source_id, source_kind, type,
@@ -301,24 +318,28 @@ SELECT nextval('bench_seq'), 'pgb-' || currval('bench_seq'),
 FROM generate_series(1, $n) g;
 EOF
 done
-psql_pg -d alertd_limits -c "CREATE SEQUENCE bench_seq" || true
+psql_pg -d alertd_limits -c "CREATE SEQUENCE bench_seq" \
+	-c "ALTER SEQUENCE bench_seq OWNER TO alertd" || true
 for n in 100 512; do
 	tps=$("$PG_BIN/pgbench" -h 127.0.0.1 -p "$PG_PORT" -U alertd -n -c 1 \
 		-T 10 -f "$W/pg-$n.sql" alertd_limits 2>/dev/null |
 		grep -E '^tps' | head -n 1 | awk '{print $3}')
 	echo "LIMIT name=pg-batch-$n rate=$(awk -v t="${tps:-0}" -v n="$n" 'BEGIN{printf "%.0f", t*n}')" >>"$RES"
 done
+fi
 
 # --- the peer: Prometheus Alertmanager --------------------------------------
 
 AM_BIN=/usr/bin/prometheus-alertmanager
-if [ ! -x "$AM_BIN" ]; then
+if want am && [ ! -x "$AM_BIN" ]; then
 	say "installing prometheus-alertmanager (the peer)"
 	if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO=sudo; fi
 	$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
 		--no-install-recommends prometheus-alertmanager >&2 || true
 fi
-if [ -x "$AM_BIN" ]; then
+if ! want am; then
+	AM_VERSION="not run"
+elif [ -x "$AM_BIN" ]; then
 	AM_PORT=$(free_port)
 	SINK_PORT=$(free_port)
 	mkdir -p "$W/am"
@@ -340,12 +361,12 @@ EOF
 		--cluster.listen-address= >"$W/am/am.log" 2>&1 &
 	AM_PID=$!
 	if wait_http "http://127.0.0.1:$AM_PORT/-/ready" 30; then
-		run_lg am-max "$AM_PID" am --port "$AM_PORT" \
-			--sink-port "$SINK_PORT" --conns 64 --sources 10000 \
-			--count 60000 --duration 60 --timeout 60 --settle 20
 		run_lg am-1k "$AM_PID" am --port "$AM_PORT" \
 			--sink-port "$SINK_PORT" --conns 16 --sources 10000 \
 			--rate 1000 --count 15000 --settle 20
+		run_lg am-max "$AM_PID" am --port "$AM_PORT" \
+			--sink-port "$SINK_PORT" --conns 64 --sources 10000 \
+			--count 60000 --duration 60 --timeout 60 --settle 20
 	else
 		say "Alertmanager did not become ready ($W/am/am.log)"
 	fi
@@ -360,6 +381,10 @@ fi
 # --- the report ---------------------------------------------------------------
 
 cp "$RES" "$ROOT/build/bench-results.txt" 2>/dev/null
+if [ -n "${BENCH_ONLY:-}" ]; then
+	cat "$RES"
+	exit 0
+fi
 {
 	echo "MACHINE nproc=$(nproc)"
 	echo "MACHINE cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
