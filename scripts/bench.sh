@@ -167,8 +167,9 @@ TOKEN=$("$B/alertctl" -c "$CFG" operator add bench-console --role operator 2>/de
 	grep -oE '[A-Za-z0-9_-]{40,}' | tail -n 1)
 [ -n "$TOKEN" ] || die "no operator token"
 
+# BENCH_WRAP: a command to run alertd under (e.g. valgrind --tool=callgrind).
 start_alertd() {
-	"$B/alertd" -c "$CFG" >>"$W/alertd.log" 2>&1 &
+	${BENCH_WRAP:-} "$B/alertd" -c "$CFG" >>"$W/alertd.log" 2>&1 &
 	ALERTD_PID=$!
 	wait_http "http://127.0.0.1:$HTTP_PORT/readyz" 30 ||
 		die "alertd not ready ($W/alertd.log)"
@@ -258,6 +259,17 @@ want tcp-10k && run_lg tcp-10k "$ALERTD_PID" tcp "${TCP_ARGS[@]}" --conns 100 --
 
 # One source floods (closed loop, one connection) while the others send at
 # 1k/s: their ingest-to-console latency.
+# Profiling runs, only when named in BENCH_ONLY: closed loop, small counts
+# (alertd may run under BENCH_WRAP).
+for m in tcp http; do
+	case " ${BENCH_ONLY:-} " in *" profile-$m "*) ;; *) continue ;; esac
+	p=$TCP_PORT
+	[ "$m" = http ] && p=$HTTP_PORT
+	run_lg "profile-$m" "$ALERTD_PID" "$m" --port "$p" --secret "$SECRET" \
+		--conns 32 --window 32 --sources 10000 --count "${BENCH_PROFILE_COUNT:-20000}" \
+		--duration 300 --timeout 120
+done
+
 if want tcp-1k-flood; then
 "$B/loadgen" tcp "${TCP_ARGS[@]}" --conns 1 --window 256 --sources 1 \
 	--count 0 --duration 25 --timeout 30 --dup-pct 0 --panic-pct 0 \
