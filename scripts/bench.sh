@@ -155,6 +155,7 @@ prefix = bench:
 
 [postgres]
 conninfo = host=127.0.0.1 port=$PG_PORT dbname=alertd user=alertd
+${BENCH_PG_BATCH:+batch_max = $BENCH_PG_BATCH}
 
 [device_secrets]
 * = $SECRET
@@ -193,6 +194,8 @@ run_lg() {
 	shift 2
 	[ -n "$pid" ] && echo 5 >"/proc/$pid/clear_refs" 2>/dev/null
 	c0=$(cpu_ticks "$pid")
+	# The machine may be shared: the load before the run goes with it.
+	load1=$(cut -d' ' -f1 /proc/loadavg)
 	say "$name: loadgen $*"
 	timeout -k 10 900 "$B/loadgen" "$@" --name "$name" \
 		>"$W/lg-$name.out" 2>>"$W/loadgen.log"
@@ -203,7 +206,7 @@ run_lg() {
 	acked=$(printf '%s\n' "$line" | grep -oE ' acked=[0-9]+' | cut -d= -f2)
 	cpu=$(awk -v a="${acked:-0}" -v d="$((c1 - c0))" -v t="$CLK_TCK" \
 		'BEGIN { printf "%.2f", (a > 0 ? d * 1000 / t / a * 1000 : 0) }')
-	line="$line rss_hwm_kb=$(hwm_kb "$pid") cpu_ms_per_1k=$cpu rc=$rc"
+	line="$line rss_hwm_kb=$(hwm_kb "$pid") cpu_ms_per_1k=$cpu load1=$load1 rc=$rc"
 	printf '%s\n' "$line" >>"$RES"
 	say "$line"
 	return "$rc"

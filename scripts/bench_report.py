@@ -108,10 +108,10 @@ def build(runs, limits, db, machine, versions, command):
     out.append("")
     out.append("Every run (RSS is VmHWM, reset before each run; CPU is utime+stime of the measured process per 1,000 answered events):")
     out.append("")
-    out.append("| run | mode | conns | rate | sent | answered | events/s | ack p50 / p99 / p99.9 ms | console p50 / p99 ms | peak RSS MB | CPU ms / 1k ev |")
-    out.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    out.append("| run | mode | conns | rate | sent | answered | events/s | ack p50 / p99 / p99.9 ms | console p50 / p99 ms | peak RSS MB | CPU ms / 1k ev | load before |")
+    out.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for n, x in runs.items():
-        out.append("| %s | %s | %s | %s | %s | %s | %s | %s / %s / %s | %s | %s | %s |" % (
+        out.append("| %s | %s | %s | %s | %s | %s | %s | %s / %s / %s | %s | %s | %s | %s |" % (
             n, x.get("mode", ""), x.get("conns", ""),
             "closed loop" if num(x, "rate") == 0 else fmt(num(x, "rate")),
             x.get("sent", ""), x.get("acked", ""), fmt(num(x, "throughput")),
@@ -120,7 +120,8 @@ def build(runs, limits, db, machine, versions, command):
             ("%s / %s" % (fmt(num(x, "con_p50_ms")), fmt(num(x, "con_p99_ms")))
              if "con_seen" in x else "—"),
             fmt(num(x, "rss_hwm_kb") / 1024) if num(x, "rss_hwm_kb") else "—",
-            x.get("cpu_ms_per_1k", "—") if num(x, "rss_hwm_kb") else "—"))
+            x.get("cpu_ms_per_1k", "—") if num(x, "rss_hwm_kb") else "—",
+            x.get("load1", "—")))
     out.append("")
     out.append("The machine's limits, measured in the same run:")
     out.append("")
