@@ -307,6 +307,10 @@ ECHO_PID=$!
 sleep 0.3
 run_lg limit-echo "$ECHO_PID" tcp --port "$ECHO_PORT" --echo --conns 64 \
 	--window 64 --sources 10000 --count 1000000 --duration 60
+# The latency floor of this machine at 1k/s: the same open-loop traffic
+# answered by the echo server instead of alertd.
+run_lg limit-echo-1k "$ECHO_PID" tcp --port "$ECHO_PORT" --echo \
+	--conns 100 --window 256 --sources 10000 --rate 1000 --count 15000
 stop_pid "$ECHO_PID"
 ECHO_PID=""
 fi
