@@ -64,6 +64,15 @@ struct lg_conn {
 	bool dead;
 	uint64_t seq;
 	char last_answered[72];            /* for duplicates */
+	struct lg_dup *dups;               /* duplicates in flight (tcp) */
+};
+
+/* A duplicate carries the event_id, hence the send time, of an event
+ * answered earlier: its own send time is kept here until its answer. */
+struct lg_dup {
+	struct lg_dup *next;
+	int64_t ts;
+	char id[72];
 };
 
 static struct lg_conn *lg_conns;
@@ -170,10 +179,31 @@ static Alertd__V1__EventType lg_type_pb(enum lg_kind k)
 static void lg_maybe_finish(void);
 static void lg_fill(void);
 
+/* The send time of a duplicate in flight with this id (and forgets it),
+ * or `ts` (the time in the id) when there is none. */
+static int64_t lg_dup_answered(struct lg_conn *c, const char *event_id,
+			       int64_t ts)
+{
+	for (struct lg_dup **pp = &c->dups; *pp != NULL; pp = &(*pp)->next) {
+		struct lg_dup *d = *pp;
+
+		if (event_id != NULL && strcmp(d->id, event_id) == 0) {
+			ts = d->ts;
+			*pp = d->next;
+			free(d);
+			break;
+		}
+	}
+	return ts;
+}
+
 static void lg_answered(struct lg_conn *c, const char *event_id, int outcome,
 			bool ok, int64_t sent_ts)
 {
 	int64_t now = lg_now_ns();
+
+	if (c->dups != NULL)
+		sent_ts = lg_dup_answered(c, event_id, sent_ts);
 
 	c->inflight--;
 	lg_inflight--;
@@ -210,6 +240,16 @@ static bool lg_tcp_send(struct lg_conn *c, int64_t ts)
 	int64_t t = time(NULL);
 
 	lg_next_event(c, ts, &e);
+	if (e.kind == LG_DUP) {
+		struct lg_dup *d = calloc(1, sizeof(*d));
+
+		if (d != NULL) {
+			d->ts = ts;
+			snprintf(d->id, sizeof(d->id), "%s", e.id);
+			d->next = c->dups;
+			c->dups = d;
+		}
+	}
 	src.id = e.source;
 	src.kind = ALERTD__V1__SOURCE_KIND__BUS;
 	src.zone = "Konak";
@@ -265,6 +305,8 @@ static void lg_tcp_close(struct lg_conn *c)
 	if (c->dead)
 		return;
 	c->dead = true;
+	while (c->dups != NULL)
+		lg_dup_answered(c, c->dups->id, 0);
 	lg_st.errors += (uint64_t)c->inflight;
 	lg_inflight -= c->inflight;
 	c->inflight = 0;
@@ -737,6 +779,8 @@ int main(int argc, char **argv)
 			bufferevent_free(lg_conns[i].bev);
 		if (lg_conns[i].evcon)
 			evhttp_connection_free(lg_conns[i].evcon);
+		while (lg_conns[i].dups != NULL)
+			lg_dup_answered(&lg_conns[i], lg_conns[i].dups->id, 0);
 	}
 	free(lg_conns);
 	event_base_free(lg_base);
