@@ -399,11 +399,6 @@ fi
 
 # --- the report ---------------------------------------------------------------
 
-cp "$RES" "$ROOT/build/bench-results.txt" 2>/dev/null
-if [ -n "${BENCH_ONLY:-}" ]; then
-	cat "$RES"
-	exit 0
-fi
 {
 	echo "MACHINE nproc=$(nproc)"
 	echo "MACHINE cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
@@ -415,6 +410,11 @@ fi
 	echo "VERSION libevent=$(pkg-config --modversion libevent)"
 	echo "VERSION alertmanager=$AM_VERSION"
 } >>"$RES"
+cp "$RES" "$ROOT/build/bench-results.txt" 2>/dev/null
+if [ -n "${BENCH_ONLY:-}" ]; then
+	cat "$RES"
+	exit 0
+fi
 python3 scripts/bench_report.py "$RES" docs/BENCHMARKS.md ||
 	die "cannot write docs/BENCHMARKS.md"
 say "results: build/bench-results.txt; table: docs/BENCHMARKS.md"
