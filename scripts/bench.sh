@@ -254,7 +254,7 @@ BURST_COUNT=${BENCH_BURST:-1000000}
 want tcp-max && run_lg tcp-max "$ALERTD_PID" tcp "${TCP_ARGS[@]}" --conns 64 --window 64 \
 	--sources 10000 --count 300000 --duration 60 --timeout 60
 want http-max && run_lg http-max "$ALERTD_PID" http --port "$HTTP_PORT" --secret "$SECRET" \
-	--conns 64 --sources 10000 --count 150000 --duration 60 --timeout 60
+	--conns "${BENCH_HTTP_CONNS:-256}" --sources 10000 --count 150000 --duration 60 --timeout 60
 want tcp-1k && run_lg tcp-1k "$ALERTD_PID" tcp "${TCP_ARGS[@]}" --conns 100 --window 256 \
 	--sources 10000 --rate 1000 --count 15000 "${SSE_ARGS[@]}"
 want tcp-10k && run_lg tcp-10k "$ALERTD_PID" tcp "${TCP_ARGS[@]}" --conns 100 --window 256 \
