@@ -33,7 +33,7 @@ CTL_OBJS := $(B)/obj/alertctl.o $(B)/obj/config.o $(B)/obj/log.o \
 UNIT_SRC := $(wildcard tests/unit/*.c)
 UNIT_OBJS:= $(patsubst tests/unit/%.c,$(B)/obj/unit_%.o,$(UNIT_SRC))
 
-.PHONY: all test run clean deps check-config install
+.PHONY: all test run clean deps check-config install bench bench-smoke
 all: $(B)/alertd $(B)/alertctl
 
 $(B)/gen/alertd.pb-c.c $(B)/gen/alertd.pb-c.h &: proto/alertd.proto
@@ -68,6 +68,25 @@ $(B)/unit: $(UNIT_OBJS) $(MOD_OBJS)
 
 deps:
 	@scripts/deps.sh
+
+# Benchmarks (docs/BENCHMARKS.md). The load generator links the daemon's
+# modules (protobuf code, signatures) like the unit tests do. `make bench`
+# runs everything for minutes and rewrites docs/BENCHMARKS.md' table;
+# `make bench-smoke` (seconds, part of `make test`) proves the tool works.
+BENCH_SRC  := $(wildcard bench/*.c)
+BENCH_OBJS := $(patsubst bench/%.c,$(B)/obj/bench_%.o,$(BENCH_SRC))
+$(B)/obj/bench_%.o: bench/%.c $(B)/gen/alertd.pb-c.h $(wildcard daemon/*.h bench/*.h)
+	@mkdir -p $(B)/obj
+	$(CC) $(CFLAGS) -Ibench -c -o $@ $<
+
+$(B)/loadgen: $(BENCH_OBJS) $(MOD_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+bench:
+	@scripts/bench.sh
+
+bench-smoke:
+	@scripts/bench.sh --smoke
 
 # The whole test suite on the sanitizer build against real Redis and
 # PostgreSQL started on free loopback ports. Last line: "N passed, N failed".

@@ -8,10 +8,13 @@
 #include "fanout.h"
 
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include <event2/buffer.h>
@@ -364,6 +367,17 @@ char *fanout_on_duty(const struct fanout *f)
 	return out;
 }
 
+static void fanout_set_nodelay(struct evhttp_connection *evcon)
+{
+	struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+	evutil_socket_t fd = bev != NULL ? bufferevent_getfd(bev) : -1;
+	int one = 1;
+
+	if (fd >= 0 &&
+	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
+		log_debug("stream: cannot set TCP_NODELAY");
+}
+
 void fanout_attach_sse(struct fanout *f, struct evhttp_request *req,
 		       const struct operator_info *op,
 		       const char *last_event_id)
@@ -393,6 +407,11 @@ void fanout_attach_sse(struct fanout *f, struct evhttp_request *req,
 	evhttp_add_header(hdr, "Cache-Control", "no-store");
 	evhttp_add_header(hdr, "X-Accel-Buffering", "no");
 	evhttp_send_reply_start(req, 200, "OK");
+	/* Changes are small writes in quick succession: without TCP_NODELAY
+	 * Nagle holds each one back until the console acknowledges the
+	 * previous, which costs up to a delayed ACK (40 ms) per change
+	 * (docs/BENCHMARKS.md). */
+	fanout_set_nodelay(evcon);
 	/* A stream may stay quiet but for pings: lift the idle timeout. */
 	evhttp_connection_set_timeout(evcon, 7 * 24 * 3600);
 	evhttp_connection_set_closecb(evcon, fanout_on_close, c);

@@ -44,6 +44,14 @@
 /* Input discarded while lingering before we stop waiting for the FIN (the
  * read timeout alone restarts with every read). */
 #define INGEST_TCP_LINGER_MAX (1024 * 1024)
+/* Events in flight from all device connections together, shared fairly:
+ * a connection reads while it has fewer than tcp_max_inflight and fewer
+ * than its share of this (at least one). Redis answers in order, so a
+ * deeper queue adds only latency, and once the oldest call passes the
+ * Redis deadline every pending call fails at once: at 10k events/s from
+ * 100 connections (25,600 allowed in flight by tcp_max_inflight alone)
+ * 29 % of the events came back as Nacks (docs/BENCHMARKS.md). */
+#define INGEST_TCP_TOTAL_INFLIGHT 4096
 /* Pause after accept() failed with e.g. EMFILE, instead of spinning. */
 #define INGEST_TCP_ACCEPT_RETRY_S 1
 
@@ -252,8 +260,15 @@ static void ingest_tcp_conn_nack(struct tcp_conn *c, const char *event_id,
 static bool ingest_tcp_conn_can_read(struct tcp_conn *c)
 {
 	int max = config_current()->tcp_max_inflight;
+	size_t n = c->owner->n_conns > 0 ? c->owner->n_conns : 1;
+	size_t limit = (size_t)(max > 0 ? max : 1);
+	size_t share = INGEST_TCP_TOTAL_INFLIGHT / n;
 
-	return c->inflight < (size_t)(max > 0 ? max : 1) &&
+	if (share < 1)
+		share = 1;
+	if (limit > share)
+		limit = share;
+	return c->inflight < limit &&
 	       evbuffer_get_length(bufferevent_get_output(c->bev)) <
 		       INGEST_TCP_OUT_MAX;
 }

@@ -79,6 +79,17 @@ else
 	stage_broken "unit printed no summary line (exit $unit_rc)"
 fi
 
+echo "== bench-smoke"
+# The load generator against the sanitizer build, tiny rates: one test,
+# passed if every event it sent was answered (never a speed check).
+if make -s -j"$(nproc)" SAN=1 B="$B" "$B/loadgen" &&
+	BENCH_BUILD="$B" timeout -k 10 120 scripts/bench.sh --smoke; then
+	passed=$((passed + 1))
+else
+	echo "test.sh: bench-smoke failed" >&2
+	failed=$((failed + 1))
+fi
+
 echo "== integration tests"
 xml="$B/pytest.xml"
 rm -f "$xml" "$ALERTD_TEST_PIDS"

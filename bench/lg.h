@@ -1,0 +1,70 @@
+/* lg: the load generator's shared state (bench/loadgen.c: options, traffic
+ * mix, TCP and HTTP device clients, results; bench/lg_peers.c: SSE console
+ * subscribers, the Alertmanager client and webhook sink, the raw echo
+ * server). Everything runs on one libevent loop. */
+#ifndef ALERTD_BENCH_LG_H
+#define ALERTD_BENCH_LG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hist.h"
+
+struct event_base;
+
+struct lg_opts {
+	const char *mode;       /* tcp | http | am | echo-server */
+	const char *name;       /* label of the RESULT line */
+	const char *host;
+	int port;
+	int conns;              /* device connections */
+	int sources;            /* distinct source ids */
+	double rate;            /* events/s over all connections; 0: closed loop */
+	int window;             /* in flight per connection (closed loop cap) */
+	long count;             /* events to send; 0: until duration */
+	double duration_s;      /* longest sending phase */
+	double timeout_s;       /* longest wait for answers after sending */
+	double panic_pct, dup_pct, fault_pct;
+	const char *secret;
+	const char *run_id;     /* event id prefix, unique per run */
+	bool echo;              /* tcp against the echo server */
+	int sse;                /* console subscribers */
+	int sse_port;
+	const char *sse_token;
+	int sink_port;          /* am: the webhook receiver's port */
+	double settle_s;        /* wait this long for console/webhook
+				   arrivals after the last answer */
+};
+
+struct lg_stats {
+	uint64_t sent, acked, nacked, errors, dup_sent, panics_sent;
+	uint64_t outcome[4];    /* new, merged, duplicate, other */
+	struct hist ack;        /* device answer latency */
+	/* consoles (SSE) or webhooks (am) */
+	uint64_t con_seen, con_panics, con_other_runs, con_disconnects;
+	struct hist con;        /* ingest-to-console (or POST-to-webhook) */
+	struct hist con_panic;  /* the same, panics only */
+	int64_t t0_ns;          /* start of sending */
+	int64_t t_sent_ns;      /* last event sent */
+	int64_t t_answered_ns;  /* last answer */
+	int64_t t_last_panic_con_ns, t_last_con_ns, t_last_hb_con_ns;
+};
+
+extern struct lg_opts lg_opt;
+extern struct lg_stats lg_st;
+extern struct event_base *lg_base;
+
+int64_t lg_now_ns(void);
+/* Parses the send time embedded in an id or label after `marker`
+ * ("...:<hex ns>"); 0 when absent. */
+int64_t lg_parse_ts(const char *s, const char *marker);
+
+/* lg_peers.c */
+bool lg_sse_start(void);
+void lg_sse_stop(void);
+int lg_echo_server(void);
+bool lg_am_start(void);   /* the webhook sink on --sink-port */
+void lg_am_stop(void);
+
+#endif

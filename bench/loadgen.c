@@ -1,0 +1,788 @@
+/* loadgen: alertd's load generator (docs/BENCHMARKS.md).
+ *
+ *   loadgen tcp  --port P [--conns N --sources S --rate R --window W
+ *                --count N --duration S --sse N --sse-port P --sse-token T]
+ *   loadgen http --port P [same]
+ *   loadgen am   --port P --sink-port Q   (Prometheus Alertmanager)
+ *   loadgen echo-server --port P          (the raw libevent echo limit)
+ *
+ * Devices are connections carrying signed events of many sources: mostly
+ * heartbeats, a share of panics and faults (merges follow from sources
+ * repeating) and duplicates (an already answered event_id sent again).
+ * Open loop (--rate R: events are due at fixed times and latency counts
+ * from when each was due, so a stalled server is not hidden) or closed
+ * loop (--rate 0: every connection keeps --window events in flight).
+ *
+ * Every event_id and label ends with its send time (CLOCK_MONOTONIC, hex
+ * ns): the answer's latency is read from the echoed event_id, and a console
+ * (SSE) subscriber reads ingest-to-console latency from the label of the
+ * incident snapshot, which is the label of the event that changed it.
+ *
+ * Output: one line "RESULT key=value ..." that scripts/bench.sh turns into
+ * the table. Exit status 0 when every event sent got an answer. */
+#include "lg.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "alertd.pb-c.h"
+#include "auth.h"
+
+struct lg_opts lg_opt = {
+	.mode = "tcp", .name = "run", .host = "127.0.0.1", .port = 7400,
+	.conns = 16, .sources = 1000, .rate = 0, .window = 32, .count = 10000,
+	.duration_s = 60, .timeout_s = 30, .panic_pct = 1, .dup_pct = 2,
+	.fault_pct = 1, .secret = "bench-device-secret", .run_id = NULL,
+	.sse = 0, .sse_port = 0, .sse_token = "", .sink_port = 0,
+	.settle_s = 5,
+};
+struct lg_stats lg_st;
+struct event_base *lg_base;
+
+/* One device connection (TCP) or keep-alive connection (HTTP). */
+struct lg_conn {
+	int idx;
+	struct bufferevent *bev;           /* tcp */
+	struct evhttp_connection *evcon;   /* http, am */
+	int inflight;
+	bool dead;
+	uint64_t seq;
+	char last_answered[72];            /* for duplicates */
+	struct lg_dup *dups;               /* duplicates in flight (tcp) */
+};
+
+/* A duplicate carries the event_id, hence the send time, of an event
+ * answered earlier: its own send time is kept here until its answer. */
+struct lg_dup {
+	struct lg_dup *next;
+	int64_t ts;
+	char id[72];
+};
+
+static struct lg_conn *lg_conns;
+static struct event *lg_tick_ev;
+static uint64_t lg_rng = 0x9e3779b97f4a7c15ull;
+static int lg_rr;                          /* round robin cursor */
+static bool lg_sending = true;
+static int64_t lg_end_ns;                  /* end of the current phase */
+static long lg_inflight;
+static int lg_exit_status = 1;
+
+int64_t lg_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t lg_parse_ts(const char *s, const char *marker)
+{
+	const char *p = strstr(s, marker);
+	const char *dot;
+
+	if (p == NULL)
+		return 0;
+	p += strlen(marker);
+	dot = strrchr(p, '.');
+	return dot ? (int64_t)strtoull(dot + 1, NULL, 16) : 0;
+}
+
+static uint64_t lg_rand(void)
+{
+	lg_rng ^= lg_rng << 13;
+	lg_rng ^= lg_rng >> 7;
+	lg_rng ^= lg_rng << 17;
+	return lg_rng;
+}
+
+static double lg_rand01(void)
+{
+	return (double)(lg_rand() >> 11) / 9007199254740992.0;
+}
+
+/* --- the traffic mix ---------------------------------------------------- */
+
+enum lg_kind { LG_HEARTBEAT, LG_PANIC, LG_FAULT, LG_DUP };
+
+struct lg_event {
+	enum lg_kind kind;
+	char id[72];
+	char source[24];
+	char label[64];
+	int64_t ts;
+};
+
+static void lg_next_event(struct lg_conn *c, int64_t ts, struct lg_event *e)
+{
+	double r = lg_rand01() * 100.0;
+	unsigned src = (unsigned)(lg_rand() % (uint64_t)lg_opt.sources);
+	char k = 'h';
+
+	e->ts = ts;
+	e->kind = LG_HEARTBEAT;
+	if (r < lg_opt.dup_pct && c->last_answered[0] != '\0') {
+		e->kind = LG_DUP;
+		k = 'd';
+	} else if (r < lg_opt.dup_pct + lg_opt.panic_pct) {
+		e->kind = LG_PANIC;
+		k = 'p';
+	} else if (r < lg_opt.dup_pct + lg_opt.panic_pct + lg_opt.fault_pct) {
+		e->kind = LG_FAULT;
+		k = 'f';
+	}
+	if (e->kind == LG_DUP)
+		snprintf(e->id, sizeof(e->id), "%s", c->last_answered);
+	else
+		snprintf(e->id, sizeof(e->id), "%s.%d.%" PRIu64 ".%" PRIx64,
+			 lg_opt.run_id, c->idx, c->seq++, (uint64_t)ts);
+	snprintf(e->source, sizeof(e->source), "bus-%u", src);
+	snprintf(e->label, sizeof(e->label), "lg.%s.%c.%" PRIx64,
+		 lg_opt.run_id, k, (uint64_t)ts);
+	lg_st.sent++;
+	if (e->kind == LG_DUP)
+		lg_st.dup_sent++;
+	if (e->kind == LG_PANIC)
+		lg_st.panics_sent++;
+}
+
+static const char *lg_type_name(enum lg_kind k)
+{
+	return k == LG_PANIC ? "panic" : k == LG_FAULT ? "fault" : "heartbeat";
+}
+
+static Alertd__V1__EventType lg_type_pb(enum lg_kind k)
+{
+	return k == LG_PANIC	? ALERTD__V1__EVENT_TYPE__PANIC
+	       : k == LG_FAULT ? ALERTD__V1__EVENT_TYPE__FAULT
+			       : ALERTD__V1__EVENT_TYPE__HEARTBEAT;
+}
+
+/* --- answers ------------------------------------------------------------ */
+
+static void lg_maybe_finish(void);
+static void lg_fill(void);
+
+/* The send time of a duplicate in flight with this id (and forgets it),
+ * or `ts` (the time in the id) when there is none. */
+static int64_t lg_dup_answered(struct lg_conn *c, const char *event_id,
+			       int64_t ts)
+{
+	for (struct lg_dup **pp = &c->dups; *pp != NULL; pp = &(*pp)->next) {
+		struct lg_dup *d = *pp;
+
+		if (event_id != NULL && strcmp(d->id, event_id) == 0) {
+			ts = d->ts;
+			*pp = d->next;
+			free(d);
+			break;
+		}
+	}
+	return ts;
+}
+
+static void lg_answered(struct lg_conn *c, const char *event_id, int outcome,
+			bool ok, int64_t sent_ts)
+{
+	int64_t now = lg_now_ns();
+
+	if (c->dups != NULL)
+		sent_ts = lg_dup_answered(c, event_id, sent_ts);
+
+	c->inflight--;
+	lg_inflight--;
+	if (ok) {
+		lg_st.acked++;
+		lg_st.outcome[outcome >= 0 && outcome < 3 ? outcome : 3]++;
+		if (outcome != 2 && event_id != NULL)
+			snprintf(c->last_answered, sizeof(c->last_answered),
+				 "%s", event_id);
+	} else {
+		lg_st.nacked++;
+	}
+	if (sent_ts > 0 && now > sent_ts)
+		hist_record(&lg_st.ack, (uint64_t)(now - sent_ts) / 1000);
+	lg_st.t_answered_ns = now;
+	if (lg_opt.rate <= 0 && lg_sending)
+		lg_fill();
+	lg_maybe_finish();
+}
+
+/* --- TCP devices -------------------------------------------------------- */
+
+static bool lg_tcp_send(struct lg_conn *c, int64_t ts)
+{
+	struct lg_event e;
+	Alertd__V1__Source src = ALERTD__V1__SOURCE__INIT;
+	Alertd__V1__Location loc = ALERTD__V1__LOCATION__INIT;
+	Alertd__V1__Event ev = ALERTD__V1__EVENT__INIT;
+	Alertd__V1__SignedEvent se = ALERTD__V1__SIGNED_EVENT__INIT;
+	Alertd__V1__Frame fr = ALERTD__V1__FRAME__INIT;
+	uint8_t evbuf[512], frame[1024];
+	char v1[65];
+	size_t n, m;
+	int64_t t = time(NULL);
+
+	lg_next_event(c, ts, &e);
+	if (e.kind == LG_DUP) {
+		struct lg_dup *d = calloc(1, sizeof(*d));
+
+		if (d != NULL) {
+			d->ts = ts;
+			snprintf(d->id, sizeof(d->id), "%s", e.id);
+			d->next = c->dups;
+			c->dups = d;
+		}
+	}
+	src.id = e.source;
+	src.kind = ALERTD__V1__SOURCE_KIND__BUS;
+	src.zone = "Konak";
+	src.label = e.label;
+	loc.lat = 38.4 + (double)(lg_rand() % 1000) / 10000.0;
+	loc.lon = 27.1 + (double)(lg_rand() % 1000) / 10000.0;
+	ev.event_id = e.id;
+	ev.source = &src;
+	ev.type = lg_type_pb(e.kind);
+	ev.location = &loc;
+	n = alertd__v1__event__get_packed_size(&ev);
+	if (n > sizeof(evbuf))
+		return false;
+	alertd__v1__event__pack(&ev, evbuf);
+	auth_sign(lg_opt.secret, t, evbuf, n, v1);
+	se.t = t;
+	se.v1 = v1;
+	se.event.data = evbuf;
+	se.event.len = n;
+	fr.msg_case = ALERTD__V1__FRAME__MSG_EVENT;
+	fr.event = &se;
+	m = alertd__v1__frame__get_packed_size(&fr);
+	if (m + 4 > sizeof(frame))
+		return false;
+	alertd__v1__frame__pack(&fr, frame + 4);
+	frame[0] = (uint8_t)(m >> 24);
+	frame[1] = (uint8_t)(m >> 16);
+	frame[2] = (uint8_t)(m >> 8);
+	frame[3] = (uint8_t)m;
+	bufferevent_write(c->bev, frame, m + 4);
+	c->inflight++;
+	lg_inflight++;
+	lg_st.t_sent_ns = lg_now_ns();
+	return true;
+}
+
+/* An echoed event frame (--echo): the answer is the event itself. */
+static void lg_tcp_on_echo(struct lg_conn *c, const Alertd__V1__SignedEvent *se)
+{
+	Alertd__V1__Event *ev =
+		alertd__v1__event__unpack(NULL, se->event.len, se->event.data);
+
+	if (ev == NULL) {
+		lg_st.errors++;
+		return;
+	}
+	lg_answered(c, ev->event_id, 0, true, lg_parse_ts(ev->event_id, ""));
+	alertd__v1__event__free_unpacked(ev, NULL);
+}
+
+static void lg_tcp_close(struct lg_conn *c)
+{
+	if (c->dead)
+		return;
+	c->dead = true;
+	while (c->dups != NULL)
+		lg_dup_answered(c, c->dups->id, 0);
+	lg_st.errors += (uint64_t)c->inflight;
+	lg_inflight -= c->inflight;
+	c->inflight = 0;
+	bufferevent_free(c->bev);
+	c->bev = NULL;
+	lg_maybe_finish();
+}
+
+static void lg_tcp_on_read(struct bufferevent *bev, void *arg)
+{
+	struct lg_conn *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	uint8_t hdr[4];
+
+	while (!c->dead && evbuffer_copyout(in, hdr, 4) == 4) {
+		size_t n = (size_t)hdr[0] << 24 | (size_t)hdr[1] << 16 |
+			   (size_t)hdr[2] << 8 | hdr[3];
+		Alertd__V1__Frame *fr;
+		uint8_t *p;
+
+		if (evbuffer_get_length(in) < n + 4)
+			return;
+		p = evbuffer_pullup(in, (ev_ssize_t)(n + 4));
+		fr = alertd__v1__frame__unpack(NULL, n, p + 4);
+		evbuffer_drain(in, n + 4);
+		if (fr == NULL) {
+			lg_st.errors++;
+			continue;
+		}
+		switch (fr->msg_case) {
+		case ALERTD__V1__FRAME__MSG_ACK:
+			lg_answered(c, fr->ack->event_id,
+				    (int)fr->ack->outcome - 1, true,
+				    lg_parse_ts(fr->ack->event_id, ""));
+			break;
+		case ALERTD__V1__FRAME__MSG_NACK:
+			if (lg_st.nacked < 5)
+				fprintf(stderr, "loadgen: nack %s: %s\n",
+					fr->nack->code, fr->nack->detail);
+			lg_answered(c, fr->nack->event_id, -1, false,
+				    lg_parse_ts(fr->nack->event_id, ""));
+			break;
+		case ALERTD__V1__FRAME__MSG_EVENT:
+			lg_tcp_on_echo(c, fr->event);
+			break;
+		default:
+			fprintf(stderr, "loadgen: error frame on conn %d: %s\n",
+				c->idx, fr->error ? fr->error->code : "?");
+			lg_st.errors++;
+			alertd__v1__frame__free_unpacked(fr, NULL);
+			lg_tcp_close(c);
+			return;
+		}
+		alertd__v1__frame__free_unpacked(fr, NULL);
+	}
+}
+
+static void lg_tcp_on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct lg_conn *c = arg;
+
+	if (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF)) {
+		fprintf(stderr, "loadgen: conn %d closed (%s)\n", c->idx,
+			(what & BEV_EVENT_EOF) ? "eof" : strerror(errno));
+		lg_tcp_close(c);
+	}
+}
+
+static bool lg_tcp_connect(struct lg_conn *c)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET};
+	int one = 1;
+
+	sin.sin_port = htons((uint16_t)lg_opt.port);
+	if (evutil_inet_pton(AF_INET, lg_opt.host, &sin.sin_addr) != 1)
+		return false;
+	c->bev = bufferevent_socket_new(lg_base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (c->bev == NULL ||
+	    bufferevent_socket_connect(c->bev, (struct sockaddr *)&sin,
+				       sizeof(sin)) != 0)
+		return false;
+	setsockopt(bufferevent_getfd(c->bev), IPPROTO_TCP, TCP_NODELAY, &one,
+		   sizeof(one));
+	bufferevent_setcb(c->bev, lg_tcp_on_read, NULL, lg_tcp_on_event, c);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	return true;
+}
+
+/* --- HTTP devices (and Alertmanager clients) ------------------------------ */
+
+struct lg_req {
+	struct lg_conn *c;
+	int64_t ts;
+	char id[72];
+};
+
+static void lg_http_on_done(struct evhttp_request *req, void *arg)
+{
+	struct lg_req *r = arg;
+	int code = req ? evhttp_request_get_response_code(req) : 0;
+	bool am = strcmp(lg_opt.mode, "am") == 0;
+	int outcome = 0;
+
+	if (req != NULL && code == 202) {
+		struct evbuffer *b = evhttp_request_get_input_buffer(req);
+		size_t n = evbuffer_get_length(b);
+		char body[256];
+
+		evbuffer_copyout(b, body, n < sizeof(body) - 1 ? n : sizeof(body) - 1);
+		body[n < sizeof(body) - 1 ? n : sizeof(body) - 1] = '\0';
+		outcome = strstr(body, "\"duplicate\"") ? 2
+			  : strstr(body, "\"merged\"") ? 1 : 0;
+	}
+	if (code == 0 || (code != 202 && code != 200)) {
+		if (lg_st.nacked < 5)
+			fprintf(stderr, "loadgen: http status %d\n", code);
+	}
+	lg_answered(r->c, r->id, outcome, am ? code == 200 : code == 202,
+		    r->ts);
+	free(r);
+}
+
+/* The JSON of one event (http) or of one alert (am). */
+static int lg_http_body(const struct lg_event *e, char *buf, size_t len)
+{
+	if (strcmp(lg_opt.mode, "am") == 0)
+		return snprintf(buf, len,
+				"[{\"labels\":{\"alertname\":\"%s\",\"source\":\"%s\","
+				"\"event_id\":\"%s\",\"t\":\"%s\"},"
+				"\"annotations\":{\"zone\":\"Konak\"},"
+				"\"generatorURL\":\"http://127.0.0.1/lg\"}]",
+				lg_type_name(e->kind), e->source, e->id, e->label);
+	return snprintf(buf, len,
+			"{\"event_id\":\"%s\",\"source\":{\"id\":\"%s\","
+			"\"kind\":\"bus\",\"zone\":\"Konak\",\"label\":\"%s\"},"
+			"\"type\":\"%s\",\"location\":{\"lat\":38.4555,"
+			"\"lon\":27.1199}}",
+			e->id, e->source, e->label, lg_type_name(e->kind));
+}
+
+static bool lg_http_send(struct lg_conn *c, int64_t ts)
+{
+	struct lg_req *r = calloc(1, sizeof(*r));
+	struct evhttp_request *req;
+	struct evkeyvalq *h;
+	struct lg_event e;
+	char body[1024], sig[128], v1[65];
+	bool am = strcmp(lg_opt.mode, "am") == 0;
+	int64_t t = time(NULL);
+	int n;
+
+	if (r == NULL)
+		return false;
+	lg_next_event(c, ts, &e);
+	if (am)	/* every alert is a new one: no duplicates */
+		snprintf(e.label, sizeof(e.label), "lg.%s.a.%" PRIx64,
+			 lg_opt.run_id, (uint64_t)ts);
+	n = lg_http_body(&e, body, sizeof(body));
+	r->c = c;
+	r->ts = ts;
+	snprintf(r->id, sizeof(r->id), "%s", e.id);
+	req = evhttp_request_new(lg_http_on_done, r);
+	h = evhttp_request_get_output_headers(req);
+	evhttp_add_header(h, "Host", lg_opt.host);
+	evhttp_add_header(h, "Content-Type", "application/json");
+	if (!am) {
+		auth_sign(lg_opt.secret, t, (const uint8_t *)body, (size_t)n, v1);
+		snprintf(sig, sizeof(sig), "t=%" PRId64 ",v1=%s", t, v1);
+		evhttp_add_header(h, "X-Alertd-Signature", sig);
+	}
+	evbuffer_add(evhttp_request_get_output_buffer(req), body, (size_t)n);
+	if (evhttp_make_request(c->evcon, req, EVHTTP_REQ_POST,
+				am ? "/api/v2/alerts" : "/v1/events") != 0) {
+		free(r);
+		return false;
+	}
+	c->inflight++;
+	lg_inflight++;
+	lg_st.t_sent_ns = lg_now_ns();
+	return true;
+}
+
+/* --- scheduling ----------------------------------------------------------- */
+
+static bool lg_send(struct lg_conn *c, int64_t ts)
+{
+	return strcmp(lg_opt.mode, "tcp") == 0 ? lg_tcp_send(c, ts)
+					       : lg_http_send(c, ts);
+}
+
+static bool lg_quota_left(void)
+{
+	return lg_opt.count <= 0 || (long)lg_st.sent < lg_opt.count;
+}
+
+/* The next connection with room in its window, round robin; NULL if none. */
+static struct lg_conn *lg_pick(void)
+{
+	for (int i = 0; i < lg_opt.conns; i++) {
+		struct lg_conn *c = &lg_conns[lg_rr];
+
+		lg_rr = (lg_rr + 1) % lg_opt.conns;
+		if (!c->dead && c->inflight < lg_opt.window)
+			return c;
+	}
+	return NULL;
+}
+
+/* Closed loop: fill every window. */
+static void lg_fill(void)
+{
+	struct lg_conn *c;
+
+	while (lg_sending && lg_quota_left() && (c = lg_pick()) != NULL)
+		if (!lg_send(c, lg_now_ns()))
+			break;
+}
+
+static void lg_stop_sending(void)
+{
+	if (!lg_sending)
+		return;
+	lg_sending = false;
+	lg_end_ns = lg_now_ns() + (int64_t)(lg_opt.timeout_s * 1e9);
+}
+
+static void lg_on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	int64_t now = lg_now_ns();
+
+	if (lg_sending) {
+		if (!lg_quota_left() ||
+		    now - lg_st.t0_ns > (int64_t)(lg_opt.duration_s * 1e9)) {
+			lg_stop_sending();
+		} else if (lg_opt.rate > 0) {
+			/* Open loop: event k is due at t0 + k / rate. */
+			double el = (double)(now - lg_st.t0_ns) / 1e9;
+			uint64_t due = (uint64_t)(el * lg_opt.rate);
+			struct lg_conn *c;
+
+			while (lg_st.sent < due && lg_quota_left() &&
+			       (c = lg_pick()) != NULL) {
+				int64_t ts = lg_st.t0_ns +
+					     (int64_t)((double)lg_st.sent * 1e9 /
+						       lg_opt.rate);
+				if (!lg_send(c, ts))
+					break;
+			}
+		} else {
+			lg_fill();
+		}
+	}
+	lg_maybe_finish();
+	if (!lg_sending && now > lg_end_ns) {
+		fprintf(stderr, "loadgen: %s: time is up with %ld unanswered\n",
+			lg_opt.name, lg_inflight);
+		event_base_loopbreak(lg_base);
+	}
+}
+
+/* Done when nothing is in flight after sending, and the consoles have seen
+ * every change (or settle_s passed). */
+static void lg_maybe_finish(void)
+{
+	uint64_t want;
+	int64_t now;
+
+	if (lg_sending || lg_inflight > 0)
+		return;
+	now = lg_now_ns();
+	if (lg_end_ns > now + (int64_t)(lg_opt.settle_s * 1e9))
+		lg_end_ns = now + (int64_t)(lg_opt.settle_s * 1e9);
+	lg_exit_status = lg_st.acked == lg_st.sent ? 0 : 1;
+	if (lg_opt.sse > 0)
+		want = (lg_st.outcome[0] + lg_st.outcome[1]) * (uint64_t)lg_opt.sse;
+	else if (lg_opt.sink_port > 0)
+		want = lg_st.acked;
+	else
+		want = 0;
+	if (lg_st.con_seen >= want)
+		event_base_loopbreak(lg_base);
+}
+
+/* --- output -------------------------------------------------------------- */
+
+static double lg_ms(uint64_t us)
+{
+	return (double)us / 1000.0;
+}
+
+static double lg_rel_s(int64_t t)
+{
+	return t > 0 ? (double)(t - lg_st.t0_ns) / 1e9 : -1;
+}
+
+static void lg_report(void)
+{
+	double send_s = (double)(lg_st.t_sent_ns - lg_st.t0_ns) / 1e9;
+	double done_s = lg_rel_s(lg_st.t_answered_ns);
+
+	printf("RESULT name=%s mode=%s conns=%d sources=%d rate=%.0f window=%d"
+	       " sent=%" PRIu64 " acked=%" PRIu64 " nacked=%" PRIu64
+	       " errors=%" PRIu64 " dup_sent=%" PRIu64 " panics_sent=%" PRIu64
+	       " new=%" PRIu64 " merged=%" PRIu64 " duplicate=%" PRIu64
+	       " send_s=%.3f done_s=%.3f throughput=%.0f"
+	       " ack_p50_ms=%.3f ack_p99_ms=%.3f ack_p999_ms=%.3f ack_max_ms=%.3f",
+	       lg_opt.name, lg_opt.mode, lg_opt.conns, lg_opt.sources,
+	       lg_opt.rate, lg_opt.window, lg_st.sent, lg_st.acked,
+	       lg_st.nacked, lg_st.errors, lg_st.dup_sent, lg_st.panics_sent,
+	       lg_st.outcome[0], lg_st.outcome[1], lg_st.outcome[2], send_s,
+	       done_s, done_s > 0 ? (double)lg_st.acked / done_s : 0,
+	       lg_ms(hist_quantile(&lg_st.ack, 0.5)),
+	       lg_ms(hist_quantile(&lg_st.ack, 0.99)),
+	       lg_ms(hist_quantile(&lg_st.ack, 0.999)), lg_ms(lg_st.ack.max_us));
+	if (lg_opt.sse > 0 || lg_opt.sink_port > 0)
+		printf(" con_seen=%" PRIu64 " con_panics=%" PRIu64
+		       " con_disconnects=%" PRIu64
+		       " con_p50_ms=%.3f con_p99_ms=%.3f con_p999_ms=%.3f"
+		       " con_max_ms=%.3f con_panic_p99_ms=%.3f"
+		       " last_panic_con_s=%.3f last_hb_con_s=%.3f"
+		       " last_con_s=%.3f",
+		       lg_st.con_seen, lg_st.con_panics, lg_st.con_disconnects,
+		       lg_ms(hist_quantile(&lg_st.con, 0.5)),
+		       lg_ms(hist_quantile(&lg_st.con, 0.99)),
+		       lg_ms(hist_quantile(&lg_st.con, 0.999)),
+		       lg_ms(lg_st.con.max_us),
+		       lg_ms(hist_quantile(&lg_st.con_panic, 0.99)),
+		       lg_rel_s(lg_st.t_last_panic_con_ns),
+		       lg_rel_s(lg_st.t_last_hb_con_ns),
+		       lg_rel_s(lg_st.t_last_con_ns));
+	printf("\n");
+	fflush(stdout);
+}
+
+/* --- main ---------------------------------------------------------------- */
+
+static void lg_usage(void)
+{
+	fprintf(stderr,
+		"usage: loadgen tcp|http|am|echo-server [--port P] [--host H]\n"
+		"  [--name N] [--conns N] [--sources N] [--rate EV/S (0 closed loop)]\n"
+		"  [--window N] [--count N] [--duration S] [--timeout S]\n"
+		"  [--panic-pct P] [--dup-pct P] [--fault-pct P] [--secret S]\n"
+		"  [--run-id ID] [--echo] [--sse N --sse-port P --sse-token T]\n"
+		"  [--sink-port P] [--settle S] [--seed N]\n");
+	exit(2);
+}
+
+static void lg_parse(int argc, char **argv)
+{
+	static const struct option longs[] = {
+		{"port", 1, 0, 'p'}, {"host", 1, 0, 'H'}, {"name", 1, 0, 'n'},
+		{"conns", 1, 0, 'c'}, {"sources", 1, 0, 's'},
+		{"rate", 1, 0, 'r'}, {"window", 1, 0, 'w'},
+		{"count", 1, 0, 'N'}, {"duration", 1, 0, 'd'},
+		{"timeout", 1, 0, 't'}, {"panic-pct", 1, 0, 'P'},
+		{"dup-pct", 1, 0, 'D'}, {"fault-pct", 1, 0, 'F'},
+		{"secret", 1, 0, 'S'}, {"run-id", 1, 0, 'R'},
+		{"echo", 0, 0, 'e'}, {"sse", 1, 0, 'E'},
+		{"sse-port", 1, 0, 'q'}, {"sse-token", 1, 0, 'T'},
+		{"sink-port", 1, 0, 'k'}, {"settle", 1, 0, 'x'},
+		{"seed", 1, 0, 'z'}, {0, 0, 0, 0},
+	};
+	static char run_id[24];
+	int o;
+
+	if (argc < 2 || argv[1][0] == '-')
+		lg_usage();
+	lg_opt.mode = argv[1];
+	optind = 2;
+	while ((o = getopt_long(argc, argv, "", longs, NULL)) != -1) {
+		switch (o) {
+		case 'p': lg_opt.port = atoi(optarg); break;
+		case 'H': lg_opt.host = optarg; break;
+		case 'n': lg_opt.name = optarg; break;
+		case 'c': lg_opt.conns = atoi(optarg); break;
+		case 's': lg_opt.sources = atoi(optarg); break;
+		case 'r': lg_opt.rate = atof(optarg); break;
+		case 'w': lg_opt.window = atoi(optarg); break;
+		case 'N': lg_opt.count = atol(optarg); break;
+		case 'd': lg_opt.duration_s = atof(optarg); break;
+		case 't': lg_opt.timeout_s = atof(optarg); break;
+		case 'P': lg_opt.panic_pct = atof(optarg); break;
+		case 'D': lg_opt.dup_pct = atof(optarg); break;
+		case 'F': lg_opt.fault_pct = atof(optarg); break;
+		case 'S': lg_opt.secret = optarg; break;
+		case 'R': lg_opt.run_id = optarg; break;
+		case 'e': lg_opt.echo = true; break;
+		case 'E': lg_opt.sse = atoi(optarg); break;
+		case 'q': lg_opt.sse_port = atoi(optarg); break;
+		case 'T': lg_opt.sse_token = optarg; break;
+		case 'k': lg_opt.sink_port = atoi(optarg); break;
+		case 'x': lg_opt.settle_s = atof(optarg); break;
+		case 'z': lg_rng = strtoull(optarg, NULL, 0) | 1; break;
+		default: lg_usage();
+		}
+	}
+	if (lg_opt.conns < 1 || lg_opt.sources < 1 || lg_opt.window < 1 ||
+	    lg_opt.duration_s <= 0 || lg_opt.timeout_s <= 0)
+		lg_usage();
+	if (strcmp(lg_opt.mode, "tcp") != 0)
+		lg_opt.window = 1; /* evhttp: one request at a time */
+	if (strcmp(lg_opt.mode, "am") == 0)
+		lg_opt.dup_pct = 0;
+	if (lg_opt.run_id == NULL) {
+		snprintf(run_id, sizeof(run_id), "r%lx%x", (long)time(NULL),
+			 (unsigned)getpid());
+		lg_opt.run_id = run_id;
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct timeval tick = {0, 1000};
+
+	signal(SIGPIPE, SIG_IGN);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	lg_parse(argc, argv);
+	lg_base = event_base_new();
+	if (lg_base == NULL)
+		return 1;
+	if (strcmp(lg_opt.mode, "echo-server") == 0)
+		return lg_echo_server();
+	if (strcmp(lg_opt.mode, "tcp") != 0 && strcmp(lg_opt.mode, "http") != 0 &&
+	    strcmp(lg_opt.mode, "am") != 0)
+		lg_usage();
+	if (lg_opt.sse > 0 && !lg_sse_start())
+		return 1;
+	if (strcmp(lg_opt.mode, "am") == 0 && !lg_am_start())
+		return 1;
+	lg_conns = calloc((size_t)lg_opt.conns, sizeof(*lg_conns));
+	if (lg_conns == NULL)
+		return 1;
+	for (int i = 0; i < lg_opt.conns; i++) {
+		struct lg_conn *c = &lg_conns[i];
+
+		c->idx = i;
+		if (strcmp(lg_opt.mode, "tcp") == 0) {
+			if (!lg_tcp_connect(c)) {
+				fprintf(stderr, "loadgen: cannot connect\n");
+				return 1;
+			}
+		} else {
+			c->evcon = evhttp_connection_base_new(
+				lg_base, NULL, lg_opt.host, (uint16_t)lg_opt.port);
+			if (c->evcon == NULL)
+				return 1;
+			evhttp_connection_set_timeout(c->evcon, 30);
+		}
+	}
+	/* Let the subscribers and connections settle before the clock starts. */
+	{
+		struct timeval settle = {0, 300000};
+		event_base_loopexit(lg_base, &settle);
+		event_base_dispatch(lg_base);
+	}
+	lg_tick_ev = event_new(lg_base, -1, EV_PERSIST, lg_on_tick, NULL);
+	lg_st.t0_ns = lg_now_ns();
+	lg_end_ns = lg_st.t0_ns + (int64_t)((lg_opt.duration_s + lg_opt.timeout_s) * 1e9);
+	event_add(lg_tick_ev, &tick);
+	if (lg_opt.rate <= 0)
+		lg_fill();
+	event_base_dispatch(lg_base);
+	lg_report();
+	event_free(lg_tick_ev);
+	lg_sse_stop();
+	lg_am_stop();
+	for (int i = 0; i < lg_opt.conns; i++) {
+		if (lg_conns[i].bev && !lg_conns[i].dead)
+			bufferevent_free(lg_conns[i].bev);
+		if (lg_conns[i].evcon)
+			evhttp_connection_free(lg_conns[i].evcon);
+		while (lg_conns[i].dups != NULL)
+			lg_dup_answered(&lg_conns[i], lg_conns[i].dups->id, 0);
+	}
+	free(lg_conns);
+	event_base_free(lg_base);
+	return lg_exit_status;
+}

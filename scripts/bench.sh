@@ -1,0 +1,420 @@
+#!/bin/bash
+# `make bench` / `make bench-smoke`: alertd under load (docs/BENCHMARKS.md).
+#
+#   scripts/bench.sh           the full run (minutes): throughput, latency,
+#                              burst, Prometheus Alertmanager side by side,
+#                              the machine's limits; rewrites the generated
+#                              part of docs/BENCHMARKS.md
+#   scripts/bench.sh --smoke   a few seconds of tiny rates: proves the tool
+#                              works (every event sent is answered); `make
+#                              test` runs it as one test
+#
+# Starts its own Redis and PostgreSQL (fsync=on, synchronous_commit=on) on
+# free loopback ports under a temporary folder, like the integration tests,
+# and stops everything it started on exit, even on failure. Never fails on
+# speed. BENCH_BUILD picks the build folder (default build/, the release
+# build, made here); BENCH_KEEP=1 keeps the temporary folder.
+set -u
+cd "$(dirname "$0")/.." || exit 1
+ROOT=$(pwd)
+
+SMOKE=0
+[ "${1:-}" = "--smoke" ] && SMOKE=1
+B="${BENCH_BUILD:-build}"
+PG_BIN=/usr/lib/postgresql/15/bin
+SECRET=bench-device-secret
+
+say() { printf 'bench: %s\n' "$*" >&2; }
+die() { say "$*"; exit 1; }
+
+if [ -z "${BENCH_BUILD:-}" ]; then
+	make -s -j"$(nproc)" "$B/alertd" "$B/alertctl" "$B/loadgen" >&2 ||
+		die "build failed"
+fi
+for f in alertd alertctl loadgen; do
+	[ -x "$B/$f" ] || die "$B/$f is missing"
+done
+
+W=$(mktemp -d /tmp/alertd-bench.XXXXXX) || die "mktemp failed"
+chmod 755 "$W"
+RES="$W/results.txt"
+: >"$RES"
+
+# --- cleanup: every process started here, by its id ----------------------
+
+ALERTD_PID=""
+AM_PID=""
+ECHO_PID=""
+FLOOD_PID=""
+REDIS_PID=""
+PG_STARTED=0
+
+as_pg() {
+	if [ "$(id -u)" -eq 0 ]; then
+		(cd / && runuser -u postgres -- "$@")
+	else
+		"$@"
+	fi
+}
+
+stop_pid() { # pid [signal]
+	local pid=$1
+	[ -n "$pid" ] || return 0
+	kill "-${2:-TERM}" "$pid" 2>/dev/null || return 0
+	for _ in $(seq 1 300); do
+		kill -0 "$pid" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM HUP
+	set +e
+	stop_pid "$FLOOD_PID"
+	stop_pid "$ALERTD_PID"
+	stop_pid "$AM_PID"
+	stop_pid "$ECHO_PID"
+	stop_pid "$REDIS_PID"
+	if [ "$PG_STARTED" = 1 ]; then
+		as_pg "$PG_BIN/pg_ctl" -D "$W/pg" -m immediate -w -t 60 stop \
+			>/dev/null 2>&1
+	fi
+	if [ "${BENCH_KEEP:-0}" = 1 ] || [ "$rc" -ne 0 ]; then
+		say "kept $W"
+	else
+		rm -rf "$W"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_http() { # url seconds
+	local n=$(( $2 * 10 ))
+	for _ in $(seq 1 "$n"); do
+		[ "$(curl -s -o /dev/null -m 2 -w '%{http_code}' "$1" || true)" = 200 ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# --- Redis and PostgreSQL -------------------------------------------------
+
+REDIS_PORT=$(free_port)
+mkdir -p "$W/redis"
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
+	--appendonly no --dir "$W/redis" --logfile "$W/redis/redis.log" &
+REDIS_PID=$!
+for _ in $(seq 1 100); do
+	redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break
+	sleep 0.1
+done
+redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 || die "Redis did not start"
+
+PG_PORT=$(free_port)
+mkdir -p "$W/pg"
+[ "$(id -u)" -eq 0 ] && chown postgres:postgres "$W/pg"
+as_pg "$PG_BIN/initdb" -D "$W/pg" --auth=trust -U postgres -E UTF8 \
+	--locale=C >"$W/initdb.log" 2>&1 || die "initdb failed ($W/initdb.log)"
+PG_STARTED=1
+as_pg "$PG_BIN/pg_ctl" -D "$W/pg" -l "$W/pg/server.log" -w -t 60 \
+	-o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $W/pg -c fsync=on -c synchronous_commit=on -c max_connections=100" \
+	start >/dev/null || die "PostgreSQL did not start"
+psql_pg() {
+	"$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" \
+		-U postgres -tA "$@"
+}
+psql_pg -d postgres -c "CREATE ROLE alertd LOGIN" &&
+	psql_pg -d postgres -c "CREATE DATABASE alertd OWNER alertd" ||
+	die "cannot create the database"
+
+# --- alertd ---------------------------------------------------------------
+
+HTTP_PORT=$(free_port)
+TCP_PORT=$(free_port)
+CFG="$W/alertd.ini"
+cat >"$CFG" <<EOF
+; written by scripts/bench.sh
+[server]
+http_listen = 127.0.0.1:$HTTP_PORT
+tcp_listen = 127.0.0.1:$TCP_PORT
+log_level = warn
+
+[redis]
+host = 127.0.0.1
+port = $REDIS_PORT
+prefix = bench:
+
+[postgres]
+conninfo = host=127.0.0.1 port=$PG_PORT dbname=alertd user=alertd
+${BENCH_PG_BATCH:+batch_max = $BENCH_PG_BATCH}
+
+[device_secrets]
+* = $SECRET
+EOF
+"$B/alertctl" -c "$CFG" migrate >"$W/migrate.log" 2>&1 ||
+	die "migrate failed ($W/migrate.log)"
+psql_pg -d postgres -c "CREATE DATABASE alertd_limits TEMPLATE alertd OWNER alertd" ||
+	die "cannot create alertd_limits"
+TOKEN=$("$B/alertctl" -c "$CFG" operator add bench-console --role operator 2>/dev/null |
+	grep -oE '[A-Za-z0-9_-]{40,}' | tail -n 1)
+[ -n "$TOKEN" ] || die "no operator token"
+
+# BENCH_WRAP: a command to run alertd under (e.g. valgrind --tool=callgrind).
+start_alertd() {
+	${BENCH_WRAP:-} "$B/alertd" -c "$CFG" >>"$W/alertd.log" 2>&1 &
+	ALERTD_PID=$!
+	wait_http "http://127.0.0.1:$HTTP_PORT/readyz" 30 ||
+		die "alertd not ready ($W/alertd.log)"
+}
+
+stop_alertd() {
+	stop_pid "$ALERTD_PID"
+	wait "$ALERTD_PID" 2>/dev/null
+	ALERTD_PID=""
+}
+
+CLK_TCK=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# run_lg NAME PID-to-measure loadgen-args...: one measured run. Appends
+# the loadgen's RESULT line, with the peak RSS (VmHWM, reset before the
+# run) and the CPU time per 1,000 answered events of PID, to $RES.
+run_lg() {
+	local name=$1 pid=$2 c0 c1 line acked cpu rc
+	shift 2
+	[ -n "$pid" ] && echo 5 >"/proc/$pid/clear_refs" 2>/dev/null
+	c0=$(cpu_ticks "$pid")
+	# The machine may be shared: the load before the run goes with it.
+	load1=$(cut -d' ' -f1 /proc/loadavg)
+	say "$name: loadgen $*"
+	timeout -k 10 900 "$B/loadgen" "$@" --name "$name" \
+		>"$W/lg-$name.out" 2>>"$W/loadgen.log"
+	rc=$?
+	line=$(grep '^RESULT' "$W/lg-$name.out" | tail -n 1)
+	[ -n "$line" ] || line="RESULT name=$name sent=0 acked=0"
+	c1=$(cpu_ticks "$pid")
+	acked=$(printf '%s\n' "$line" | grep -oE ' acked=[0-9]+' | cut -d= -f2)
+	cpu=$(awk -v a="${acked:-0}" -v d="$((c1 - c0))" -v t="$CLK_TCK" \
+		'BEGIN { printf "%.2f", (a > 0 ? d * 1000 / t / a * 1000 : 0) }')
+	line="$line rss_hwm_kb=$(hwm_kb "$pid") cpu_ms_per_1k=$cpu load1=$load1 rc=$rc"
+	printf '%s\n' "$line" >>"$RES"
+	say "$line"
+	return "$rc"
+}
+
+start_alertd
+
+# --- smoke ------------------------------------------------------------------
+
+if [ "$SMOKE" = 1 ]; then
+	ok=1
+	run_lg smoke-tcp "$ALERTD_PID" tcp --port "$TCP_PORT" --conns 4 \
+		--sources 50 --rate 1000 --count 300 --secret "$SECRET" \
+		--sse 1 --sse-port "$HTTP_PORT" --sse-token "$TOKEN" \
+		--settle 3 --timeout 20 || ok=0
+	run_lg smoke-http "$ALERTD_PID" http --port "$HTTP_PORT" --conns 4 \
+		--sources 50 --rate 500 --count 100 --secret "$SECRET" \
+		--timeout 20 || ok=0
+	grep -q 'sent=300 acked=300 ' "$RES" || ok=0
+	grep -q 'sent=100 acked=100 ' "$RES" || ok=0
+	if [ "$ok" = 1 ]; then
+		echo "bench-smoke: ok"
+		exit 0
+	fi
+	echo "bench-smoke: FAILED (loadgen log: $W/loadgen.log, alertd log: $W/alertd.log)"
+	cat "$RES" >&2
+	tail -n 20 "$W/loadgen.log" "$W/alertd.log" >&2
+	exit 1
+fi
+
+# --- the full run -------------------------------------------------------------
+
+# BENCH_ONLY="tcp-1k burst ..." runs only those parts (while tuning); the
+# report is then not written.
+want() {
+	[ -z "${BENCH_ONLY:-}" ] && return 0
+	case " $BENCH_ONLY " in *" $1 "*) return 0 ;; esac
+	return 1
+}
+
+TCP_ARGS=(--port "$TCP_PORT" --secret "$SECRET")
+SSE_ARGS=(--sse 1 --sse-port "$HTTP_PORT" --sse-token "$TOKEN")
+BURST_COUNT=${BENCH_BURST:-1000000}
+
+want tcp-max && run_lg tcp-max "$ALERTD_PID" tcp "${TCP_ARGS[@]}" --conns 64 --window 64 \
+	--sources 10000 --count 300000 --duration 60 --timeout 60
+want http-max && run_lg http-max "$ALERTD_PID" http --port "$HTTP_PORT" --secret "$SECRET" \
+	--conns "${BENCH_HTTP_CONNS:-256}" --sources 10000 --count 150000 --duration 60 --timeout 60
+want tcp-1k && run_lg tcp-1k "$ALERTD_PID" tcp "${TCP_ARGS[@]}" --conns 100 --window 256 \
+	--sources 10000 --rate 1000 --count 15000 "${SSE_ARGS[@]}"
+want tcp-10k && run_lg tcp-10k "$ALERTD_PID" tcp "${TCP_ARGS[@]}" --conns 100 --window 256 \
+	--sources 10000 --rate 10000 --count 150000 "${SSE_ARGS[@]}"
+
+# One source floods (closed loop, one connection) while the others send at
+# 1k/s: their ingest-to-console latency.
+# Profiling runs, only when named in BENCH_ONLY: closed loop, small counts
+# (alertd may run under BENCH_WRAP).
+for m in tcp http; do
+	case " ${BENCH_ONLY:-} " in *" profile-$m "*) ;; *) continue ;; esac
+	p=$TCP_PORT
+	[ "$m" = http ] && p=$HTTP_PORT
+	run_lg "profile-$m" "$ALERTD_PID" "$m" --port "$p" --secret "$SECRET" \
+		--conns 32 --window 32 --sources 10000 --count "${BENCH_PROFILE_COUNT:-20000}" \
+		--duration 300 --timeout 120
+done
+
+if want tcp-1k-flood; then
+"$B/loadgen" tcp "${TCP_ARGS[@]}" --conns 1 --window 256 --sources 1 \
+	--count 0 --duration 25 --timeout 30 --dup-pct 0 --panic-pct 0 \
+	--fault-pct 0 --name flood >>"$W/flood.txt" 2>>"$W/loadgen.log" &
+FLOOD_PID=$!
+sleep 2
+run_lg tcp-1k-flood "$ALERTD_PID" tcp "${TCP_ARGS[@]}" --conns 100 \
+	--window 256 --sources 10000 --rate 1000 --count 15000 "${SSE_ARGS[@]}"
+wait "$FLOOD_PID"
+FLOOD_PID=""
+grep '^RESULT' "$W/flood.txt" | sed 's/$/ rss_hwm_kb=0 cpu_ms_per_1k=0 rc=0/' >>"$RES"
+fi
+
+# The earthquake: BURST_COUNT events from 10,000 sources as fast as they go.
+if want burst; then
+before=$(psql_pg -d alertd -c "SELECT count(*) FROM events")
+run_lg burst "$ALERTD_PID" tcp "${TCP_ARGS[@]}" --conns 200 --window 64 \
+	--sources 10000 --count "$BURST_COUNT" --panic-pct 0.1 --dup-pct 1 \
+	--duration 600 --timeout 120 --settle 30 --run-id burst \
+	"${SSE_ARGS[@]}"
+after=$(psql_pg -d alertd -c "SELECT count(*) FROM events")
+echo "DB name=burst rows=$((after - before))" >>"$RES"
+fi
+stop_alertd
+
+# --- the machine's limits -------------------------------------------------
+
+if want limit-echo; then
+ECHO_PORT=$(free_port)
+"$B/loadgen" echo-server --port "$ECHO_PORT" 2>>"$W/loadgen.log" &
+ECHO_PID=$!
+sleep 0.3
+run_lg limit-echo "$ECHO_PID" tcp --port "$ECHO_PORT" --echo --conns 64 \
+	--window 64 --sources 10000 --count 1000000 --duration 60
+# The latency floor of this machine at 1k/s: the same open-loop traffic
+# answered by the echo server instead of alertd.
+run_lg limit-echo-1k "$ECHO_PID" tcp --port "$ECHO_PORT" --echo \
+	--conns 100 --window 256 --sources 10000 --rate 1000 --count 15000
+stop_pid "$ECHO_PID"
+ECHO_PID=""
+fi
+
+if want limit-redis; then
+SHA=$(redis-cli -p "$REDIS_PORT" SCRIPT LOAD "$(cat daemon/lua/decide.lua)")
+# Every call opens a new incident (unique source): the costliest path.
+rps=$(redis-benchmark -p "$REDIS_PORT" -n 300000 -c 4 -P 32 -r 100000000 --csv \
+	EVALSHA "$SHA" 0 decide rb: "ev-__rand_int__" "bus-__rand_int__" bus \
+	Konak "lg.rb.h.1" heartbeat heartbeat 10 1763700000000 \
+	2026-11-21T10:00:00.000Z 86400 1 38.4555 27.1199 10000 2>/dev/null |
+	tail -n 1 | cut -d, -f2 | tr -d '"')
+echo "LIMIT name=redis-decide rate=${rps:-0}" >>"$RES"
+fi
+
+if want limit-pg; then
+for n in 100 512; do
+	cat >"$W/pg-$n.sql" <<EOF
+INSERT INTO events (accept_seq, event_id, source_id, source_kind, type,
+  outcome, incident_id, priority, received_at, payload)
+SELECT nextval('bench_seq'), 'pgb-' || currval('bench_seq'),
+  'bus-' || (g % 10000), 'bus', 'heartbeat', 'merged', g, 10, now(),
+  '{"event_id":"r1.1.1.1","source":{"id":"bus-1","kind":"bus","zone":"Konak","label":"lg.r1.h.18"},"type":"heartbeat","location":{"lat":38.4555,"lon":27.1199}}'::text::jsonb
+FROM generate_series(1, $n) g;
+EOF
+done
+psql_pg -d alertd_limits -c "CREATE SEQUENCE bench_seq" \
+	-c "ALTER SEQUENCE bench_seq OWNER TO alertd" || true
+for n in 100 512; do
+	tps=$("$PG_BIN/pgbench" -h 127.0.0.1 -p "$PG_PORT" -U alertd -n -c 1 \
+		-T 10 -f "$W/pg-$n.sql" alertd_limits 2>/dev/null |
+		grep -E '^tps' | head -n 1 | awk '{print $3}')
+	echo "LIMIT name=pg-batch-$n rate=$(awk -v t="${tps:-0}" -v n="$n" 'BEGIN{printf "%.0f", t*n}')" >>"$RES"
+done
+fi
+
+# --- the peer: Prometheus Alertmanager --------------------------------------
+
+AM_BIN=/usr/bin/prometheus-alertmanager
+if want am && [ ! -x "$AM_BIN" ]; then
+	say "installing prometheus-alertmanager (the peer)"
+	if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO=sudo; fi
+	$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+		--no-install-recommends prometheus-alertmanager >&2 || true
+fi
+if ! want am; then
+	AM_VERSION="not run"
+elif [ -x "$AM_BIN" ]; then
+	AM_PORT=$(free_port)
+	SINK_PORT=$(free_port)
+	mkdir -p "$W/am"
+	cat >"$W/am/am.yml" <<EOF
+route:
+  receiver: sink
+  group_by: ['...']
+  group_wait: 0s
+  group_interval: 1s
+  repeat_interval: 24h
+receivers:
+  - name: sink
+    webhook_configs:
+      - url: http://127.0.0.1:$SINK_PORT/hook
+        send_resolved: false
+EOF
+	"$AM_BIN" --config.file="$W/am/am.yml" --storage.path="$W/am" \
+		--web.listen-address="127.0.0.1:$AM_PORT" \
+		--cluster.listen-address= >"$W/am/am.log" 2>&1 &
+	AM_PID=$!
+	if wait_http "http://127.0.0.1:$AM_PORT/-/ready" 30; then
+		run_lg am-1k "$AM_PID" am --port "$AM_PORT" \
+			--sink-port "$SINK_PORT" --conns 16 --sources 10000 \
+			--rate 1000 --count 15000 --settle 20
+		run_lg am-max "$AM_PID" am --port "$AM_PORT" \
+			--sink-port "$SINK_PORT" --conns 64 --sources 10000 \
+			--count 60000 --duration 60 --timeout 60 --settle 20
+	else
+		say "Alertmanager did not become ready ($W/am/am.log)"
+	fi
+	stop_pid "$AM_PID"
+	AM_PID=""
+	AM_VERSION=$("$AM_BIN" --version 2>&1 | head -n 1)
+else
+	say "no Alertmanager: the peer columns stay empty"
+	AM_VERSION="not installed"
+fi
+
+# --- the report ---------------------------------------------------------------
+
+{
+	echo "MACHINE nproc=$(nproc)"
+	echo "MACHINE cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+	echo "MACHINE mem=$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+	echo "MACHINE kernel=$(uname -r)"
+	echo "VERSION alertd=$(git rev-parse --short HEAD 2>/dev/null)"
+	echo "VERSION redis=$(redis-server --version | grep -oE 'v=[0-9.]+' | cut -d= -f2)"
+	echo "VERSION postgresql=$("$PG_BIN/postgres" --version | awk '{print $3}')"
+	echo "VERSION libevent=$(pkg-config --modversion libevent)"
+	echo "VERSION alertmanager=$AM_VERSION"
+} >>"$RES"
+cp "$RES" "$ROOT/build/bench-results.txt" 2>/dev/null
+if [ -n "${BENCH_ONLY:-}" ]; then
+	cat "$RES"
+	exit 0
+fi
+python3 scripts/bench_report.py "$RES" docs/BENCHMARKS.md ||
+	die "cannot write docs/BENCHMARKS.md"
+say "results: build/bench-results.txt; table: docs/BENCHMARKS.md"

@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""bench_report.py RESULTS MARKDOWN: turns the lines scripts/bench.sh
+collected (RESULT/LIMIT/DB/MACHINE/VERSION key=value ...) into the tables
+of docs/BENCHMARKS.md, between the markers <!-- bench:begin --> and
+<!-- bench:end -->; the hand-written text around them is kept."""
+import pathlib
+import re
+import sys
+
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def parse(path):
+    runs, limits, db, machine, versions = {}, {}, {}, [], []
+    for line in pathlib.Path(path).read_text().splitlines():
+        kind, _, rest = line.partition(" ")
+        if kind in ("MACHINE", "VERSION"):
+            (machine if kind == "MACHINE" else versions).append(rest)
+            continue
+        kv = dict(re.findall(r"(\w+)=(\S*)", rest))
+        name = kv.get("name")
+        if not name:
+            continue
+        {"RESULT": runs, "LIMIT": limits, "DB": db}.get(kind, {})[name] = kv
+    return runs, limits, db, machine, versions
+
+
+def num(d, k, default=0.0):
+    try:
+        return float(d.get(k, default))
+    except (TypeError, ValueError):
+        return default
+
+
+def fmt(v, unit=""):
+    if v is None:
+        return "—"
+    if v >= 100:
+        return "{:,.0f}{}".format(v, unit)
+    return "{:.2f}{}".format(v, unit)
+
+
+def ratio(a, b):
+    return "{:.2f}".format(a / b) if a and b else "—"
+
+
+def build(runs, limits, db, machine, versions, command):
+    r = lambda n: runs.get(n, {})
+    out = []
+    lim = {k: num(v, "rate") for k, v in limits.items()}
+    echo = num(r("limit-echo"), "throughput")
+    implied = [v for v in (echo, lim.get("redis-decide"),
+                           lim.get("pg-batch-512")) if v]
+    limit = min(implied) if implied else 0
+    tcp, http = num(r("tcp-max"), "throughput"), num(r("http-max"), "throughput")
+    am = num(r("am-max"), "throughput")
+
+    out.append("| measurement | alertd | target | peer or limit | alertd / that |")
+    out.append("| --- | --- | --- | --- | --- |")
+    out.append("| durable TCP ingest, events/s (64 conns x 64 pipelined) | %s | ≥ 30,000 | limit %s (lowest of echo, Redis decide, PostgreSQL 512-row) | %s |"
+               % (fmt(tcp), fmt(limit), ratio(tcp, limit)))
+    out.append("| durable HTTP/JSON ingest, events/s (256 keep-alive conns) | %s | ≥ 20,000 | Alertmanager %s (not durable) | %s |"
+               % (fmt(http), fmt(am), ratio(http, am)))
+    for n, rate in (("tcp-1k", "1k"), ("tcp-10k", "10k")):
+        x = r(n)
+        out.append("| device ack latency at %s ev/s, p50 / p99 / p99.9 ms | %s / %s / %s | p99 ≤ 10 ms at 10k | | |"
+                   % (rate, fmt(num(x, "ack_p50_ms")), fmt(num(x, "ack_p99_ms")),
+                      fmt(num(x, "ack_p999_ms"))))
+    q, f, a = r("tcp-1k"), r("tcp-1k-flood"), r("am-1k")
+    out.append("| ingest-to-console at 1k ev/s, p50 / p99 ms | %s / %s | p99 ≤ 5 ms | Alertmanager POST-to-webhook %s / %s | %s (p99) |"
+               % (fmt(num(q, "con_p50_ms")), fmt(num(q, "con_p99_ms")),
+                  fmt(num(a, "con_p50_ms")), fmt(num(a, "con_p99_ms")),
+                  ratio(num(q, "con_p99_ms"), num(a, "con_p99_ms"))))
+    fl = runs.get("flood", {})
+    out.append("| ingest-to-console at 1k ev/s while one source floods (%s ev/s), p50 / p99 ms | %s / %s | p99 ≤ 2x quiet | quiet p99 %s | %s |"
+               % (fmt(num(fl, "throughput")), fmt(num(f, "con_p50_ms")),
+                  fmt(num(f, "con_p99_ms")), fmt(num(q, "con_p99_ms")),
+                  ratio(num(f, "con_p99_ms"), num(q, "con_p99_ms"))))
+    b, bd = r("burst"), db.get("burst", {})
+    if b:
+        rows = num(bd, "rows")
+        want = num(b, "new") + num(b, "merged")
+        lost = int(want - rows) if bd else None
+        sent, acked = int(num(b, "sent")), int(num(b, "acked"))
+        # Panics came first if every one arrived before the heartbeat
+        # backlog was done and they overtook it: their p99 well under the
+        # p99 of everything (equal p99s mean one first-in-first-out queue).
+        panics_first = (num(b, "con_panics") >= num(b, "panics_sent") and
+                        0 <= num(b, "last_panic_con_s") < num(b, "last_hb_con_s") and
+                        num(b, "con_panic_p99_ms") < 0.5 * num(b, "con_p99_ms"))
+        out.append("| burst: %s events, 10,000 sources: all durable after | %s s (%s ev/s) | | | |"
+                   % ("{:,}".format(sent), fmt(num(b, "done_s")),
+                      fmt(num(b, "throughput"))))
+        out.append("| burst: answered / rows in PostgreSQL / lost | %s acked of %s, %s rows for %s new+merged, %s lost | zero lost | | |"
+                   % ("{:,}".format(acked), "{:,}".format(sent),
+                      "{:,}".format(int(rows)), "{:,}".format(int(want)),
+                      lost if lost is not None else "?"))
+        out.append("| burst: panics on the console / last panic at / heartbeat backlog done at | %d of %d / %s s / %s s | every panic before the backlog is done | | %s |"
+                   % (num(b, "con_panics"), num(b, "panics_sent"),
+                      fmt(num(b, "last_panic_con_s")),
+                      fmt(num(b, "last_hb_con_s")),
+                      "panics first" if panics_first else
+                      "**not first**: panic p99 %s ms vs all %s ms" % (
+                          fmt(num(b, "con_panic_p99_ms")),
+                          fmt(num(b, "con_p99_ms")))))
+        out.append("| burst: panic ingest-to-console p99 ms | %s | | | |"
+                   % fmt(num(b, "con_panic_p99_ms")))
+    rss = max([num(x, "rss_hwm_kb") for n, x in runs.items()
+               if not n.startswith(("am-", "limit-", "flood"))] or [0])
+    am_rss = max([num(x, "rss_hwm_kb") for n, x in runs.items()
+                  if n.startswith("am-")] or [0])
+    out.append("| peak RSS over the alertd runs, MB | %s | ≤ 64 MB | Alertmanager %s | %s |"
+               % (fmt(rss / 1024), fmt(am_rss / 1024), ratio(rss, am_rss)))
+
+    out.append("")
+    out.append("Every run (RSS is VmHWM, reset before each run; CPU is utime+stime of the measured process per 1,000 answered events):")
+    out.append("")
+    out.append("| run | mode | conns | rate | sent | answered | events/s | ack p50 / p99 / p99.9 ms | console p50 / p99 ms | peak RSS MB | CPU ms / 1k ev | load before |")
+    out.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for n, x in runs.items():
+        out.append("| %s | %s | %s | %s | %s | %s | %s | %s / %s / %s | %s | %s | %s | %s |" % (
+            n, x.get("mode", ""), x.get("conns", ""),
+            "closed loop" if num(x, "rate") == 0 else fmt(num(x, "rate")),
+            x.get("sent", ""), x.get("acked", ""), fmt(num(x, "throughput")),
+            fmt(num(x, "ack_p50_ms")), fmt(num(x, "ack_p99_ms")),
+            fmt(num(x, "ack_p999_ms")),
+            ("%s / %s" % (fmt(num(x, "con_p50_ms")), fmt(num(x, "con_p99_ms")))
+             if "con_seen" in x else "—"),
+            fmt(num(x, "rss_hwm_kb") / 1024) if num(x, "rss_hwm_kb") else "—",
+            x.get("cpu_ms_per_1k", "—") if num(x, "rss_hwm_kb") else "—",
+            x.get("load1", "—")))
+    out.append("")
+    out.append("The machine's limits, measured in the same run:")
+    out.append("")
+    out.append("| limit | rate | what |")
+    out.append("| --- | --- | --- |")
+    out.append("| raw libevent echo of the frames | %s frames/s | `loadgen echo-server` + `loadgen tcp --echo`, same connections and window as tcp-max |" % fmt(echo))
+    e1 = r("limit-echo-1k")
+    out.append("| latency floor: the echo server at 1k frames/s, open loop, 100 conns | p50 / p99 / p99.9 %s / %s / %s ms | what loopback TCP, the client and the scheduler of this (shared) machine add to any answer |"
+               % (fmt(num(e1, "ack_p50_ms")), fmt(num(e1, "ack_p99_ms")),
+                  fmt(num(e1, "ack_p999_ms"))))
+    out.append("| Redis, decide.lua pipelined | %s calls/s | `redis-benchmark -P 32 -c 4` EVALSHA of daemon/lua/decide.lua, every call opening an incident |" % fmt(lim.get("redis-decide")))
+    for n in (100, 512):
+        out.append("| PostgreSQL, %d-row batches, synchronous_commit=on | %s rows/s | `pgbench -c 1 -T 10`, one INSERT ... SELECT of %d event rows per transaction |"
+                   % (n, fmt(lim.get("pg-batch-%d" % n)), n))
+    out.append("")
+    out.append("Machine: " + "; ".join(machine) + ".  ")
+    out.append("Versions: " + "; ".join(versions) + ".  ")
+    out.append("Command: `%s`." % command)
+    return "\n".join(out)
+
+
+def main():
+    res, md = sys.argv[1], pathlib.Path(sys.argv[2])
+    body = build(*parse(res), command="make bench")
+    text = md.read_text() if md.exists() else (
+        "# alertd benchmarks\n\n%s\n%s\n" % (BEGIN, END))
+    if BEGIN not in text or END not in text:
+        text += "\n%s\n%s\n" % (BEGIN, END)
+    head, _, rest = text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    md.write_text(head + BEGIN + "\n" + body + "\n" + END + tail)
+
+
+if __name__ == "__main__":
+    main()
