@@ -31,6 +31,7 @@
 #include "http_server.h"
 #include "log.h"
 #include "operators.h"
+#include "tzclock.h"
 
 #define ACTIONS_NOTE_MAX 2000
 #define ACTIONS_WORD_MAX 64
@@ -89,14 +90,6 @@ static void actions_unavailable(struct evhttp_request *req, const char *what)
 	snprintf(detail, sizeof(detail), "%s is unavailable now; try again",
 		 what);
 	http_reply_error(req, 503, "unavailable", NULL, detail, 2);
-}
-
-static int64_t actions_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* A 1..64 character word of [A-Za-z0-9._@ -] (operator names, zones,
@@ -339,7 +332,7 @@ static void actions_on_decided(bool ok, const char *json, void *arg)
 		.to_state = to,
 		.actor = c->actor,
 		.detail_json = detail,
-		.at_ms = actions_now_ms(),
+		.at_ms = tzclock_now_ms(),
 	};
 	c->state = ACTS_RECORD;
 	audit_record(deps->audit, NULL, &row, actions_on_recorded, c);
@@ -358,7 +351,7 @@ static void actions_on_operator(const struct operator_info *op,
 	const struct http_deps *deps = http_server_deps(c->server);
 	char id[24], now_ms[24], now_iso[32];
 	const char *params[10];
-	int64_t now = actions_now_ms();
+	int64_t now = tzclock_now_ms();
 
 	if (op == NULL) {
 		if (unavailable) {
@@ -416,27 +409,13 @@ fail:
 	actions_call_free(c);
 }
 
-/* "Authorization: Bearer <token>" -> the token, or NULL. */
-static const char *actions_bearer(struct evhttp_request *req)
-{
-	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req),
-					   "Authorization");
-
-	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
-		return NULL;
-	h += 7;
-	while (*h == ' ')
-		h++;
-	return *h != '\0' ? h : NULL;
-}
-
 /* /v1/incidents/{id}/{action}. */
 void actions_on_request(struct evhttp_request *req, void *server)
 {
 	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 	const char *idp = path + strlen("/v1/incidents/");
 	const char *slash = strchr(idp, '/');
-	const char *token = actions_bearer(req);
+	const char *token = http_bearer_token(req);
 	struct actions_call *c;
 	int kind = -1;
 	int64_t id;

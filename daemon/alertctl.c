@@ -423,8 +423,8 @@ struct ctl_cmd {
 
 /* The value of "--opt VALUE" or "--opt=VALUE" at argv[*i]; NULL if argv[*i]
  * is not that option. Sets *missing when the value is absent. */
-static const char *ctl_opt(int argc, char **argv, int *i, const char *opt,
-			   bool *missing)
+const char *ctl_opt(int argc, char **argv, int *i, const char *opt,
+		    bool *missing)
 {
 	size_t n = strlen(opt);
 

@@ -193,25 +193,11 @@ static void api_on_operator(const struct operator_info *op, bool unavailable,
 	api_call_free(call);
 }
 
-/* "Authorization: Bearer <token>" -> the token, or NULL. */
-static const char *api_bearer(struct evhttp_request *req)
-{
-	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req),
-					   "Authorization");
-
-	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
-		return NULL;
-	h += 7;
-	while (*h == ' ')
-		h++;
-	return *h != '\0' ? h : NULL;
-}
-
 /* Checks method and token, then continues in api_on_operator. */
 static void api_authorize(struct evhttp_request *req, struct http_server *s,
 			  struct api_call *proto)
 {
-	const char *token = api_bearer(req);
+	const char *token = http_bearer_token(req);
 	struct api_call *call;
 
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {

@@ -209,8 +209,7 @@ static bool api_audit_parse(struct evhttp_request *req,
 
 void api_audit_on_request(struct evhttp_request *req, void *server)
 {
-	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req),
-					   "Authorization");
+	const char *h = http_bearer_token(req);
 	struct api_audit_call *call;
 
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
@@ -220,12 +219,7 @@ void api_audit_on_request(struct evhttp_request *req, void *server)
 				 "use GET", 0);
 		return;
 	}
-	if (h && strncasecmp(h, "Bearer ", 7) == 0)
-		for (h += 7; *h == ' '; h++)
-			;
-	else
-		h = NULL;
-	if (!h || !*h) {
+	if (h == NULL) {
 		evhttp_add_header(evhttp_request_get_output_headers(req),
 				  "WWW-Authenticate", "Bearer");
 		http_reply_error(req, 401, "unauthorized", NULL,

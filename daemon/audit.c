@@ -40,6 +40,7 @@
 #include "log.h"
 #include "pg_conn.h"
 #include "spool.h"
+#include "tzclock.h"
 
 #define AUDIT_MAX_ALONE_FAILURES 5
 #define AUDIT_BACKOFF_MIN_MS 100
@@ -161,14 +162,6 @@ static void audit_set_state(struct audit *a, enum audit_state s)
 	a->state = s;
 }
 
-static int64_t audit_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The settings of config_current(); defaults when there is none. */
 static size_t audit_batch_max(void)
 {
@@ -245,7 +238,7 @@ static void audit_deliver(struct audit *a)
 
 static void audit_log_dropped(struct audit *a, bool force)
 {
-	int64_t now = audit_now_ms();
+	int64_t now = tzclock_mono_ms();
 
 	if (a->dropped_unlogged == 0)
 		return;

@@ -90,25 +90,6 @@ struct ctl_operators_args {
 	bool json;
 };
 
-/* "--opt VALUE" or "--opt=VALUE" at argv[*i]. */
-static const char *ctl_operators_opt(int argc, char **argv, int *i,
-				     const char *opt, bool *missing)
-{
-	size_t n = strlen(opt);
-
-	if (strncmp(argv[*i], opt, n) != 0)
-		return NULL;
-	if (argv[*i][n] == '=')
-		return argv[*i] + n + 1;
-	if (argv[*i][n] != '\0')
-		return NULL;
-	if (*i + 1 >= argc) {
-		*missing = true;
-		return NULL;
-	}
-	return argv[++*i];
-}
-
 static int ctl_operators_parse(int argc, char **argv,
 			       struct ctl_operators_args *a)
 {
@@ -126,9 +107,9 @@ static int ctl_operators_parse(int argc, char **argv,
 		return ctl_usage_error("operator: unknown '%s' (add, list, "
 				       "revoke)", a->verb);
 	for (int i = 1; i < argc; i++) {
-		if ((v = ctl_operators_opt(argc, argv, &i, "--role", &missing)))
+		if ((v = ctl_opt(argc, argv, &i, "--role", &missing)))
 			a->role = v;
-		else if ((v = ctl_operators_opt(argc, argv, &i, "--zones",
+		else if ((v = ctl_opt(argc, argv, &i, "--zones",
 						&missing)))
 			a->zones = v;
 		else if (missing)

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "notify.h"
 #include "policy.h"
+#include "tzclock.h"
 
 #define ESC_POLL_MAX_MS 1000     /* poll at least this often */
 #define ESC_PENDING_EVERY_MS 5000
@@ -36,14 +37,6 @@ struct escalate {
 	int64_t next_poll_ms;
 	int64_t next_pending_ms;
 };
-
-static int64_t escalate_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* How long a fired level's notifications may take before another
  * instance takes them up: every attempt's timeout and backoff. */
@@ -148,7 +141,7 @@ static void escalate_on_level_done(int64_t incident_id, int level,
 		log_warn("escalate: incident=%s level %d: a channel gave up; "
 			 "escalating further now", id, level);
 		snprintf(now, sizeof(now), "%lld",
-			 (long long)escalate_now_ms());
+			 (long long)tzclock_now_ms());
 		escalate_script(e, "esc_hurry", id, now);
 		e->next_poll_ms = 0;
 	}
@@ -185,7 +178,7 @@ static void escalate_fired(struct escalate *e, json_t *f)
 		.to_state = "escalated",
 		.actor = "alertd",
 		.detail_json = detail,
-		.at_ms = escalate_now_ms(),
+		.at_ms = tzclock_now_ms(),
 	};
 	audit_record(e->audit, NULL, &row, escalate_on_audited, NULL);
 	notify_level(e->notify, id, level, snap, escalate_on_level_done, e);
@@ -194,7 +187,7 @@ static void escalate_fired(struct escalate *e, json_t *f)
 static void escalate_on_due(bool ok, const char *json, void *arg)
 {
 	struct escalate *e = arg;
-	int64_t now = escalate_now_ms(), next;
+	int64_t now = tzclock_now_ms(), next;
 	json_t *r, *fired, *f;
 	size_t i;
 
@@ -244,7 +237,7 @@ static void escalate_on_pending(bool ok, const char *json, void *arg)
 void escalate_tick(struct escalate *e)
 {
 	const struct policy *p = config_current()->policy;
-	int64_t now = escalate_now_ms();
+	int64_t now = tzclock_now_ms();
 	char now_s[24], lease_s[24];
 	char *bands;
 

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -71,6 +72,18 @@ void http_reply_error(struct evhttp_request *req, int status,
 	http_reply_json(req, status,
 			json != NULL ? json : "{\"error\":\"internal\"}");
 	free(json);
+}
+
+const char *http_bearer_token(struct evhttp_request *req)
+{
+	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req),
+					   "Authorization");
+
+	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
+		return NULL;
+	for (h += 7; *h == ' '; h++)
+		;
+	return *h != '\0' ? h : NULL;
 }
 
 /* Routes on the path; everything else is a JSON 404. */

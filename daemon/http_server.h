@@ -47,6 +47,9 @@ void http_reply_error(struct evhttp_request *req, int status,
 		      const char *code, const char *field, const char *detail,
 		      int retry_after_s);
 
+/* "Authorization: Bearer <token>" -> the token, or NULL when absent. */
+const char *http_bearer_token(struct evhttp_request *req);
+
 /* Shared state for the handlers in ingest_http.c and api.c. */
 const struct http_deps *http_server_deps(const struct http_server *s);
 /* true after http_server_stop_accepting (SIGTERM): new events get 503. */

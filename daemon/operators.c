@@ -22,6 +22,7 @@
 #include "config.h"
 #include "log.h"
 #include "pg_conn.h"
+#include "tzclock.h"
 
 #define OPERATORS_CHANNEL "alertd_operators"
 #define OPERATORS_REFRESH_EVERY_MS 60000
@@ -86,14 +87,6 @@ static void operators_set_state(struct operators *ops,
 	if (ops->state != s)
 		log_debug("operators: %s", s == OPS_IDLE ? "idle" : "refreshing");
 	ops->state = s;
-}
-
-static int64_t operators_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static int operators_entry_cmp(const void *a, const void *b)
@@ -164,7 +157,7 @@ static void operators_answer_waiting(struct operators *ops, bool all)
 static void operators_refresh_for_misses(struct operators *ops)
 {
 	int64_t wait = ops->started_ms + OPERATORS_MISS_GAP_MS -
-		       operators_now_ms();
+		       tzclock_mono_ms();
 	struct timeval tv;
 
 	if (!ops->wait_head || ops->state == OPS_REFRESHING ||
@@ -242,7 +235,7 @@ static void operators_on_refreshed(PGresult *res, const char *errmsg,
 	if (!ops)
 		return;
 	operators_set_state(ops, OPS_IDLE);
-	ops->finished_ms = operators_now_ms();
+	ops->finished_ms = tzclock_mono_ms();
 	ops->gen_done = ops->gen_started; /* one refresh in flight at most */
 	if (res && PQresultStatus(res) == PGRES_TUPLES_OK &&
 	    PQnfields(res) == 4) {
@@ -325,7 +318,7 @@ struct operators *operators_new(struct event_base *base, struct pg_conn *conn)
 	ops->base = base;
 	ops->conn = conn;
 	ops->state = OPS_IDLE;
-	ops->started_ms = operators_now_ms();
+	ops->started_ms = tzclock_mono_ms();
 	ops->ev_miss = evtimer_new(base, operators_on_miss_timer, ops);
 	if (!ops->ev_miss) {
 		free(ops->ticket);
@@ -362,7 +355,7 @@ void operators_refresh(struct operators *ops)
 		ops->again = true;
 		return;
 	}
-	ops->started_ms = operators_now_ms();
+	ops->started_ms = tzclock_mono_ms();
 	if (!pg_conn_ready(ops->conn) ||
 	    !operators_send(ops, operators_select_sql, operators_on_refreshed)) {
 		ops->finished_ms = ops->started_ms;
@@ -410,7 +403,7 @@ void operators_lookup(struct operators *ops, const char *token,
 void operators_tick(struct operators *ops)
 {
 	if (ops->state == OPS_IDLE &&
-	    operators_now_ms() - ops->started_ms >= OPERATORS_REFRESH_EVERY_MS)
+	    tzclock_mono_ms() - ops->started_ms >= OPERATORS_REFRESH_EVERY_MS)
 		operators_refresh(ops);
 }
 

@@ -15,6 +15,7 @@
 #include "fanout.h"
 #include "log.h"
 #include "pipeline.h"
+#include "tzclock.h"
 
 #define PRESENCE_TTL_MS "3000"
 #define PRESENCE_SOURCE "alertd-staffing"
@@ -38,14 +39,6 @@ struct presence_open {
 	struct presence *p;
 	int64_t episode;
 };
-
-static int64_t presence_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 struct presence *presence_new(struct decide *decide, struct pipeline *pipeline,
 			      struct audit *audit, struct fanout *fanout)
@@ -118,7 +111,7 @@ static void presence_open(struct presence *p, int64_t episode, int on_duty,
 	}
 	ev->kind = EVT_KIND_OTHER;
 	ev->type = EVT_TYPE_FAULT;
-	ev->received_at_ms = presence_now_ms();
+	ev->received_at_ms = tzclock_now_ms();
 	o->p = p;
 	o->episode = episode;
 	pipeline_submit(p->pipeline, ev, presence_on_opened, o);
@@ -165,7 +158,7 @@ static void presence_on_resolved(bool ok, const char *json, void *arg)
 		.to_state = "resolved",
 		.actor = "alertd",
 		.detail_json = "{\"action\":\"resolve\",\"outcome\":\"staffed\"}",
-		.at_ms = presence_now_ms(),
+		.at_ms = tzclock_now_ms(),
 	};
 	audit_record(p->audit, NULL, &row, presence_on_audited, NULL);
 	log_info("presence: staff is back; staffing incident=%lld resolved",
@@ -176,7 +169,7 @@ static void presence_on_resolved(bool ok, const char *json, void *arg)
 static void presence_close(struct presence *p, int64_t incident_id)
 {
 	char id[24], now_ms[24], now_iso[32];
-	int64_t now = presence_now_ms();
+	int64_t now = tzclock_now_ms();
 	const char *params[10];
 
 	if (incident_id <= 0) {
@@ -242,7 +235,7 @@ void presence_tick(struct presence *p)
 
 	if (p->state != PRES_IDLE || (names = fanout_on_duty(p->fanout)) == NULL)
 		return;
-	snprintf(now, sizeof(now), "%lld", (long long)presence_now_ms());
+	snprintf(now, sizeof(now), "%lld", (long long)tzclock_now_ms());
 	snprintf(min, sizeof(min), "%d", cfg->min_on_duty);
 	params[0] = now;
 	params[1] = PRESENCE_TTL_MS;

@@ -34,6 +34,7 @@
 #include <hiredis/adapters/libevent.h>
 
 #include "log.h"
+#include "tzclock.h"
 
 #define REDIS_POOL_BACKOFF_MIN_MS 100
 #define REDIS_POOL_BACKOFF_MAX_MS 5000
@@ -110,14 +111,6 @@ static void redis_pool_set_state(struct redis_pool *pool, enum redis_state s)
 	log_debug("redis=%s:%d: %s -> %s", pool->host, pool->port,
 		  redis_pool_state_name(pool->state), redis_pool_state_name(s));
 	pool->state = s;
-}
-
-static int64_t redis_pool_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void redis_pool_arm(struct event *ev, int64_t ms)
@@ -398,7 +391,7 @@ static void redis_pool_on_deadline(evutil_socket_t fd, short what, void *arg)
 {
 	struct redis_pool *pool = arg;
 	struct redis_req *req = TAILQ_FIRST(&pool->pending);
-	int64_t now = redis_pool_now_ms();
+	int64_t now = tzclock_mono_ms();
 
 	(void)fd;
 	(void)what;
@@ -428,7 +421,7 @@ struct redis_pool *redis_pool_new(struct event_base *base, const char *host,
 	pool->timeout_ms = timeout_ms > 0 ? timeout_ms : 2000;
 	pool->state = REDIS_POOL_DISCONNECTED;
 	pool->backoff_ms = REDIS_POOL_BACKOFF_MIN_MS;
-	pool->rand_state = (uint32_t)redis_pool_now_ms() ^
+	pool->rand_state = (uint32_t)tzclock_mono_ms() ^
 			   ((uint32_t)getpid() << 16) ^ 0x9e3779b9u;
 	if (pool->rand_state == 0)
 		pool->rand_state = 1;
@@ -490,7 +483,7 @@ bool redis_pool_command_argv(struct redis_pool *pool, int argc,
 	req->pool = pool;
 	req->cb = cb;
 	req->arg = arg;
-	req->deadline_ms = redis_pool_now_ms() + pool->timeout_ms;
+	req->deadline_ms = tzclock_mono_ms() + pool->timeout_ms;
 	if (redisAsyncCommandArgv(pool->ac, redis_pool_on_reply, req, argc,
 				  argv, argvlen) != REDIS_OK) {
 		/* hiredis did not take it: its callback will never run. */

@@ -42,6 +42,14 @@ static void tzclock_read_env(void)
 	log_warn("tzclock: TEST CLOCK: ALERTD_FAKE_NOW_MS=%lld", ms);
 }
 
+int64_t tzclock_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 int64_t tzclock_now_ms(void)
 {
 	struct timespec ts;

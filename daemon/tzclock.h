@@ -1,4 +1,4 @@
-/* tzclock: the wall clock of alertd and local time in a named tz database
+/* tzclock: the clocks of alertd (wall and monotonic) and local time in a named tz database
  * zone, for the night window of the priority rules.
  *
  * tzclock_now_ms() is the decision clock. For tests only, the environment
@@ -16,8 +16,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* Unix ms: CLOCK_REALTIME, or the fake clock of ALERTD_FAKE_NOW_MS. */
+/* Unix ms: CLOCK_REALTIME, or the fake clock of ALERTD_FAKE_NOW_MS. Every
+ * wall-clock time alertd records or compares with Redis comes from here. */
 int64_t tzclock_now_ms(void);
+
+/* Milliseconds of CLOCK_MONOTONIC: for deadlines, backoff and intervals,
+ * which must not jump with the wall clock. */
+int64_t tzclock_mono_ms(void);
 
 /* The minute of the local day (0..1439) of utc_ms in zone ("Europe/
  * Istanbul"). false when the zone is unknown. */
