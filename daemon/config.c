@@ -11,7 +11,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
 #include <ini.h>
+#include <libpq-fe.h>
 
 enum config_type {
 	CFG_STR,      /* char * */
@@ -478,6 +480,61 @@ static struct config *config_defaults(void)
 	return cfg;
 }
 
+static bool config_is_ip(const char *s)
+{
+	unsigned char buf[sizeof(struct in6_addr)];
+
+	return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+/* Host names would be resolved by hiredis and libpq with a blocking lookup
+ * on the event loop, at start and at every reconnect: the config must give
+ * addresses (for PostgreSQL, hostaddr= may keep the name for TLS). */
+static bool config_check_addresses(const struct config *cfg, char *msg,
+				   size_t len)
+{
+	PQconninfoOption *opts, *o;
+	const char *hosts = NULL, *hostaddr = NULL;
+	char *perr = NULL;
+	bool ok = true;
+
+	if (!config_is_ip(cfg->redis_host)) {
+		snprintf(msg, len,
+			 "[redis] host: \"%s\" is not an IP address; a name would be resolved with a blocking lookup on the event loop",
+			 cfg->redis_host);
+		return false;
+	}
+	opts = PQconninfoParse(cfg->pg_conninfo, &perr);
+	if (opts == NULL) {
+		snprintf(msg, len, "[postgres] conninfo: %s",
+			 perr ? perr : "out of memory");
+		PQfreemem(perr);
+		return false;
+	}
+	for (o = opts; o->keyword != NULL; o++) {
+		if (strcmp(o->keyword, "host") == 0)
+			hosts = o->val;
+		else if (strcmp(o->keyword, "hostaddr") == 0)
+			hostaddr = o->val;
+	}
+	if ((hostaddr == NULL || hostaddr[0] == '\0') && hosts != NULL) {
+		char *copy = strdup(hosts), *save = NULL, *h;
+
+		for (h = copy ? strtok_r(copy, ",", &save) : NULL; h && ok;
+		     h = strtok_r(NULL, ",", &save)) {
+			if (h[0] == '/' || h[0] == '@' || config_is_ip(h))
+				continue;
+			snprintf(msg, len,
+				 "[postgres] conninfo: host \"%s\" is not an IP address or socket directory; give hostaddr=<address> (a name would be resolved with a blocking lookup on the event loop)",
+				 h);
+			ok = false;
+		}
+		free(copy);
+	}
+	PQconninfoFree(opts);
+	return ok;
+}
+
 struct config *config_load(const char *path, char *err, size_t errlen)
 {
 	struct config_parse p = {.err = err, .errlen = errlen};
@@ -509,7 +566,8 @@ struct config *config_load(const char *path, char *err, size_t errlen)
 		goto fail;
 	}
 	if (!config_finish_rules(p.cfg, msg, sizeof(msg)) ||
-	    !policy_validate(p.cfg->policy, msg, sizeof(msg))) {
+	    !policy_validate(p.cfg->policy, msg, sizeof(msg)) ||
+	    !config_check_addresses(p.cfg, msg, sizeof(msg))) {
 		snprintf(err, errlen, "%s: %s", path, msg);
 		goto fail;
 	}
