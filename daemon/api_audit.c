@@ -31,6 +31,7 @@
 #include "operators.h"
 #include "personal.h"
 #include "pg_conn.h"
+#include "jsonout.h"
 
 #define API_AUDIT_N_PARAMS 9
 
@@ -91,7 +92,7 @@ static void api_audit_on_result(PGresult *res, const char *errmsg, void *arg)
 						      res, i,
 						      call->show_personal));
 	json_object_set_new(out, "rows", rows);
-	text = json_dumps(out, JSON_COMPACT);
+	text = jsonout_dumps(out, JSON_COMPACT);
 	json_decref(out);
 	if (text)
 		http_reply_json(call->req, 200, text);

@@ -24,6 +24,7 @@
 
 #include "audit_query.h"
 #include "config.h"
+#include "jsonout.h"
 
 enum { CTL_A_OK = 0, CTL_A_FAIL = 1, CTL_A_USAGE = 2 };
 
@@ -370,7 +371,7 @@ static char *ctl_audit_cell_text(json_t *v)
 		return out;
 	if (!v || json_is_null(v))
 		return strdup("");
-	return json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+	return jsonout_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
 }
 
 static void ctl_audit_table_cell(const char *s, int width, bool last)
@@ -408,7 +409,7 @@ static void ctl_audit_print(json_t *rows, enum ctl_audit_format fmt,
 	json_t *row;
 
 	if (fmt == FMT_JSON) {
-		char *s = json_dumps(rows, JSON_COMPACT);
+		char *s = jsonout_dumps(rows, JSON_COMPACT);
 
 		puts(s ? s : "[]");
 		free(s);

@@ -9,6 +9,7 @@
 #include <openssl/hmac.h>
 
 #include "config.h"
+#include "jsonout.h"
 
 /* word is one of the comma-separated items of list (spaces ignored). */
 static bool personal_in_list(const char *list, const char *word)
@@ -99,7 +100,7 @@ char *personal_store_payload(const struct config *cfg, const char *json)
 	if (!(ev = json_loads(json, 0, NULL)))
 		return NULL;
 	personal_each(cfg, ev, strcmp(cfg->personal_store, "hash") == 0);
-	out = json_dumps(ev, JSON_COMPACT);
+	out = jsonout_dumps(ev, JSON_COMPACT);
 	json_decref(ev);
 	return out;
 }

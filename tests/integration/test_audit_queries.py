@@ -247,3 +247,20 @@ def test_queries_use_indexes(history, test_env):
             plan = "\n".join(r[0] for r in cur.fetchall())
             assert "Seq Scan" not in plan, plan
             assert "Index" in plan, plan
+
+
+def test_payload_reals_are_shown_as_sent(alertd):
+    """A device's 38.4555 is stored and shown as 38.4555, not as the 17
+    digits jansson prints by default (38.455500000000001)."""
+    ev = make_event()
+    st, body, _ = post_event(alertd.http, ev)
+    assert st == 202, body
+    with alertd.db().cursor() as cur:
+        cur.execute("SELECT payload::text FROM events WHERE event_id = %s",
+                    (ev["event_id"],))
+        stored = cur.fetchone()[0]
+    assert '"lat": 38.4555' in stored, stored
+    out = alertd.ctl("audit", "incident", str(body["incident_id"]),
+                     "--format", "json").stdout
+    assert "38.4555," in out or "38.4555}" in out, out
+    assert "38.455500000000001" not in out, out
