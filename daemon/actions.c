@@ -392,7 +392,9 @@ static void actions_on_operator(const struct operator_info *op,
 	params[3] = now_ms;
 	params[4] = now_iso;
 	params[5] = ACTIONS_CHANGES_MAXLEN;
-	params[6] = op->zones != NULL ? op->zones : "";
+	/* zone_mode = first: any zone may be acted on. */
+	params[6] = op->zones != NULL && !config_current()->zone_first
+			    ? op->zones : "";
 	params[7] = operators_role_can_supervise(op->role) ? "1" : "0";
 	params[8] = c->kind == ACT_TRANSFER ? c->to_kind
 		    : c->note != NULL       ? c->note : "";

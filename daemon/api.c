@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "audit.h"
+#include "config.h"
 #include "decide.h"
 #include "fanout.h"
 #include "http_server.h"
@@ -75,6 +76,7 @@ static void api_on_json_view(bool ok, const char *json, void *arg)
 	json_t *out = NULL, *it;
 	char *text = NULL, *copy;
 	size_t i;
+	bool first;
 
 	if (v->role != AUTH_ROLE_AUDITOR &&
 	    !(v->role == AUTH_ROLE_OPERATOR && v->zones[0] != '\0')) {
@@ -97,17 +99,25 @@ static void api_on_json_view(bool ok, const char *json, void *arg)
 		goto done;
 	}
 	out = json_array();
-	json_array_foreach(arr, i, it) {
-		char *one = json_dumps(it, JSON_COMPACT |
-					    JSON_REAL_PRECISION(15));
-		const char *seen = one ? fanout_view(v->role, v->zones, one,
-						     &copy) : NULL;
+	/* zone_mode = first: the operator's own zones in a first pass. */
+	first = config_current()->zone_first && v->zones[0] != '\0' &&
+		v->role == AUTH_ROLE_OPERATOR;
+	for (int pass = first ? 0 : 1; pass < 2; pass++) {
+		json_array_foreach(arr, i, it) {
+			char *one = json_dumps(it, JSON_COMPACT |
+						    JSON_REAL_PRECISION(15));
+			const char *seen = NULL;
 
-		if (seen != NULL)
-			json_array_append_new(out, json_loads(seen, 0, NULL));
-		if (one != NULL)
-			free(copy);
-		free(one);
+			if (one != NULL && (!first ||
+			    fanout_own_zone(v->role, v->zones, one) == (pass == 0)))
+				seen = fanout_view(v->role, v->zones, one, &copy);
+			if (seen != NULL) {
+				json_array_append_new(out,
+						      json_loads(seen, 0, NULL));
+				free(copy);
+			}
+			free(one);
+		}
 	}
 	text = out != NULL ? json_dumps(out, JSON_COMPACT |
 					 JSON_REAL_PRECISION(15)) : NULL;

@@ -60,6 +60,7 @@ static const struct config_setting config_table[] = {
 	{"server", "sse_max_buffer_bytes", CFG_INT, "4194304", true, OFF(sse_max_buffer_bytes), 65536, 1073741824},
 	{"server", "console_tcp_listen", CFG_STR, "", false, OFF(console_tcp_listen), 0, 0},
 	{"presence", "min_on_duty", CFG_INT, "0", true, OFF(min_on_duty), 0, 1000},
+	{"operators", "zone_mode", CFG_STR, "only", true, OFF(zone_mode), 0, 0},
 	{"redis", "host", CFG_STR, "127.0.0.1", false, OFF(redis_host), 0, 0},
 	{"redis", "port", CFG_INT, "6379", false, OFF(redis_port), 1, 65535},
 	{"redis", "timeout_ms", CFG_INT, "2000", true, OFF(redis_timeout_ms), 10, 600000},
@@ -571,6 +572,14 @@ struct config *config_load(const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: %s", path, msg);
 		goto fail;
 	}
+	if (strcmp(p.cfg->zone_mode, "only") != 0 &&
+	    strcmp(p.cfg->zone_mode, "first") != 0) {
+		snprintf(err, errlen,
+			 "%s: [operators] zone_mode: expected only or first, got \"%s\"",
+			 path, p.cfg->zone_mode);
+		goto fail;
+	}
+	p.cfg->zone_first = strcmp(p.cfg->zone_mode, "first") == 0;
 	if (strcmp(p.cfg->personal_store, "raw") != 0 &&
 	    strcmp(p.cfg->personal_store, "hash") != 0 &&
 	    strcmp(p.cfg->personal_store, "mask") != 0) {

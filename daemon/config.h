@@ -109,6 +109,10 @@ struct config {
 					 Redis outage, 180 */
 	/* [presence] staffing: fewer operators on duty raise an incident */
 	int min_on_duty;           /* 0: off */
+	/* [operators] zone_mode: an operator with zones sees "only" them, or
+	 * every incident with them "first" (and may act on any) */
+	char *zone_mode;
+	bool zone_first;           /* zone_mode = first */
 	char *console_tcp_listen;  /* operator TCP stream, "" = off */
 
 	/* [escalation] and [channels] (policy.h); NULL: no escalation */

@@ -179,7 +179,8 @@ static bool fanout_zone_in(const char *zones, const char *zone)
 const char *fanout_view(enum auth_role role, const char *zones,
 			const char *json, char **copy)
 {
-	bool filter = zones[0] != '\0' && role == AUTH_ROLE_OPERATOR;
+	bool filter = zones[0] != '\0' && role == AUTH_ROLE_OPERATOR &&
+		      !config_current()->zone_first;
 	bool mask = role == AUTH_ROLE_AUDITOR;
 	json_t *snap, *src;
 	const char *zone, *kind;
@@ -205,6 +206,22 @@ const char *fanout_view(enum auth_role role, const char *zones,
 	}
 	json_decref(snap);
 	return json;
+}
+
+bool fanout_own_zone(enum auth_role role, const char *zones, const char *json)
+{
+	json_t *snap;
+	const char *zone;
+	bool own;
+
+	if (role != AUTH_ROLE_OPERATOR || zones[0] == '\0' ||
+	    (snap = json_loads(json, 0, NULL)) == NULL)
+		return false;
+	zone = json_string_value(
+		json_object_get(json_object_get(snap, "source"), "zone"));
+	own = zone != NULL && fanout_zone_in(zones, zone);
+	json_decref(snap);
+	return own;
 }
 
 /* Writes one change; false if the console was dropped for lagging. */
@@ -305,12 +322,15 @@ static void fanout_on_snapshot(bool ok, const char *json, void *arg)
 	json_t *r = NULL, *q, *it;
 	const char *last;
 	size_t i;
+	bool first;
 
 	if (c->state == SSE_ORPHANED) {
 		fanout_client_free(c);
 		return;
 	}
 	c->state = SSE_LIVE; /* so that fanout_write may close it */
+	first = config_current()->zone_first && c->role == AUTH_ROLE_OPERATOR &&
+		c->zones[0] != '\0';
 	if (!ok || json == NULL || (r = json_loads(json, 0, NULL)) == NULL ||
 	    (last = json_string_value(json_object_get(r, "last_id"))) == NULL) {
 		log_warn("stream operator=%s: no snapshot of the queue (Redis "
@@ -321,12 +341,18 @@ static void fanout_on_snapshot(bool ok, const char *json, void *arg)
 		return;
 	}
 	q = json_object_get(r, "queue");
-	json_array_foreach(q, i, it) {
-		const char *snap = json_string_value(it);
+	/* zone_mode = first: the operator's own zones in a first pass. */
+	for (int pass = first ? 0 : 1; pass < 2; pass++) {
+		json_array_foreach(q, i, it) {
+			const char *snap = json_string_value(it);
 
-		if (snap != NULL && !fanout_write(c, last, snap)) {
-			json_decref(r);
-			return;
+			if (snap == NULL || (first && fanout_own_zone(c->role,
+					     c->zones, snap) != (pass == 0)))
+				continue;
+			if (!fanout_write(c, last, snap)) {
+				json_decref(r);
+				return;
+			}
 		}
 	}
 	snprintf(c->last_id, sizeof(c->last_id), "%s", last);

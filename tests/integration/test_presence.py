@@ -5,7 +5,8 @@ drop below the minimum and resolves when staff returns."""
 import time
 import uuid
 
-from helpers import SseClient, http_get, make_event, post_event, wait_until
+from helpers import (SseClient, http_get, http_request, make_event,
+                     post_event, wait_until)
 
 
 def _open(alertd, **kw):
@@ -178,3 +179,27 @@ def test_queue_and_incident_filtered_and_masked(alertd, alertctl,
     assert st == 200 and one["source"]["label"] == "***", one
     st, one, _ = http_get(alertd.http, "/v1/incidents/%d" % k, adm)
     assert st == 200 and one["source"]["label"] == "Ayse Y.", one
+
+
+def test_zone_mode_first_puts_own_zone_first(alertd_factory, alertctl):
+    """[operators] zone_mode = first: a zoned operator sees every incident,
+    those of the own zones first, and may act on any zone."""
+    d = alertd_factory(operators__zone_mode="first")
+    name = "karsi-%s" % uuid.uuid4().hex[:6]
+    tok = alertctl("operator", "add", name, "--role", "operator",
+                   "--zones", "Karsiyaka").stdout.strip().splitlines()[-1]
+    other = _open(d, type="panic", zone="Bornova")       # higher priority
+    own = _open(d, type="fault", zone="Karsiyaka")
+    st, queue, _ = http_get(d.http, "/v1/incidents", tok)
+    assert st == 200, queue
+    assert [i["id"] for i in queue][:2] == [own, other]
+    with SseClient(d.http, tok) as sse:
+        evs = _incidents(sse, 2)
+        assert [e["json"]["id"] for e in evs] == [own, other]
+    st, snap, _ = http_get(d.http, "/v1/incidents/%d" % other, tok)
+    assert st == 200 and snap["source"]["zone"] == "Bornova", snap
+    st, snap, _ = http_request(d.http, "POST",
+                               "/v1/incidents/%d/ack" % other, body=b"{}",
+                               token=tok,
+                               headers={"Content-Type": "application/json"})
+    assert st == 200 and snap["acked_by"] == name, snap
