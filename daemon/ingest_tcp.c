@@ -29,6 +29,7 @@
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
+#include "netaddr.h"
 #include "pipeline.h"
 
 /* Frames handled per wakeup before the other connections get the loop. */
@@ -577,27 +578,6 @@ static void ingest_tcp_on_event(struct bufferevent *bev, short what,
 
 /* --- listener ---------------------------------------------------------- */
 
-static void ingest_tcp_format_peer(const struct sockaddr *sa, char *out,
-				   size_t len)
-{
-	char host[INET6_ADDRSTRLEN] = "?";
-
-	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-
-		evutil_inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-		snprintf(out, len, "%s:%u", host, ntohs(in->sin_port));
-	} else if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 =
-			(const struct sockaddr_in6 *)sa;
-
-		evutil_inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-		snprintf(out, len, "[%s]:%u", host, ntohs(in6->sin6_port));
-	} else {
-		snprintf(out, len, "unknown");
-	}
-}
-
 static struct tcp_conn *ingest_tcp_conn_new(struct ingest_tcp *t,
 					    evutil_socket_t fd,
 					    const struct sockaddr *sa)
@@ -614,7 +594,7 @@ static struct tcp_conn *ingest_tcp_conn_new(struct ingest_tcp *t,
 		return NULL;
 	}
 	c->owner = t;
-	ingest_tcp_format_peer(sa, c->name, sizeof(c->name));
+	netaddr_format(sa, c->name, sizeof(c->name));
 	/* Answers are small and latency matters more than packet count. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
@@ -693,42 +673,6 @@ static void ingest_tcp_on_reap(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-/* host from config_split_hostport: numeric only (no DNS on the loop), with
- * "localhost", "*" and "" as the usual shorthands. */
-static bool ingest_tcp_sockaddr(const char *host, int port,
-				struct sockaddr_storage *ss, int *len)
-{
-	struct sockaddr_in *in = (struct sockaddr_in *)ss;
-	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
-	char buf[INET6_ADDRSTRLEN];
-	size_t n = strlen(host);
-
-	memset(ss, 0, sizeof(*ss));
-	if (n >= 2 && host[0] == '[' && host[n - 1] == ']' &&
-	    n - 2 < sizeof(buf)) {
-		memcpy(buf, host + 1, n - 2);
-		buf[n - 2] = '\0';
-		host = buf;
-	}
-	if (strcmp(host, "localhost") == 0)
-		host = "127.0.0.1";
-	else if (host[0] == '\0' || strcmp(host, "*") == 0)
-		host = "0.0.0.0";
-	if (evutil_inet_pton(AF_INET, host, &in->sin_addr) == 1) {
-		in->sin_family = AF_INET;
-		in->sin_port = htons((uint16_t)port);
-		*len = sizeof(*in);
-		return true;
-	}
-	if (evutil_inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
-		in6->sin6_family = AF_INET6;
-		in6->sin6_port = htons((uint16_t)port);
-		*len = sizeof(*in6);
-		return true;
-	}
-	return false;
-}
-
 /* --- public ------------------------------------------------------------ */
 
 struct ingest_tcp *ingest_tcp_new(struct event_base *base,
@@ -760,7 +704,7 @@ bool ingest_tcp_listen(struct ingest_tcp *t, const char *hostport)
 		return false;
 	}
 	if (!config_split_hostport(hostport, &host, &port) ||
-	    !ingest_tcp_sockaddr(host, port, &ss, &len)) {
+	    !netaddr_parse(host, port, &ss, &len)) {
 		log_error("tcp=%s: not a numeric host:port", hostport);
 		goto fail;
 	}
