@@ -37,7 +37,9 @@ def _bad_reload(alertd, text, line):
     alertd.config.update(raw=text)
     alertd.signal(signal.SIGHUP)
     path = str(alertd.config_path)
-    wait_until(lambda: path in alertd.log()[mark:], 10,
+    # The error names path:line; the "SIGHUP, reloading <path>" line
+    # before it must not end the wait.
+    wait_until(lambda: "%s:%d" % (path, line) in alertd.log()[mark:], 10,
                what="the reload failure in the log")
     new_log = alertd.log()[mark:]
     assert "%s:%d" % (path, line) in new_log, new_log
