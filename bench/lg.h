@@ -44,7 +44,11 @@ struct lg_stats {
 	/* consoles (SSE) or webhooks (am) */
 	uint64_t con_seen, con_panics, con_other_runs, con_disconnects;
 	struct hist con;        /* ingest-to-console (or POST-to-webhook) */
-	struct hist con_panic;  /* the same, panics only */
+	struct hist con_panic;  /* the same, panics only (first arrival) */
+	struct hist ack_panic;  /* device answer latency, panics only */
+	int64_t t_last_panic_ack_ns; /* last panic answered */
+	int64_t t_last_normal_ack_ns; /* last heartbeat or fault answered:
+				       * the backlog is done */
 	int64_t t0_ns;          /* start of sending */
 	int64_t t_sent_ns;      /* last event sent */
 	int64_t t_answered_ns;  /* last answer */

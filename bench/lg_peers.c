@@ -21,6 +21,40 @@
 
 /* --- arrivals ------------------------------------------------------------ */
 
+/* Send times (unique per event) whose change already arrived: an incident
+ * published again later (aging, escalation, acknowledgement) carries the
+ * label of the event that last changed it, and must not count as that
+ * event's arrival. Open addressing, grown at half full. */
+static uint64_t *lg_seen;
+static size_t lg_seen_cap, lg_seen_n;
+
+static bool lg_seen_add(uint64_t ts)
+{
+	size_t i;
+
+	if (lg_seen_n * 2 >= lg_seen_cap) {
+		size_t cap = lg_seen_cap ? lg_seen_cap * 2 : 1u << 16;
+		uint64_t *old = lg_seen, *t = calloc(cap, sizeof(*t));
+
+		if (t == NULL)
+			return true;
+		lg_seen = t;
+		lg_seen_cap = cap;
+		lg_seen_n = 0;
+		for (size_t j = 0; old != NULL && j < cap / 2; j++)
+			if (old[j] != 0)
+				lg_seen_add(old[j]);
+		free(old);
+	}
+	for (i = (ts * 0x9E3779B97F4A7C15ull) & (lg_seen_cap - 1);
+	     lg_seen[i] != 0; i = (i + 1) & (lg_seen_cap - 1))
+		if (lg_seen[i] == ts)
+			return false;
+	lg_seen[i] = ts;
+	lg_seen_n++;
+	return true;
+}
+
 /* One label "lg.<run>.<k>.<hex ns>" seen by a console or the webhook. */
 static void lg_arrival(const char *label)
 {
@@ -36,6 +70,8 @@ static void lg_arrival(const char *label)
 	}
 	k = label[4 + rl];
 	ts = (int64_t)strtoull(label + 6 + rl, NULL, 16);
+	if (ts > 0 && lg_opt.sse > 0 && !lg_seen_add((uint64_t)ts))
+		return; /* published again: not a new arrival */
 	lg_st.con_seen++;
 	lg_st.t_last_con_ns = now;
 	if (ts > 0 && now > ts)

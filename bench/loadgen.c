@@ -150,8 +150,8 @@ static void lg_next_event(struct lg_conn *c, int64_t ts, struct lg_event *e)
 	if (e->kind == LG_DUP)
 		snprintf(e->id, sizeof(e->id), "%s", c->last_answered);
 	else
-		snprintf(e->id, sizeof(e->id), "%s.%d.%" PRIu64 ".%" PRIx64,
-			 lg_opt.run_id, c->idx, c->seq++, (uint64_t)ts);
+		snprintf(e->id, sizeof(e->id), "%s.%d.%" PRIu64 "%c.%" PRIx64,
+			 lg_opt.run_id, c->idx, c->seq++, k, (uint64_t)ts);
 	snprintf(e->source, sizeof(e->source), "bus-%u", src);
 	snprintf(e->label, sizeof(e->label), "lg.%s.%c.%" PRIx64,
 		 lg_opt.run_id, k, (uint64_t)ts);
@@ -197,10 +197,19 @@ static int64_t lg_dup_answered(struct lg_conn *c, const char *event_id,
 	return ts;
 }
 
+/* The kind letter of one of our event_ids ("run.conn.<seq><k>.<ts>"). */
+static char lg_id_kind(const char *event_id)
+{
+	const char *dot = event_id != NULL ? strrchr(event_id, '.') : NULL;
+
+	return dot != NULL && dot > event_id ? dot[-1] : '?';
+}
+
 static void lg_answered(struct lg_conn *c, const char *event_id, int outcome,
 			bool ok, int64_t sent_ts)
 {
 	int64_t now = lg_now_ns();
+	char k = lg_id_kind(event_id);
 
 	if (c->dups != NULL)
 		sent_ts = lg_dup_answered(c, event_id, sent_ts);
@@ -218,6 +227,15 @@ static void lg_answered(struct lg_conn *c, const char *event_id, int outcome,
 	}
 	if (sent_ts > 0 && now > sent_ts)
 		hist_record(&lg_st.ack, (uint64_t)(now - sent_ts) / 1000);
+	/* A duplicate's answer (outcome 2) is not its original's. */
+	if (ok && outcome != 2 && k == 'p') {
+		lg_st.t_last_panic_ack_ns = now;
+		if (sent_ts > 0 && now > sent_ts)
+			hist_record(&lg_st.ack_panic,
+				    (uint64_t)(now - sent_ts) / 1000);
+	} else if (ok && outcome != 2 && (k == 'h' || k == 'f')) {
+		lg_st.t_last_normal_ack_ns = now;
+	}
 	lg_st.t_answered_ns = now;
 	if (lg_opt.rate <= 0 && lg_sending)
 		lg_fill();
@@ -627,7 +645,8 @@ static void lg_report(void)
 		       " con_p50_ms=%.3f con_p99_ms=%.3f con_p999_ms=%.3f"
 		       " con_max_ms=%.3f con_panic_p99_ms=%.3f"
 		       " last_panic_con_s=%.3f last_hb_con_s=%.3f"
-		       " last_con_s=%.3f",
+		       " last_con_s=%.3f ack_panic_p99_ms=%.3f"
+		       " last_panic_ack_s=%.3f last_normal_ack_s=%.3f",
 		       lg_st.con_seen, lg_st.con_panics, lg_st.con_disconnects,
 		       lg_ms(hist_quantile(&lg_st.con, 0.5)),
 		       lg_ms(hist_quantile(&lg_st.con, 0.99)),
@@ -636,7 +655,10 @@ static void lg_report(void)
 		       lg_ms(hist_quantile(&lg_st.con_panic, 0.99)),
 		       lg_rel_s(lg_st.t_last_panic_con_ns),
 		       lg_rel_s(lg_st.t_last_hb_con_ns),
-		       lg_rel_s(lg_st.t_last_con_ns));
+		       lg_rel_s(lg_st.t_last_con_ns),
+		       lg_ms(hist_quantile(&lg_st.ack_panic, 0.99)),
+		       lg_rel_s(lg_st.t_last_panic_ack_ns),
+		       lg_rel_s(lg_st.t_last_normal_ack_ns));
 	printf("\n");
 	fflush(stdout);
 }

@@ -53,6 +53,7 @@ static const struct config_setting config_table[] = {
 	{"server", "max_text_len", CFG_INT, "256", true, OFF(max_text_len), 16, 4096},
 	{"server", "replay_window_s", CFG_INT, "300", true, OFF(replay_window_s), 1, 86400},
 	{"server", "tcp_max_inflight", CFG_INT, "256", true, OFF(tcp_max_inflight), 1, 65536},
+	{"server", "pipeline_max_inflight", CFG_INT, "1024", true, OFF(pipeline_max_inflight), 1, 65536},
 	{"server", "max_connections", CFG_INT, "4096", true, OFF(max_connections), 1, 1000000},
 	{"server", "drain_timeout_s", CFG_INT, "30", true, OFF(drain_timeout_s), 1, 3600},
 	{"server", "retry_after_s", CFG_INT, "2", true, OFF(retry_after_s), 1, 3600},

@@ -35,6 +35,7 @@ struct config {
 	int max_text_len;          /* 256 */
 	int replay_window_s;       /* 300 */
 	int tcp_max_inflight;      /* per connection, 256 */
+	int pipeline_max_inflight; /* in decide/record at once, 1024 */
 	int max_connections;       /* TCP device connections, 4096 */
 	int drain_timeout_s;       /* SIGTERM drain limit, 30 */
 	int retry_after_s;         /* Retry-After on 503, 2 */

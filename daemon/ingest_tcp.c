@@ -29,6 +29,7 @@
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
+#include "netaddr.h"
 #include "pipeline.h"
 
 /* Frames handled per wakeup before the other connections get the loop. */
@@ -44,21 +45,25 @@
 /* Input discarded while lingering before we stop waiting for the FIN (the
  * read timeout alone restarts with every read). */
 #define INGEST_TCP_LINGER_MAX (1024 * 1024)
-/* Events in flight from all device connections together, shared fairly:
- * a connection reads while it has fewer than tcp_max_inflight and fewer
- * than its share of this (at least one). Redis answers in order, so a
- * deeper queue adds only latency, and once the oldest call passes the
- * Redis deadline every pending call fails at once: at 10k events/s from
- * 100 connections (25,600 allowed in flight by tcp_max_inflight alone)
- * 29 % of the events came back as Nacks (docs/BENCHMARKS.md). */
-#define INGEST_TCP_TOTAL_INFLIGHT 4096
+/* Events read from all device connections together and not answered yet
+ * (queued in the pipeline or in decide/record), and their frame bytes,
+ * shared fairly: a connection reads while it has fewer events than
+ * min(tcp_max_inflight, this / connections) and fewer frame bytes than
+ * max(one frame, this / connections). The bound is on what was read, not
+ * on what is in decide (the pipeline bounds that), so that the panics
+ * behind a backlog of heartbeats get read and take the urgent lane. At
+ * about 1 KB of memory per queued heartbeat this is about 16 MB at most
+ * (docs/BENCHMARKS.md, optimisation 4). */
+#define INGEST_TCP_TOTAL_EVENTS 16384
+#define INGEST_TCP_TOTAL_BYTES (16 * 1024 * 1024)
 /* Pause after accept() failed with e.g. EMFILE, instead of spinning. */
 #define INGEST_TCP_ACCEPT_RETRY_S 1
 
 enum tcp_conn_state {
 	TCP_CONN_READING,  /* frames are read, checked and submitted */
-	TCP_CONN_BLOCKED,  /* not read: tcp_max_inflight events in flight, or
-			    * the peer does not read its answers */
+	TCP_CONN_BLOCKED,  /* not read: its share of events or bytes is not
+			    * answered yet, or the peer does not read its
+			    * answers */
 	TCP_CONN_DRAINING, /* no more frames (peer sent EOF, or the daemon
 			    * drains): answer what is in flight, then close */
 	TCP_CONN_CLOSING,  /* an Error frame is queued; close once written */
@@ -78,6 +83,7 @@ struct tcp_conn;
 struct tcp_job {
 	struct tcp_conn *conn;
 	struct pipeline_job *pjob;
+	size_t bytes;       /* of its frame */
 	struct tcp_job *prev, *next;
 };
 
@@ -87,7 +93,8 @@ struct tcp_conn {
 	enum tcp_conn_state state;
 	bool peer_eof;      /* the peer will send nothing more */
 	bool no_linger;     /* refused at accept: close as soon as written */
-	size_t inflight;
+	size_t inflight;    /* events submitted and not answered */
+	size_t inflight_bytes; /* their frame bytes */
 	size_t read_high;   /* current read high watermark */
 	size_t discarded;   /* bytes thrown away while lingering */
 	struct tcp_job *jobs;
@@ -159,6 +166,7 @@ static void ingest_tcp_conn_detach_jobs(struct tcp_conn *c)
 	}
 	c->jobs = NULL;
 	c->inflight = 0;
+	c->inflight_bytes = 0;
 }
 
 static void ingest_tcp_conn_close(struct tcp_conn *c)
@@ -262,13 +270,17 @@ static bool ingest_tcp_conn_can_read(struct tcp_conn *c)
 	int max = config_current()->tcp_max_inflight;
 	size_t n = c->owner->n_conns > 0 ? c->owner->n_conns : 1;
 	size_t limit = (size_t)(max > 0 ? max : 1);
-	size_t share = INGEST_TCP_TOTAL_INFLIGHT / n;
+	size_t share = INGEST_TCP_TOTAL_EVENTS / n;
+	size_t bytes = INGEST_TCP_TOTAL_BYTES / n;
+	size_t frame = (size_t)config_current()->max_frame_bytes + 4;
 
 	if (share < 1)
 		share = 1;
 	if (limit > share)
 		limit = share;
-	return c->inflight < limit &&
+	if (bytes < frame)
+		bytes = frame;
+	return c->inflight < limit && c->inflight_bytes < bytes &&
 	       evbuffer_get_length(bufferevent_get_output(c->bev)) <
 		       INGEST_TCP_OUT_MAX;
 }
@@ -316,6 +328,7 @@ static void ingest_tcp_on_answer(const struct pipeline_answer *ans, void *arg)
 	if (job->next != NULL)
 		job->next->prev = job->prev;
 	c->inflight--;
+	c->inflight_bytes -= job->bytes;
 	free(job);
 
 	if (ans->durable) {
@@ -343,7 +356,8 @@ static void ingest_tcp_on_answer(const struct pipeline_answer *ans, void *arg)
 	ingest_tcp_conn_resume(c);
 }
 
-static void ingest_tcp_conn_submit(struct tcp_conn *c, struct evt *ev)
+static void ingest_tcp_conn_submit(struct tcp_conn *c, struct evt *ev,
+				   size_t bytes)
 {
 	struct tcp_job *job = calloc(1, sizeof(*job));
 	struct pipeline_job *pjob;
@@ -360,11 +374,13 @@ static void ingest_tcp_conn_submit(struct tcp_conn *c, struct evt *ev)
 		return;
 	}
 	job->conn = c;
+	job->bytes = bytes;
 	job->next = c->jobs;
 	if (c->jobs != NULL)
 		c->jobs->prev = job;
 	c->jobs = job;
 	c->inflight++;
+	c->inflight_bytes += bytes;
 	/* The answer may come before pipeline_submit returns; then the job
 	 * is already freed and NULL comes back. */
 	pjob = pipeline_submit(c->owner->pipeline, ev, ingest_tcp_on_answer,
@@ -427,7 +443,7 @@ static void ingest_tcp_conn_event(struct tcp_conn *c, int64_t t,
 		return;
 	}
 	ev->received_at_ms = ingest_tcp_now_ms();
-	ingest_tcp_conn_submit(c, ev);
+	ingest_tcp_conn_submit(c, ev, len);
 }
 
 /* Takes one whole frame off the input. false when there is none (more
@@ -562,27 +578,6 @@ static void ingest_tcp_on_event(struct bufferevent *bev, short what,
 
 /* --- listener ---------------------------------------------------------- */
 
-static void ingest_tcp_format_peer(const struct sockaddr *sa, char *out,
-				   size_t len)
-{
-	char host[INET6_ADDRSTRLEN] = "?";
-
-	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-
-		evutil_inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-		snprintf(out, len, "%s:%u", host, ntohs(in->sin_port));
-	} else if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 =
-			(const struct sockaddr_in6 *)sa;
-
-		evutil_inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-		snprintf(out, len, "[%s]:%u", host, ntohs(in6->sin6_port));
-	} else {
-		snprintf(out, len, "unknown");
-	}
-}
-
 static struct tcp_conn *ingest_tcp_conn_new(struct ingest_tcp *t,
 					    evutil_socket_t fd,
 					    const struct sockaddr *sa)
@@ -599,7 +594,7 @@ static struct tcp_conn *ingest_tcp_conn_new(struct ingest_tcp *t,
 		return NULL;
 	}
 	c->owner = t;
-	ingest_tcp_format_peer(sa, c->name, sizeof(c->name));
+	netaddr_format(sa, c->name, sizeof(c->name));
 	/* Answers are small and latency matters more than packet count. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
@@ -678,42 +673,6 @@ static void ingest_tcp_on_reap(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-/* host from config_split_hostport: numeric only (no DNS on the loop), with
- * "localhost", "*" and "" as the usual shorthands. */
-static bool ingest_tcp_sockaddr(const char *host, int port,
-				struct sockaddr_storage *ss, int *len)
-{
-	struct sockaddr_in *in = (struct sockaddr_in *)ss;
-	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
-	char buf[INET6_ADDRSTRLEN];
-	size_t n = strlen(host);
-
-	memset(ss, 0, sizeof(*ss));
-	if (n >= 2 && host[0] == '[' && host[n - 1] == ']' &&
-	    n - 2 < sizeof(buf)) {
-		memcpy(buf, host + 1, n - 2);
-		buf[n - 2] = '\0';
-		host = buf;
-	}
-	if (strcmp(host, "localhost") == 0)
-		host = "127.0.0.1";
-	else if (host[0] == '\0' || strcmp(host, "*") == 0)
-		host = "0.0.0.0";
-	if (evutil_inet_pton(AF_INET, host, &in->sin_addr) == 1) {
-		in->sin_family = AF_INET;
-		in->sin_port = htons((uint16_t)port);
-		*len = sizeof(*in);
-		return true;
-	}
-	if (evutil_inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
-		in6->sin6_family = AF_INET6;
-		in6->sin6_port = htons((uint16_t)port);
-		*len = sizeof(*in6);
-		return true;
-	}
-	return false;
-}
-
 /* --- public ------------------------------------------------------------ */
 
 struct ingest_tcp *ingest_tcp_new(struct event_base *base,
@@ -745,7 +704,7 @@ bool ingest_tcp_listen(struct ingest_tcp *t, const char *hostport)
 		return false;
 	}
 	if (!config_split_hostport(hostport, &host, &port) ||
-	    !ingest_tcp_sockaddr(host, port, &ss, &len)) {
+	    !netaddr_parse(host, port, &ss, &len)) {
 		log_error("tcp=%s: not a numeric host:port", hostport);
 		goto fail;
 	}

@@ -2,8 +2,11 @@
  * (proto/alertd.proto), pipelined; every event answered with an Ack or a
  * Nack as soon as it is durable (so answers may come out of order). A
  * malformed or oversized frame is answered with an Error frame and closes
- * that connection only. At most tcp_max_inflight events per connection are
- * in flight: beyond that the connection is not read (back-pressure). */
+ * that connection only. At most tcp_max_inflight events per connection
+ * (and a fair share of 16384 events / 16 MB of frames over all
+ * connections) are read and not answered yet: beyond that the connection
+ * is not read (back-pressure). The pipeline decides when each one starts,
+ * urgent types first. */
 #ifndef ALERTD_INGEST_TCP_H
 #define ALERTD_INGEST_TCP_H
 

@@ -170,6 +170,16 @@ static double daemon_gauge_inflight(void *arg)
 	return (double)pipeline_inflight(((struct daemon *)arg)->pipeline);
 }
 
+static double daemon_gauge_queued_urgent(void *arg)
+{
+	return (double)pipeline_queued_urgent(((struct daemon *)arg)->pipeline);
+}
+
+static double daemon_gauge_queued_normal(void *arg)
+{
+	return (double)pipeline_queued_normal(((struct daemon *)arg)->pipeline);
+}
+
 static double daemon_gauge_audit_pending(void *arg)
 {
 	return (double)audit_pending(((struct daemon *)arg)->audit);
@@ -246,6 +256,12 @@ static void daemon_register_gauges(struct daemon *d)
 	metrics_register_gauge("alertd_events_in_flight",
 			       "Events received and not yet answered.",
 			       daemon_gauge_inflight, d);
+	metrics_register_gauge("alertd_pipeline_queued_urgent",
+			       "Urgent events (panic, silent_alarm, call/callback_request) waiting for a pipeline slot.",
+			       daemon_gauge_queued_urgent, d);
+	metrics_register_gauge("alertd_pipeline_queued_normal",
+			       "Other events waiting for a pipeline slot.",
+			       daemon_gauge_queued_normal, d);
 	metrics_register_gauge("alertd_audit_pending_rows",
 			       "Audit rows queued or in flight to PostgreSQL.",
 			       daemon_gauge_audit_pending, d);

@@ -28,14 +28,23 @@
 #include "tzclock.h"
 #include "personal.h"
 
+/* A FIFO of jobs submitted and not started (pipeline_job.next). */
+struct pipeline_queue {
+	struct pipeline_job *head, *tail;
+	size_t len;
+};
+
 struct pipeline {
 	struct decide *decide;
 	struct audit *audit;
 	struct fanout *fanout;
-	size_t inflight;
+	size_t active;   /* started: in decide or record */
+	struct pipeline_queue urgent, normal;
+	bool pumping;    /* pipeline_pump is on the stack */
 };
 
 enum pipeline_job_state {
+	JOB_QUEUED,    /* submitted; waits for one of pipeline_max_inflight */
 	JOB_DECIDING,  /* waiting for the Redis script */
 	JOB_RECORDING, /* decided; waiting for the audit commit */
 };
@@ -51,8 +60,11 @@ struct pipeline_job {
 	enum evt_outcome outcome;
 	int64_t incident_id;
 	int priority;
-	int64_t decided_at_ms; /* the decision clock when submitted */
+	int64_t decided_at_ms; /* the decision clock when started */
+	struct pipeline_job *next; /* in a queue while JOB_QUEUED */
 };
+
+static void pipeline_pump(struct pipeline *p);
 
 struct pipeline *pipeline_new(struct decide *decide, struct audit *audit,
 			      struct fanout *fanout)
@@ -67,14 +79,56 @@ struct pipeline *pipeline_new(struct decide *decide, struct audit *audit,
 	return p;
 }
 
+/* Jobs never started (the loop stopped before a slot freed) are freed
+ * unanswered: their senders are gone with the ingest. */
+static void pipeline_queue_free(struct pipeline_queue *q)
+{
+	while (q->head != NULL) {
+		struct pipeline_job *job = q->head;
+
+		q->head = job->next;
+		evt_free(job->ev);
+		free(job);
+	}
+	q->tail = NULL;
+	q->len = 0;
+}
+
 void pipeline_free(struct pipeline *p)
 {
+	if (p == NULL)
+		return;
+	pipeline_queue_free(&p->urgent);
+	pipeline_queue_free(&p->normal);
 	free(p);
 }
 
 size_t pipeline_inflight(const struct pipeline *p)
 {
-	return p->inflight;
+	return p->active + p->urgent.len + p->normal.len;
+}
+
+size_t pipeline_queued_urgent(const struct pipeline *p)
+{
+	return p->urgent.len;
+}
+
+size_t pipeline_queued_normal(const struct pipeline *p)
+{
+	return p->normal.len;
+}
+
+bool pipeline_type_urgent(enum evt_type type)
+{
+	switch (type) {
+	case EVT_TYPE_PANIC:
+	case EVT_TYPE_SILENT_ALARM:
+	case EVT_TYPE_CALL_REQUEST:
+	case EVT_TYPE_CALLBACK_REQUEST:
+		return true;
+	default:
+		return false;
+	}
 }
 
 void pipeline_detach(struct pipeline_job *job)
@@ -101,12 +155,15 @@ static double pipeline_elapsed(const struct timespec *since)
 static void pipeline_finish(struct pipeline_job *job,
 			    struct pipeline_answer *ans)
 {
+	struct pipeline *p = job->p;
+
 	ans->event_id = job->ev->event_id;
 	if (job->cb != NULL)
 		job->cb(ans, job->arg);
-	job->p->inflight--;
+	p->active--;
 	evt_free(job->ev);
 	free(job);
+	pipeline_pump(p);
 }
 
 static void pipeline_finish_unavailable(struct pipeline_job *job,
@@ -275,10 +332,70 @@ static void pipeline_on_decided(const struct decide_result *res, void *arg)
 	free(payload);
 }
 
+/* Sends a job to Redis; false if it was answered at once (not
+ * connected) and is freed. */
+static bool pipeline_start(struct pipeline_job *job)
+{
+	struct pipeline *p = job->p;
+
+	job->state = JOB_DECIDING;
+	p->active++;
+	job->decided_at_ms = pipeline_now_ms();
+	if (!decide_event(p->decide, job->ev, job->decided_at_ms,
+			  pipeline_on_decided, job)) {
+		pipeline_finish_unavailable(job,
+					    "the incident store is not connected; send the event again");
+		return false;
+	}
+	return true;
+}
+
+static size_t pipeline_limit(void)
+{
+	int max = config_current()->pipeline_max_inflight;
+
+	return (size_t)(max > 0 ? max : 1);
+}
+
+static struct pipeline_job *pipeline_queue_pop(struct pipeline_queue *q)
+{
+	struct pipeline_job *job = q->head;
+
+	if (job == NULL)
+		return NULL;
+	q->head = job->next;
+	if (q->head == NULL)
+		q->tail = NULL;
+	q->len--;
+	job->next = NULL;
+	return job;
+}
+
+/* Fills the free slots, the urgent queue first. A start that fails at once
+ * finishes its job, which calls here again: the flag keeps that from
+ * recursing, and this loop goes on. */
+static void pipeline_pump(struct pipeline *p)
+{
+	if (p->pumping)
+		return;
+	p->pumping = true;
+	while (p->active < pipeline_limit()) {
+		struct pipeline_job *job = pipeline_queue_pop(&p->urgent);
+
+		if (job == NULL)
+			job = pipeline_queue_pop(&p->normal);
+		if (job == NULL)
+			break;
+		pipeline_start(job);
+	}
+	p->pumping = false;
+}
+
 struct pipeline_job *pipeline_submit(struct pipeline *p, struct evt *ev,
 				     pipeline_answer_cb cb, void *arg)
 {
 	struct pipeline_job *job = calloc(1, sizeof(*job));
+	struct pipeline_queue *q;
 
 	if (job == NULL) {
 		struct pipeline_answer ans = {
@@ -295,15 +412,18 @@ struct pipeline_job *pipeline_submit(struct pipeline *p, struct evt *ev,
 	job->ev = ev;
 	job->cb = cb;
 	job->arg = arg;
-	job->state = JOB_DECIDING;
 	clock_gettime(CLOCK_MONOTONIC, &job->started);
-	p->inflight++;
-	job->decided_at_ms = pipeline_now_ms();
-	if (!decide_event(p->decide, ev, job->decided_at_ms, pipeline_on_decided,
-			  job)) {
-		pipeline_finish_unavailable(job,
-					    "the incident store is not connected; send the event again");
-		return NULL;
-	}
+	/* A free slot and nobody waiting: start at once. */
+	if (p->active < pipeline_limit() && p->urgent.len == 0 &&
+	    p->normal.len == 0)
+		return pipeline_start(job) ? job : NULL;
+	job->state = JOB_QUEUED;
+	q = pipeline_type_urgent(ev->type) ? &p->urgent : &p->normal;
+	if (q->tail != NULL)
+		q->tail->next = job;
+	else
+		q->head = job;
+	q->tail = job;
+	q->len++;
 	return job;
 }

@@ -5,7 +5,15 @@
  * If Redis or PostgreSQL cannot take the event now, the sender gets a
  * retryable "unavailable" answer, never a success. A duplicate is answered
  * only after its (original) row is known durable: its row is written again,
- * idempotently, so that a retry after a lost answer is always safe. */
+ * idempotently, so that a retry after a lost answer is always safe.
+ *
+ * At most [server] pipeline_max_inflight jobs are started (in decide or
+ * record) at a time; the others wait in two FIFO queues, urgent (panic,
+ * silent_alarm, call_request, callback_request: a person in danger or
+ * asking for one) and normal (fault, heartbeat, test), and a free slot
+ * always takes the urgent queue first. So an alarm waits behind at most
+ * pipeline_max_inflight started jobs, never behind the queued backlog;
+ * the bound also keeps the Redis queue far from its command deadline. */
 #ifndef ALERTD_PIPELINE_H
 #define ALERTD_PIPELINE_H
 
@@ -48,11 +56,21 @@ struct pipeline_job *pipeline_submit(struct pipeline *p, struct evt *ev,
 				     pipeline_answer_cb cb, void *arg);
 
 /* The sender went away: the job still finishes (decided, recorded) but
- * nobody is answered. */
+ * nobody is answered. A queued job too: it is decided and recorded when
+ * its turn comes, because it was read and authenticated, and a panic whose
+ * connection dropped should reach the consoles now, not on the retry (the
+ * retry is a duplicate, answered from the first decision). */
 void pipeline_detach(struct pipeline_job *job);
 
-/* Jobs not yet answered (or detached and not yet finished): drain waits
- * for zero. */
+/* Jobs not yet answered (or detached and not yet finished), queued ones
+ * included: drain waits for zero. */
 size_t pipeline_inflight(const struct pipeline *p);
+
+/* Jobs submitted and not started, per queue (metrics). */
+size_t pipeline_queued_urgent(const struct pipeline *p);
+size_t pipeline_queued_normal(const struct pipeline *p);
+
+/* The event types that take the urgent queue. */
+bool pipeline_type_urgent(enum evt_type type);
 
 #endif

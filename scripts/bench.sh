@@ -146,6 +146,7 @@ cat >"$CFG" <<EOF
 [server]
 http_listen = 127.0.0.1:$HTTP_PORT
 tcp_listen = 127.0.0.1:$TCP_PORT
+${BENCH_PIPELINE_MAX:+pipeline_max_inflight = $BENCH_PIPELINE_MAX}
 log_level = warn
 
 [redis]

@@ -1,0 +1,114 @@
+"""The urgent lane: with a backlog of low-priority events waiting for the pipeline,
+a panic read later (on another connection, or on the same connection
+behind the backlog) is decided first. Only the order is asserted: the
+panic's Ack and its console change come before the backlog's last ones,
+whatever the speed of the machine."""
+
+import struct
+
+from helpers import SseClient, TcpClient, http_get, make_event, uid
+
+BACKLOG = 2000
+
+
+def _frames(events):
+    return b"".join(struct.pack(">I", len(f)) + f
+                    for f in (TcpClient.signed_frame(ev) for ev in events))
+
+
+def _noise(n, type="fault"):
+    # One source each: every fault opens an incident and so publishes a
+    # change (heartbeats make none, and repeated ones may be quieted).
+    return [make_event(type=type, source_id="noise-" + uid(), attrs=None)
+            for _ in range(n)]
+
+
+def _read_answers(client, n):
+    """event_ids in the order their answers arrived (all Acks)."""
+    order = []
+    for _ in range(n):
+        f = client.read_frame(timeout=120)
+        assert f.WhichOneof("msg") == "ack", f
+        order.append(f.ack.event_id)
+    return order
+
+
+def test_panic_overtakes_the_heartbeat_backlog(alertd_factory,
+                                               operator_token):
+    # A small pipeline so that the backlog waits in the queue; a
+    # connection may have the whole backlog read and unanswered.
+    alertd = alertd_factory(server={"pipeline_max_inflight": "4",
+                                    "tcp_max_inflight": "8192"})
+    backlog = _noise(BACKLOG)
+    behind = make_event(type="panic", attrs=None)     # same connection
+    other = make_event(type="silent_alarm", attrs=None)  # another one
+    with SseClient(alertd.http, operator_token) as sse, \
+            TcpClient(*alertd.tcp) as a, TcpClient(*alertd.tcp) as b:
+        assert sse.status == 200, sse.body
+        a.send_raw(_frames(backlog + [behind]))
+        # The first Ack: the backlog is being worked on (and, with a
+        # pipeline of 4, thousands are still queued behind).
+        first = _read_answers(a, 1)
+        b.send_raw(_frames([other]))
+        order_b = _read_answers(b, 1)
+        order_a = first + _read_answers(a, BACKLOG)
+        # The console: every change, in the order published.
+        seen = []
+        want = {ev["source"]["id"] for ev in backlog + [behind, other]}
+        while want:
+            e = sse.next_event(timeout=120)
+            if e["event"] != "incident":
+                continue
+            sid = e["json"]["source"]["id"]
+            seen.append(sid)
+            want.discard(sid)
+        _, metrics, _ = http_get(alertd.http, "/metrics")
+
+    ids_a = [ev["event_id"] for ev in backlog]
+    assert sorted(order_a) == sorted(ids_a + [behind["event_id"]])
+    assert order_b == [other["event_id"]]
+    # Same connection: the panic sent after the backlog is answered
+    # before the last of it.
+    pos = order_a.index(behind["event_id"])
+    assert pos < BACKLOG, "the panic was answered after the whole backlog"
+    assert order_a[-1] in ids_a
+    # On the console, both alarms come before the backlog's last change.
+    backlog_sources = [ev["source"]["id"] for ev in backlog]
+    last_hb = max(i for i, s in enumerate(seen) if s in set(backlog_sources))
+    assert seen.index(behind["source"]["id"]) < last_hb
+    assert seen.index(other["source"]["id"]) < last_hb
+    # The queue gauges are exported (empty again by now).
+    text = metrics if isinstance(metrics, str) else str(metrics)
+    assert "alertd_pipeline_queued_urgent 0" in text
+    assert "alertd_pipeline_queued_normal 0" in text
+
+
+def test_drain_answers_queued_events(alertd_factory):
+    """SIGTERM while thousands of events are queued: every one read is
+    answered (queued jobs count as in flight for the drain)."""
+    alertd = alertd_factory(server={"pipeline_max_inflight": "2",
+                                    "tcp_max_inflight": "8192"})
+    events = _noise(1000, type="heartbeat")
+    with TcpClient(*alertd.tcp) as a:
+        a.send_raw(_frames(events))
+        _read_answers(a, 1)
+        alertd.signal(15)
+        answered = []
+        while True:
+            try:
+                f = a.read_frame(timeout=60)
+            except (EOFError, ConnectionError, OSError):
+                break
+            if f is None:
+                break
+            assert f.WhichOneof("msg") == "ack", f
+            answered.append(f.ack.event_id)
+    assert alertd.wait(60) == 0
+    # Frames not read before the drain are never answered (the device
+    # sends them again); everything read was answered, durably.
+    ids = [ev["event_id"] for ev in events]
+    with alertd.db().cursor() as cur:
+        cur.execute("SELECT count(*) FROM events WHERE event_id = ANY(%s)",
+                    (ids,))
+        rows = cur.fetchone()[0]
+    assert rows == 1 + len(answered)
