@@ -29,6 +29,7 @@ CTL_OBJS := $(B)/obj/alertctl.o $(B)/obj/config.o $(B)/obj/log.o \
             $(B)/obj/evt.o $(B)/obj/auth.o $(B)/obj/lua_blob.o \
             $(B)/obj/policy.o \
             $(B)/obj/audit_query.o $(B)/obj/personal.o $(B)/obj/jsonout.o \
+            $(B)/obj/tzclock.o \
             $(patsubst daemon/%.c,$(B)/obj/%.o,$(CTL_SRC))
 UNIT_SRC := $(wildcard tests/unit/*.c)
 UNIT_OBJS:= $(patsubst tests/unit/%.c,$(B)/obj/unit_%.o,$(UNIT_SRC))

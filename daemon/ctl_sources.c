@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "evt.h"
+#include "tzclock.h"
 
 enum { CTLS_OK = 0, CTLS_FAIL = 1, CTLS_USAGE = 2 };
 
@@ -297,14 +298,6 @@ static bool ctls_redis_replies(redisContext *c, size_t n)
 	return ok;
 }
 
-static int64_t ctls_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* PostgreSQL -> Redis: hash P src:<id>, set P sources, and a first
  * supervision due time (kept if the source is already supervised). */
 static int ctls_load(const struct config *cfg, PGconn *pg, size_t *loaded)
@@ -313,7 +306,7 @@ static int ctls_load(const struct config *cfg, PGconn *pg, size_t *loaded)
 	PGresult *res;
 	redisContext *c;
 	size_t sent = 0;
-	int64_t now = ctls_now_ms();
+	int64_t now = tzclock_now_ms();
 	int rows;
 
 	res = PQexec(pg, "SELECT id, kind, coalesce(zone, ''), coalesce(label, ''), "

@@ -18,6 +18,7 @@
 #include "http_server.h"
 #include "log.h"
 #include "pipeline.h"
+#include "tzclock.h"
 
 enum ingest_http_media {
 	MEDIA_JSON,
@@ -44,14 +45,6 @@ static enum ingest_http_media ingest_http_media(struct evhttp_request *req)
 	     strncasecmp(ct, "application/protobuf", n) == 0))
 		return MEDIA_PROTOBUF;
 	return MEDIA_OTHER;
-}
-
-static int64_t ingest_http_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void ingest_http_on_answer(const struct pipeline_answer *ans, void *arg)
@@ -183,6 +176,6 @@ void ingest_http_on_event(struct evhttp_request *req, void *server)
 		evt_free(ev);
 		return;
 	}
-	ev->received_at_ms = ingest_http_now_ms();
+	ev->received_at_ms = tzclock_now_ms();
 	pipeline_submit(deps->pipeline, ev, ingest_http_on_answer, req);
 }

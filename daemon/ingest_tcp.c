@@ -31,6 +31,7 @@
 #include "metrics.h"
 #include "netaddr.h"
 #include "pipeline.h"
+#include "tzclock.h"
 
 /* Frames handled per wakeup before the other connections get the loop. */
 #define INGEST_TCP_FRAME_BUDGET 64
@@ -305,14 +306,6 @@ static void ingest_tcp_conn_resume(struct tcp_conn *c)
 
 /* --- events ------------------------------------------------------------ */
 
-static int64_t ingest_tcp_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void ingest_tcp_on_answer(const struct pipeline_answer *ans, void *arg)
 {
 	struct tcp_job *job = arg;
@@ -442,7 +435,7 @@ static void ingest_tcp_conn_event(struct tcp_conn *c, int64_t t,
 		evt_free(ev);
 		return;
 	}
-	ev->received_at_ms = ingest_tcp_now_ms();
+	ev->received_at_ms = tzclock_now_ms();
 	ingest_tcp_conn_submit(c, ev, len);
 }
 

@@ -26,6 +26,7 @@
 #include "notify_sms.h"
 #include "pg_conn.h"
 #include "policy.h"
+#include "tzclock.h"
 
 #define NOTIFY_BACKOFF_MAX_MS 60000
 
@@ -162,13 +163,10 @@ void notify_record(struct notify *n, const char *key, int attempt,
 		   const char *detail_json)
 {
 	struct notify_row *r = calloc(1, sizeof(*r));
-	struct timespec ts;
 	char at[32];
 	bool ok;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	evt_format_time((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, at,
-			sizeof(at));
+	evt_format_time(tzclock_now_ms(), at, sizeof(at));
 	ok = r != NULL &&
 	     (r->v[0] = strdup(key)) != NULL &&
 	     asprintf(&r->v[1], "%d", attempt) >= 0 &&

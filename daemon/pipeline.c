@@ -137,11 +137,6 @@ void pipeline_detach(struct pipeline_job *job)
 	job->arg = NULL;
 }
 
-static int64_t pipeline_now_ms(void)
-{
-	return tzclock_now_ms();
-}
-
 static double pipeline_elapsed(const struct timespec *since)
 {
 	struct timespec now;
@@ -340,7 +335,7 @@ static bool pipeline_start(struct pipeline_job *job)
 
 	job->state = JOB_DECIDING;
 	p->active++;
-	job->decided_at_ms = pipeline_now_ms();
+	job->decided_at_ms = tzclock_now_ms();
 	if (!decide_event(p->decide, job->ev, job->decided_at_ms,
 			  pipeline_on_decided, job)) {
 		pipeline_finish_unavailable(job,
