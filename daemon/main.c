@@ -1,5 +1,6 @@
 /* main: start-up, signals, sd_notify and the watchdog, the janitor timer,
  * the two-stage shutdown, and the wiring of the modules. */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -435,6 +436,14 @@ int main(int argc, char **argv)
 	bool check = false;
 	int c;
 
+	/* libpq sends PGTZ as the sessions' TimeZone: the audit chain's
+	 * trigger computes a row's canonical text (timestamps in UTC) inline
+	 * only in a UTC session (migration 006), and nothing alertd reads
+	 * from PostgreSQL depends on the session's zone. */
+	if (setenv("PGTZ", "UTC", 1) != 0) {
+		fprintf(stderr, "alertd: setenv PGTZ: %s\n", strerror(errno));
+		return 1;
+	}
 	while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':

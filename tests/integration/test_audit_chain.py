@@ -251,3 +251,52 @@ def test_notification_rows_join_the_chain(chain):
                     "WHERE chain_seq = 9")
     # The row is named as it reads now, edited.
     assert_broken(verify(d), 9, key + "#2:delivered")
+
+
+def test_rows_from_any_session_time_zone_and_batch_shape_verify(chain):
+    """The trigger of migration 006 locks the head once per transaction and
+    computes the canonical text inline in UTC sessions, through audit_canon
+    otherwise: rows written from a UTC and a non-UTC session, several rows
+    per statement, two statements and two tables in one transaction, and a
+    repeated key inside one statement all make one chain verify accepts."""
+    d, _ = chain
+    for zone in ("UTC", "Europe/Istanbul", "America/Sao_Paulo"):
+        conn = d.db()
+        with conn.cursor() as cur:
+            cur.execute("SET TimeZone = %s", (zone,))
+            cur.execute(
+                "INSERT INTO events (accept_seq, event_id, source_id, "
+                "source_kind, type, outcome, incident_id, priority, "
+                "received_at, payload) "
+                "SELECT 900000 + g %% 3, %s || (g %% 3), 'bus-tz', "
+                "'bus', 'heartbeat', 'merged', 0, 0, now(), "
+                "'{\"n\": 1.50}' "
+                "FROM generate_series(1, 6) g "
+                "ON CONFLICT DO NOTHING",
+                ("tz-" + zone + "-",))
+            cur.execute(
+                "INSERT INTO incident_transitions (transition_id, "
+                "incident_id, to_state, actor, at) "
+                "VALUES (%s, 1, 'acknowledged', 'tz-test', now())",
+                ("tz:" + zone,))
+        conn.commit()
+        conn.close()
+    # rows 4-6 of each statement repeat the keys of rows 1-3: 7 + 3 * 4
+    r = verify(d)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "ok, 19 rows (chain_seq 1..19)" in r.stdout, r.stdout
+    conn = d.db()
+    with conn.cursor() as cur:
+        # the same rows again, one transaction: nothing moves
+        cur.execute(
+            "INSERT INTO events (accept_seq, event_id, source_id, "
+            "source_kind, type, outcome, incident_id, priority, "
+            "received_at, payload) "
+            "SELECT 900000 + g % 3, 'tz-UTC-' || (g % 3), 'bus-tz', 'bus', "
+            "'heartbeat', 'merged', 0, 0, now(), '{}' "
+            "FROM generate_series(1, 6) g ON CONFLICT DO NOTHING")
+        assert cur.rowcount == 0
+        cur.execute("SELECT chain_seq FROM audit_chain_head")
+        assert cur.fetchone()[0] == 19
+    conn.commit()
+    conn.close()
