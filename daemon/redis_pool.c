@@ -458,6 +458,11 @@ void redis_pool_start(struct redis_pool *pool)
 	}
 }
 
+struct event_base *redis_pool_base(const struct redis_pool *pool)
+{
+	return pool->base;
+}
+
 bool redis_pool_ready(const struct redis_pool *pool)
 {
 	/* hiredis answers pending callbacks with NULL before it tells us the

@@ -29,6 +29,8 @@ void redis_pool_set_on_connect(struct redis_pool *pool, redis_connect_cb cb,
 			       void *arg);
 void redis_pool_start(struct redis_pool *pool);
 bool redis_pool_ready(const struct redis_pool *pool);
+/* The loop the pool runs on (for callers that defer work to it). */
+struct event_base *redis_pool_base(const struct redis_pool *pool);
 /* Sends a command now. Returns false (cb not called) when not connected. */
 bool redis_pool_command_argv(struct redis_pool *pool, int argc,
 			     const char **argv, const size_t *argvlen,

@@ -10,6 +10,10 @@
 --         opened, version, first_seen_ms, snapshot_json, change_id}
 --        every element a string; for a duplicate snapshot_json and
 --        change_id are "" and the rest is the first delivery's result.
+--   decide_batch  prefix rules_json n <the 15 arguments of decide from
+--           event_id to changes_maxlen> x n
+--     -> an array of n decide replies in order; rules_json "" for none.
+--        alertd sends every event this way (one call per loop turn).
 --   queue   prefix limit
 --     -> one string: JSON array of the open incidents' snapshots in queue
 --        order (limit <= 0: all of them).
@@ -371,18 +375,17 @@ local function mode_sweep()
 	return out
 end
 
-local function mode_decide()
-	if #ARGV ~= 17 and #ARGV ~= 18 then
-		return fail('decide wants 17 or 18 arguments, got ' .. #ARGV)
-	end
-	local event_id, source_id, kind = ARGV[3], ARGV[4], ARGV[5]
-	local zone, label, etype, class = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
-	local base = tonumber(ARGV[10])
-	local now_ms, now_iso = ARGV[11], ARGV[12]
-	local ttl = tonumber(ARGV[13])
-	local has_loc = ARGV[14] == '1'
-	local lat, lon = ARGV[15], ARGV[16]
-	local maxlen = tonumber(ARGV[17])
+-- One event: A holds the 15 per-event arguments of mode decide (A[1] is
+-- event_id ... A[15] changes_maxlen), R the decoded rules or nil.
+local function decide_one(A, R)
+	local event_id, source_id, kind = A[1], A[2], A[3]
+	local zone, label, etype, class = A[4], A[5], A[6], A[7]
+	local base = tonumber(A[8])
+	local now_ms, now_iso = A[9], A[10]
+	local ttl = tonumber(A[11])
+	local has_loc = A[12] == '1'
+	local lat, lon = A[13], A[14]
+	local maxlen = tonumber(A[15])
 	if event_id == '' or source_id == '' or class == '' then
 		return fail('empty event_id, source_id or class')
 	end
@@ -406,9 +409,8 @@ local function mode_decide()
 	end
 
 	-- (a') issue 3 rules: registry, flood control, last-seen.
-	local R, flood_n, extra = nil, 0, nil
-	if #ARGV == 18 then
-		R = cjson.decode(ARGV[18])
+	local flood_n, extra = 0, nil
+	if R then
 		local src = hgetall(P .. 'src:' .. source_id)
 		-- Fail open while the registry is not loaded at all (Redis
 		-- lost it; alertd reloads it from PostgreSQL): never refuse an
@@ -527,6 +529,43 @@ local function mode_decide()
 
 	return append_all({outcome, outcome, id, h.priority, accept_seq, opened,
 		h.version, h.first_seen_ms, snap, change_id}, extra)
+end
+
+local DECIDE_FIELDS = 15
+
+local function mode_decide()
+	if #ARGV ~= 17 and #ARGV ~= 18 then
+		return fail('decide wants 17 or 18 arguments, got ' .. #ARGV)
+	end
+	local R = nil
+	if #ARGV == 18 then
+		R = cjson.decode(ARGV[18])
+	end
+	return decide_one({unpack(ARGV, 3, 17)}, R)
+end
+
+-- decide_batch prefix rules_json n <15 arguments of decide> x n
+--   -> an array of n decide replies, in order (an element is an error
+--      reply when that event's arguments were bad; the others stand).
+-- The events are decided one after the other, exactly as n decide calls
+-- would be; rules_json "" means no rules (decide with 17 arguments).
+local function mode_decide_batch()
+	local n = tonumber(ARGV[4])
+	if n == nil or n < 1 or #ARGV ~= 4 + n * DECIDE_FIELDS then
+		return fail('decide_batch wants 4 + 15 * n arguments, got ' ..
+			#ARGV)
+	end
+	local R = nil
+	if ARGV[3] ~= '' then
+		R = cjson.decode(ARGV[3])
+	end
+	local out = {}
+	for i = 0, n - 1 do
+		local o = 4 + i * DECIDE_FIELDS
+		out[#out + 1] = decide_one({unpack(ARGV, o + 1,
+			o + DECIDE_FIELDS)}, R)
+	end
+	return out
 end
 
 local function mode_queue()
@@ -991,6 +1030,8 @@ if stream_modes[mode] then
 end
 if mode == 'decide' then
 	return mode_decide()
+elseif mode == 'decide_batch' then
+	return mode_decide_batch()
 elseif mode == 'queue' then
 	return mode_queue()
 elseif mode == 'get' then

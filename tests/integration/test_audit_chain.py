@@ -164,8 +164,9 @@ def test_reordered_rows_are_found(chain):
 def test_verify_a_time_range(chain):
     d, admin = chain
     time.sleep(0.05)
-    t_mid = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + \
-        ".%06dZ" % int((time.time() % 1) * 1e6)
+    now = time.time()  # one reading: seconds and fraction must agree
+    t_mid = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + \
+        ".%06dZ" % int((now % 1) * 1e6)
     time.sleep(0.05)
     st, body, _ = post_event(d.http, make_event())
     assert st == 202

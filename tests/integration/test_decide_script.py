@@ -303,3 +303,42 @@ def test_bad_arguments_are_errors(s):
                  "0", "", "", "100")
     # Nothing was written by the refused calls.
     assert s.r.keys(s.prefix + "*") == []
+
+
+def test_decide_batch_decides_in_order_and_isolates_bad_events(s):
+    """decide_batch (what alertd sends, one call per loop turn): n events
+    decided one after the other, as n decide calls would be; a bad event
+    gets an error element and the others stand."""
+    src = uid("bus")
+
+    def fields(event_id, etype="panic", now_ms=T0, base=None):
+        bad = not isinstance(now_ms, int)
+        return [event_id, src, "bus", "", "", etype, CLASS[etype],
+                str(BASE[etype] if base is None else base), str(now_ms),
+                iso(T0) if bad else iso(now_ms), "86400", "0", "", "",
+                "10000"]
+
+    e1, e2, e3 = uid("e"), uid("e"), uid("e")
+    args = (fields(e1) + fields(e2, now_ms="soon") +
+            fields(e3, etype="fault", now_ms=T0 + 5) + fields(e1))
+    reply = s.r.eval(s.text, 0, "decide_batch", s.prefix, "", "4", *args)
+    assert isinstance(reply, list) and len(reply) == 4
+    first = dict(zip(OUT, reply[0]))
+    assert first["outcome"] == "new" and first["version"] == "1"
+    assert isinstance(reply[1], redis.exceptions.ResponseError)
+    assert "bad base, now_ms" in str(reply[1])
+    third = dict(zip(OUT, reply[2]))
+    # the same source, class fault: its own incident, decided after e1
+    assert third["outcome"] == "new"
+    assert int(third["accept_seq"]) == int(first["accept_seq"]) + 1
+    fourth = dict(zip(OUT, reply[3]))
+    # e1 again in the same call: a duplicate of the first element
+    assert fourth["outcome"] == "duplicate"
+    assert fourth["incident_id"] == first["incident_id"]
+    assert fourth["accept_seq"] == first["accept_seq"]
+    assert s.r.xlen(s.prefix + "changes") == 2
+    # a wrong argument count is refused as a whole, before any write
+    with pytest.raises(redis.exceptions.ResponseError, match="decide_batch"):
+        s.r.eval(s.text, 0, "decide_batch", s.prefix, "", "2",
+                 *fields(uid("e")))
+    assert s.r.xlen(s.prefix + "changes") == 2
