@@ -49,7 +49,9 @@
 /* $1: JSON array of event rows, $2: JSON array of transition rows. Times
  * are unix milliseconds, turned into timestamptz exactly (no floating
  * point). WITH ORDINALITY keeps the rows in queue order, so that seq
- * follows it. */
+ * follows it. The arrays are read as json, not jsonb: json_to_recordset
+ * parses the text once as it goes, jsonb would first build the whole
+ * array as a jsonb value (3 % of PostgreSQL's time under tcp-max). */
 static const char audit_batch_sql[] =
 	"WITH ev AS ("
 	" INSERT INTO events (accept_seq, event_id, source_id, source_kind,"
@@ -60,7 +62,7 @@ static const char audit_batch_sql[] =
 	"  timestamptz 'epoch' + x.occurred_at_ms * interval '1 millisecond',"
 	"  timestamptz 'epoch' + x.received_at_ms * interval '1 millisecond',"
 	"  x.payload::jsonb"
-	" FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS ("
+	" FROM ROWS FROM (json_to_recordset($1::json) AS ("
 	"  accept_seq bigint, event_id text, source_id text, source_kind text,"
 	"  type text, outcome text, incident_id bigint, priority int,"
 	"  occurred_at_ms bigint, received_at_ms bigint, payload text))"
@@ -74,7 +76,7 @@ static const char audit_batch_sql[] =
 	" SELECT y.transition_id, y.incident_id, y.from_state, y.to_state,"
 	"  y.actor, y.detail::jsonb,"
 	"  timestamptz 'epoch' + y.at_ms * interval '1 millisecond'"
-	" FROM ROWS FROM (jsonb_to_recordset($2::jsonb) AS ("
+	" FROM ROWS FROM (json_to_recordset($2::json) AS ("
 	"  transition_id text, incident_id bigint, from_state text,"
 	"  to_state text, actor text, detail text, at_ms bigint))"
 	"  WITH ORDINALITY AS y"

@@ -215,12 +215,16 @@ local function rules_flood(R, source_id, now)
 	end
 	local w = math.floor(now / win)
 	local key = P .. 'rate:' .. source_id .. ':' .. int(w)
-	local n = (tonumber(redis.call('GET', key)) or 0) + 1
+	-- One INCR per event (a refused one is counted too: past the hard
+	-- limit every event of the window is refused anyway), the expiry
+	-- set once, by the window's first event.
+	local n = redis.call('INCR', key)
+	if n == 1 then
+		redis.call('PEXPIRE', key, int(2 * win))
+	end
 	if n > hard then
 		return nil, (w + 1) * win - now
 	end
-	redis.call('INCR', key)
-	redis.call('PEXPIRE', key, int(2 * win))
 	return n
 end
 
