@@ -20,6 +20,7 @@ struct lg_opts {
 	int port;
 	int conns;              /* device connections */
 	int sources;            /* distinct source ids */
+	const char *source_prefix; /* source ids are <prefix><n> */
 	double rate;            /* events/s over all connections; 0: closed loop */
 	int window;             /* in flight per connection (closed loop cap) */
 	long count;             /* events to send; 0: until duration */

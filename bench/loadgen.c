@@ -46,7 +46,7 @@
 
 struct lg_opts lg_opt = {
 	.mode = "tcp", .name = "run", .host = "127.0.0.1", .port = 7400,
-	.conns = 16, .sources = 1000, .rate = 0, .window = 32, .count = 10000,
+	.conns = 16, .sources = 1000, .source_prefix = "bus-", .rate = 0, .window = 32, .count = 10000,
 	.duration_s = 60, .timeout_s = 30, .panic_pct = 1, .dup_pct = 2,
 	.fault_pct = 1, .secret = "bench-device-secret", .run_id = NULL,
 	.sse = 0, .sse_port = 0, .sse_token = "", .sink_port = 0,
@@ -152,7 +152,8 @@ static void lg_next_event(struct lg_conn *c, int64_t ts, struct lg_event *e)
 	else
 		snprintf(e->id, sizeof(e->id), "%s.%d.%" PRIu64 "%c.%" PRIx64,
 			 lg_opt.run_id, c->idx, c->seq++, k, (uint64_t)ts);
-	snprintf(e->source, sizeof(e->source), "bus-%u", src);
+	snprintf(e->source, sizeof(e->source), "%s%u", lg_opt.source_prefix,
+		 src);
 	snprintf(e->label, sizeof(e->label), "lg.%s.%c.%" PRIx64,
 		 lg_opt.run_id, k, (uint64_t)ts);
 	lg_st.sent++;
@@ -669,7 +670,8 @@ static void lg_usage(void)
 {
 	fprintf(stderr,
 		"usage: loadgen tcp|http|am|echo-server [--port P] [--host H]\n"
-		"  [--name N] [--conns N] [--sources N] [--rate EV/S (0 closed loop)]\n"
+		"  [--name N] [--conns N] [--sources N] [--source-prefix bus-]\n"
+		"  [--rate EV/S (0 closed loop)]\n"
 		"  [--window N] [--count N] [--duration S] [--timeout S]\n"
 		"  [--panic-pct P] [--dup-pct P] [--fault-pct P] [--secret S]\n"
 		"  [--run-id ID] [--echo] [--sse N --sse-port P --sse-token T]\n"
@@ -690,7 +692,8 @@ static void lg_parse(int argc, char **argv)
 		{"echo", 0, 0, 'e'}, {"sse", 1, 0, 'E'},
 		{"sse-port", 1, 0, 'q'}, {"sse-token", 1, 0, 'T'},
 		{"sink-port", 1, 0, 'k'}, {"settle", 1, 0, 'x'},
-		{"seed", 1, 0, 'z'}, {0, 0, 0, 0},
+		{"seed", 1, 0, 'z'}, {"source-prefix", 1, 0, 'i'},
+		{0, 0, 0, 0},
 	};
 	static char run_id[24];
 	int o;
@@ -706,6 +709,7 @@ static void lg_parse(int argc, char **argv)
 		case 'n': lg_opt.name = optarg; break;
 		case 'c': lg_opt.conns = atoi(optarg); break;
 		case 's': lg_opt.sources = atoi(optarg); break;
+		case 'i': lg_opt.source_prefix = optarg; break;
 		case 'r': lg_opt.rate = atof(optarg); break;
 		case 'w': lg_opt.window = atoi(optarg); break;
 		case 'N': lg_opt.count = atol(optarg); break;

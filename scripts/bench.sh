@@ -275,7 +275,10 @@ for m in tcp http; do
 done
 
 if want tcp-1k-flood; then
+# Its own source id: a bus-N of the other runs would carry the flood's
+# window (and its refusals) into them.
 "$B/loadgen" tcp "${TCP_ARGS[@]}" --conns 1 --window 256 --sources 1 \
+	--source-prefix flood- \
 	--count 0 --duration 25 --timeout 30 --dup-pct 0 --panic-pct 0 \
 	--fault-pct 0 --name flood >>"$W/flood.txt" 2>>"$W/loadgen.log" &
 FLOOD_PID=$!

@@ -72,9 +72,10 @@ BEGIN
 	NEW.chain_seq := seq + 1;
 	NEW.prev_hash := prev;
 	IF current_setting('TimeZone') IN ('UTC', 'Etc/UTC') THEN
-		-- audit_canon(), inlined.
+		-- audit_canon(), inlined (one key-array delete, not two
+		-- deletes that copy the row twice: the same text).
 		canon := jsonb_build_object('table', TG_TABLE_NAME,
-			'row', to_jsonb(NEW) - 'prev_hash' - 'row_hash')::text;
+			'row', to_jsonb(NEW) - ARRAY['prev_hash', 'row_hash'])::text;
 	ELSE
 		canon := audit_canon(TG_TABLE_NAME, NEW);
 	END IF;
