@@ -316,6 +316,9 @@ run_lg limit-echo "$ECHO_PID" tcp --port "$ECHO_PORT" --echo --conns 64 \
 # answered by the echo server instead of alertd.
 run_lg limit-echo-1k "$ECHO_PID" tcp --port "$ECHO_PORT" --echo \
 	--conns 100 --window 256 --sources 10000 --rate 1000 --count 15000
+# ... and at 10k/s, the rate of the ack-latency target.
+run_lg limit-echo-10k "$ECHO_PID" tcp --port "$ECHO_PORT" --echo \
+	--conns 100 --window 256 --sources 10000 --rate 10000 --count 150000
 stop_pid "$ECHO_PID"
 ECHO_PID=""
 fi

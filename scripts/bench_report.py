@@ -146,6 +146,11 @@ def build(runs, limits, db, machine, versions, command):
     out.append("| latency floor: the echo server at 1k frames/s, open loop, 100 conns | p50 / p99 / p99.9 %s / %s / %s ms | what loopback TCP, the client and the scheduler of this (shared) machine add to any answer |"
                % (fmt(num(e1, "ack_p50_ms")), fmt(num(e1, "ack_p99_ms")),
                   fmt(num(e1, "ack_p999_ms"))))
+    e10 = r("limit-echo-10k")
+    if e10:
+        out.append("| latency floor at 10k frames/s, the same | p50 / p99 / p99.9 %s / %s / %s ms | the same, at the rate of the 10 ms ack target |"
+                   % (fmt(num(e10, "ack_p50_ms")), fmt(num(e10, "ack_p99_ms")),
+                      fmt(num(e10, "ack_p999_ms"))))
     out.append("| Redis, decide.lua pipelined | %s calls/s | `redis-benchmark -P 32 -c 4` EVALSHA of daemon/lua/decide.lua, every call opening an incident |" % fmt(lim.get("redis-decide")))
     for n in (100, 512):
         out.append("| PostgreSQL, %d-row batches, synchronous_commit=on | %s rows/s | `pgbench -c 1 -T 10`, one INSERT ... SELECT of %d event rows per transaction |"
