@@ -38,17 +38,15 @@ struct pipeline {
 	struct decide *decide;
 	struct audit *audit;
 	struct fanout *fanout;
-	size_t active;    /* in decide: bounded by pipeline_max_inflight */
-	size_t recording; /* decided, waiting for the audit's group commit */
+	size_t active;   /* started: in decide or record */
 	struct pipeline_queue urgent, normal;
 	bool pumping;    /* pipeline_pump is on the stack */
 };
 
 enum pipeline_job_state {
 	JOB_QUEUED,    /* submitted; waits for one of pipeline_max_inflight */
-	JOB_DECIDING,  /* waiting for the Redis script (holds a slot) */
-	JOB_RECORDING, /* decided; waiting for the audit commit (no slot:
-			  the commit takes everything waiting in one round) */
+	JOB_DECIDING,  /* waiting for the Redis script */
+	JOB_RECORDING, /* decided; waiting for the audit commit */
 };
 
 struct pipeline_job {
@@ -107,7 +105,7 @@ void pipeline_free(struct pipeline *p)
 
 size_t pipeline_inflight(const struct pipeline *p)
 {
-	return p->active + p->recording + p->urgent.len + p->normal.len;
+	return p->active + p->urgent.len + p->normal.len;
 }
 
 size_t pipeline_queued_urgent(const struct pipeline *p)
@@ -157,10 +155,7 @@ static void pipeline_finish(struct pipeline_job *job,
 	ans->event_id = job->ev->event_id;
 	if (job->cb != NULL)
 		job->cb(ans, job->arg);
-	if (job->state == JOB_RECORDING)
-		p->recording--;
-	else
-		p->active--;
+	p->active--;
 	evt_free(job->ev);
 	free(job);
 	pipeline_pump(p);
@@ -262,7 +257,6 @@ static void pipeline_record_resolved(struct pipeline_job *job,
 static void pipeline_on_decided(const struct decide_result *res, void *arg)
 {
 	struct pipeline_job *job = arg;
-	struct pipeline *p = job->p;
 	struct evt *ev = job->ev;
 	char transition_id[48];
 	char *payload;
@@ -278,11 +272,7 @@ static void pipeline_on_decided(const struct decide_result *res, void *arg)
 	}
 	if (res->resolved_id > 0)
 		pipeline_record_resolved(job, res);
-	/* The slot bounds the work in Redis only: it goes to the next
-	 * queued event (pumped below) while this one waits for the commit. */
 	job->state = JOB_RECORDING;
-	p->active--;
-	p->recording++;
 	job->outcome = res->outcome;
 	job->incident_id = res->incident_id;
 	job->priority = res->priority;
@@ -332,11 +322,9 @@ static void pipeline_on_decided(const struct decide_result *res, void *arg)
 		.detail_json = NULL,
 		.at_ms = res->first_seen_ms,
 	};
-	/* May answer (and free) the job at once. */
-	audit_record(p->audit, &row, res->opened ? &tr : NULL,
+	audit_record(job->p->audit, &row, res->opened ? &tr : NULL,
 		     pipeline_on_recorded, job);
 	free(payload);
-	pipeline_pump(p);
 }
 
 /* Sends a job to Redis; false if it was answered at once (not

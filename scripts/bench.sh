@@ -13,8 +13,7 @@
 # free loopback ports under a temporary folder, like the integration tests,
 # and stops everything it started on exit, even on failure. Never fails on
 # speed. BENCH_BUILD picks the build folder (default build/, the release
-# build, made here); BENCH_KEEP=1 keeps the temporary folder;
-# BENCH_PG_OPTS adds PostgreSQL settings ("-c name=value ...").
+# build, made here); BENCH_KEEP=1 keeps the temporary folder.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$(pwd)
@@ -127,7 +126,7 @@ as_pg "$PG_BIN/initdb" -D "$W/pg" --auth=trust -U postgres -E UTF8 \
 	--locale=C >"$W/initdb.log" 2>&1 || die "initdb failed ($W/initdb.log)"
 PG_STARTED=1
 as_pg "$PG_BIN/pg_ctl" -D "$W/pg" -l "$W/pg/server.log" -w -t 60 \
-	-o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $W/pg -c fsync=on -c synchronous_commit=on -c max_connections=100 ${BENCH_PG_OPTS:-}" \
+	-o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $W/pg -c fsync=on -c synchronous_commit=on -c max_connections=100" \
 	start >/dev/null || die "PostgreSQL did not start"
 psql_pg() {
 	"$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" \
