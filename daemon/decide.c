@@ -239,19 +239,22 @@ static void decide_call_argf(struct decide_call *call, const char *fmt, ...)
  * is known and the call was not refused with NOSCRIPT, else as EVAL. */
 static bool decide_send(struct decide *d, struct decide_call *call)
 {
-	enum { MAX = DECIDE_ARGS_MAX + 2 +
-		     DECIDE_BATCH_MAX * DECIDE_EVENT_FIELDS };
+	size_t max = 2 + (size_t)call->argc;
 	const char **argv = NULL;
 	size_t *argvlen = NULL;
 	int argc = 0;
 	bool ok;
 
+	for (const struct decide_call *ev = call->members; ev != NULL;
+	     ev = ev->qnext)
+		max += (size_t)ev->argc;
+
 	if (call->oom) {
 		log_error("decide: out of memory for a command");
 		return false;
 	}
-	argv = malloc(MAX * sizeof(*argv));
-	argvlen = malloc(MAX * sizeof(*argvlen));
+	argv = malloc(max * sizeof(*argv));
+	argvlen = malloc(max * sizeof(*argvlen));
 	if (argv == NULL || argvlen == NULL) {
 		log_error("decide: out of memory for a command");
 		free(argv);
@@ -679,8 +682,7 @@ static void decide_on_reply(redisReply *reply, void *arg)
 		reply = NULL;
 	}
 	switch (call->kind) {
-	case DECIDE_CALL_EVENT:
-		decide_answer_event(call, reply);
+	case DECIDE_CALL_EVENT: /* never sent alone: a batch's member */
 		break;
 	case DECIDE_CALL_JSON:
 		decide_answer_json(call, reply);
