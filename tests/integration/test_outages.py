@@ -2,6 +2,9 @@
 503 + Retry-After, TCP Nack with retry), never a success for an event that
 is not durable; alertd keeps running and recovers by itself."""
 
+import hashlib
+import pathlib
+
 import pytest
 
 from helpers import (TcpClient, http_get, make_event, post_event,
@@ -170,3 +173,36 @@ def test_redis_restart_that_lost_its_data(alertd, redis_server):
         accepted.append((ev, body))
     for ev, body in accepted:
         assert _row_incident(alertd, ev["event_id"]) == [body["incident_id"]]
+
+
+def test_script_cache_flushed_under_load(alertd, redis_server):
+    """SCRIPT FLUSH (or a Redis that restarted with its data): the batched
+    decide calls in flight get NOSCRIPT, are sent again with EVAL and the
+    script is loaded again; no event fails because of it."""
+    import threading
+    first = make_event()
+    st, body, _ = post_event(alertd.http, first)
+    assert st == 202, body
+    redis_server.client().script_flush()
+    results = []
+
+    def send():
+        for _ in range(10):
+            st, body, _ = post_event(alertd.http, make_event())
+            results.append((st, body))
+
+    ts = [threading.Thread(target=send) for _ in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    assert len(results) == 40
+    assert all(st == 202 and b["outcome"] == "new" for st, b in results), \
+        [r for r in results if r[0] != 202][:3]
+    alertd.wait_log("not in the Redis script cache")
+    # alertd loaded it again (the SHA-1 of the embedded file's bytes)
+    sha = hashlib.sha1((pathlib.Path(__file__).resolve().parents[2] /
+                        "daemon" / "lua" / "decide.lua").read_bytes()
+                       ).hexdigest()
+    wait_until(lambda: redis_server.client().script_exists(sha)[0], 10,
+               what="decide.lua back in the script cache")
