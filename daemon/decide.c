@@ -46,7 +46,7 @@ extern const char decide_lua_text[];
 #define DECIDE_BATCH_MAX 64
 
 enum decide_call_kind {
-	DECIDE_CALL_EVENT,   /* script mode decide -> decide_event_cb */
+	DECIDE_CALL_EVENT,   /* one event of a batch -> decide_event_cb */
 	DECIDE_CALL_JSON,    /* script mode queue/get -> decide_json_cb */
 	DECIDE_CALL_CHANGES, /* XRANGE -> decide_changes_cb */
 	DECIDE_CALL_LOAD,    /* SCRIPT LOAD, no user callback */
@@ -94,7 +94,6 @@ struct decide {
 };
 
 static void decide_on_reply(redisReply *reply, void *arg);
-static void decide_flush(struct decide *d);
 static void decide_on_flush(evutil_socket_t fd, short what, void *arg);
 
 const char *decide_script_text(void)
@@ -763,7 +762,7 @@ static bool decide_call_rules(struct decide_call *call,
 }
 
 /* Sends the queued events as one decide_batch call. */
-static void decide_flush(struct decide *d)
+void decide_flush(struct decide *d)
 {
 	const struct config *cfg = config_current();
 	struct decide_call *batch, *ev;

@@ -87,6 +87,12 @@ bool decide_event(struct decide *d, const struct evt *ev, int64_t now_ms,
 		  decide_event_cb cb, void *arg)
 	__attribute__((warn_unused_result));
 
+/* Sends the events queued in this turn now instead of in the next one.
+ * daemon_free calls it before it frees the pool, so that every event is
+ * answered (with NULL by the pool) while the modules that asked are
+ * alive. */
+void decide_flush(struct decide *d);
+
 /* The open queue as a JSON array of snapshots in queue order (priority
  * descending, then first_seen ascending). */
 bool decide_queue(struct decide *d, decide_json_cb cb, void *arg)

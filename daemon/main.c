@@ -387,6 +387,8 @@ static void daemon_start(struct daemon *d)
 static void daemon_free(struct daemon *d)
 {
 	ingest_tcp_free(d->tcp);
+	if (d->decide != NULL)
+		decide_flush(d->decide); /* into the pool, answered just below */
 	redis_pool_free(d->redis);
 	pg_conn_free(d->pg_audit);
 	pg_conn_free(d->pg_ops);
