@@ -12,8 +12,8 @@
  *
  * Events are decided in batches (group decide, like the audit's group
  * commit): decide_event queues the event's call and the loop's next turn
- * sends every event queued in this one as one script call (mode
- * decide_batch, at most DECIDE_BATCH_MAX events), so that the script's
+ * sends the events queued in this one in script calls of mode
+ * decide_batch (DECIDE_BATCH_MAX events each), so that the script's
  * dispatch, the rules argument and its decoding are paid once per batch,
  * not once per event (docs/BENCHMARKS.md, optimisation 6). Nothing waits
  * for a batch to fill: an event alone in its turn goes out alone. */
@@ -88,7 +88,6 @@ struct decide {
 	struct decide_call *calls; /* in flight or queued */
 	/* Events queued in this turn of the loop, sent by ev_flush. */
 	struct decide_call *queue, *queue_tail;
-	size_t n_queue;
 	int64_t queue_now_ms;      /* the first queued event's time: rules */
 	struct event *ev_flush;
 };
@@ -653,6 +652,19 @@ static void decide_answer_batch(struct decide_call *call,
 	call->n_members = 0;
 }
 
+/* Answers every queued event "Redis unavailable" (NULL). */
+static void decide_answer_queue(struct decide *d)
+{
+	struct decide_call *ev;
+
+	while ((ev = d->queue) != NULL) {
+		d->queue = ev->qnext;
+		decide_answer_event(ev, NULL);
+		decide_call_free(ev);
+	}
+	d->queue_tail = NULL;
+}
+
 static bool decide_is_noscript(const redisReply *reply)
 {
 	return reply != NULL && reply->type == REDIS_REPLY_ERROR &&
@@ -735,11 +747,7 @@ void decide_free(struct decide *d)
 	 * d then. */
 	/* Queued events never reached the pool: answered here, while d is
 	 * alive, like the pool answers the calls it holds. */
-	while ((call = d->queue) != NULL) {
-		d->queue = call->qnext;
-		decide_answer_event(call, NULL);
-		decide_call_free(call);
-	}
+	decide_answer_queue(d);
 	for (call = d->calls; call != NULL; call = call->next)
 		call->d = NULL;
 	event_free(d->ev_flush);
@@ -761,30 +769,30 @@ static bool decide_call_rules(struct decide_call *call,
 	return true;
 }
 
-/* Sends the queued events as one decide_batch call. */
-void decide_flush(struct decide *d)
+/* Takes up to DECIDE_BATCH_MAX events off the queue into one
+ * decide_batch call and sends it; false when nothing is queued. */
+static bool decide_flush_one(struct decide *d)
 {
 	const struct config *cfg = config_current();
-	struct decide_call *batch, *ev;
+	struct decide_call *batch, *last;
+	size_t n = 1;
 
 	if (d->queue == NULL)
-		return;
+		return false;
 	batch = decide_call_new(d, DECIDE_CALL_BATCH, true, NULL);
-	if (batch == NULL) { /* each event is answered "no Redis" */
-		while ((ev = d->queue) != NULL) {
-			d->queue = ev->qnext;
-			decide_answer_event(ev, NULL);
-			decide_call_free(ev);
-		}
-	} else {
-		batch->members = d->queue;
-		batch->n_members = d->n_queue;
-		d->queue = NULL;
+	if (batch == NULL) {
+		decide_answer_queue(d);
+		return false;
 	}
-	d->queue_tail = NULL;
-	d->n_queue = 0;
-	if (batch == NULL)
-		return;
+	for (last = d->queue; n < DECIDE_BATCH_MAX && last->qnext != NULL;
+	     n++)
+		last = last->qnext;
+	batch->members = d->queue;
+	batch->n_members = n;
+	d->queue = last->qnext;
+	last->qnext = NULL;
+	if (d->queue == NULL)
+		d->queue_tail = NULL;
 	decide_call_arg(batch, "0", false); /* numkeys: see docs/redis.md */
 	decide_call_arg(batch, "decide_batch", false);
 	decide_call_arg(batch, cfg->redis_prefix, true);
@@ -796,6 +804,14 @@ void decide_flush(struct decide *d)
 		decide_answer_batch(batch, NULL);
 		decide_call_free(batch);
 	}
+	return true;
+}
+
+/* Sends the queued events, DECIDE_BATCH_MAX per script call, in order. */
+void decide_flush(struct decide *d)
+{
+	while (decide_flush_one(d))
+		;
 }
 
 /* The loop's turn after the one that queued events. */
@@ -871,8 +887,8 @@ bool decide_event(struct decide *d, const struct evt *ev, int64_t now_ms,
 		d->queue_tail->qnext = call;
 	}
 	d->queue_tail = call;
-	if (++d->n_queue == DECIDE_BATCH_MAX)
-		decide_flush(d);
+	/* Never sent from here: the caller's callback must not run before
+	 * this returns. */
 	return true;
 }
 

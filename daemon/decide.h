@@ -79,10 +79,10 @@ void decide_free(struct decide *d);
 
 /* Decides one event with the priorities and TTLs of config_current().
  * now_ms is the decision time (injectable for tests of time rules).
- * The event is sent in the loop's next turn, in one script call with the
- * other events queued in this turn (at most 64), and decided after the
- * events queued before it. Returns false (cb not called) if Redis is not
- * connected. */
+ * The event is sent in the loop's next turn, with the other events queued
+ * in this turn (64 per script call), and decided after the events queued
+ * before it; cb never runs before this returns. Returns false (cb not
+ * called) if Redis is not connected. */
 bool decide_event(struct decide *d, const struct evt *ev, int64_t now_ms,
 		  decide_event_cb cb, void *arg)
 	__attribute__((warn_unused_result));
