@@ -77,6 +77,7 @@ struct lg_dup {
 
 static struct lg_conn *lg_conns;
 static struct event *lg_tick_ev;
+static struct event *lg_due_ev;            /* open loop: the next due event */
 static uint64_t lg_rng = 0x9e3779b97f4a7c15ull;
 static int lg_rr;                          /* round robin cursor */
 static bool lg_sending = true;
@@ -552,6 +553,36 @@ static void lg_stop_sending(void)
 	lg_end_ns = lg_now_ns() + (int64_t)(lg_opt.timeout_s * 1e9);
 }
 
+/* Open loop: event k is due at t0 + k / rate. Sends every event whose due
+ * time has come, then arms lg_due_ev for the next one, so an event leaves
+ * when it is due and not at the next tick (the base runs with a precise
+ * timer: libevent's default coarse clock would add up to 4 ms here). */
+static void lg_send_due(int64_t now)
+{
+	struct lg_conn *c;
+	int64_t ts = 0;
+
+	while (lg_quota_left()) {
+		ts = lg_st.t0_ns +
+		     (int64_t)((double)lg_st.sent * 1e9 / lg_opt.rate);
+		if (ts > now || (c = lg_pick()) == NULL || !lg_send(c, ts))
+			break;
+	}
+	if (lg_quota_left() && ts > now) {
+		int64_t us = (ts - now) / 1000;
+		struct timeval tv = {(time_t)(us / 1000000),
+				     (suseconds_t)(us % 1000000)};
+
+		event_add(lg_due_ev, &tv);
+	}
+}
+
+static void lg_on_due(evutil_socket_t fd, short what, void *arg)
+{
+	if (lg_sending)
+		lg_send_due(lg_now_ns());
+}
+
 static void lg_on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	int64_t now = lg_now_ns();
@@ -561,19 +592,7 @@ static void lg_on_tick(evutil_socket_t fd, short what, void *arg)
 		    now - lg_st.t0_ns > (int64_t)(lg_opt.duration_s * 1e9)) {
 			lg_stop_sending();
 		} else if (lg_opt.rate > 0) {
-			/* Open loop: event k is due at t0 + k / rate. */
-			double el = (double)(now - lg_st.t0_ns) / 1e9;
-			uint64_t due = (uint64_t)(el * lg_opt.rate);
-			struct lg_conn *c;
-
-			while (lg_st.sent < due && lg_quota_left() &&
-			       (c = lg_pick()) != NULL) {
-				int64_t ts = lg_st.t0_ns +
-					     (int64_t)((double)lg_st.sent * 1e9 /
-						       lg_opt.rate);
-				if (!lg_send(c, ts))
-					break;
-			}
+			lg_send_due(now);
 		} else {
 			lg_fill();
 		}
@@ -747,11 +766,17 @@ static void lg_parse(int argc, char **argv)
 int main(int argc, char **argv)
 {
 	struct timeval tick = {0, 1000};
+	struct event_config *cfg;
 
 	signal(SIGPIPE, SIG_IGN);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	lg_parse(argc, argv);
-	lg_base = event_base_new();
+	cfg = event_config_new();
+	if (cfg == NULL)
+		return 1;
+	event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER);
+	lg_base = event_base_new_with_config(cfg);
+	event_config_free(cfg);
 	if (lg_base == NULL)
 		return 1;
 	if (strcmp(lg_opt.mode, "echo-server") == 0)
@@ -790,14 +815,18 @@ int main(int argc, char **argv)
 		event_base_dispatch(lg_base);
 	}
 	lg_tick_ev = event_new(lg_base, -1, EV_PERSIST, lg_on_tick, NULL);
+	lg_due_ev = evtimer_new(lg_base, lg_on_due, NULL);
 	lg_st.t0_ns = lg_now_ns();
 	lg_end_ns = lg_st.t0_ns + (int64_t)((lg_opt.duration_s + lg_opt.timeout_s) * 1e9);
 	event_add(lg_tick_ev, &tick);
 	if (lg_opt.rate <= 0)
 		lg_fill();
+	else
+		lg_send_due(lg_st.t0_ns);
 	event_base_dispatch(lg_base);
 	lg_report();
 	event_free(lg_tick_ev);
+	event_free(lg_due_ev);
 	lg_sse_stop();
 	lg_am_stop();
 	for (int i = 0; i < lg_opt.conns; i++) {
