@@ -57,6 +57,14 @@
  * (docs/BENCHMARKS.md, optimisation 4). */
 #define INGEST_TCP_TOTAL_EVENTS 16384
 #define INGEST_TCP_TOTAL_BYTES (16 * 1024 * 1024)
+/* A connection whose last INGEST_TCP_TARPIT_RUN answers were all
+ * rate_limited (a sender ignoring Retry-After) is not read for
+ * INGEST_TCP_TARPIT_MS after each such run: its refusals cost no Redis
+ * call (pipeline_held) but still a read, a decode, an HMAC and a Nack
+ * each, and a closed-loop flood would otherwise take a whole core from
+ * everyone else. Any other answer ends the run. */
+#define INGEST_TCP_TARPIT_RUN 64
+#define INGEST_TCP_TARPIT_MS 10
 /* Pause after accept() failed with e.g. EMFILE, instead of spinning. */
 #define INGEST_TCP_ACCEPT_RETRY_S 1
 
@@ -98,6 +106,9 @@ struct tcp_conn {
 	size_t inflight_bytes; /* their frame bytes */
 	size_t read_high;   /* current read high watermark */
 	size_t discarded;   /* bytes thrown away while lingering */
+	unsigned refused_run; /* rate_limited answers in a row */
+	bool paused;        /* not read until pause_ev fires (tarpit) */
+	struct event *pause_ev;
 	struct tcp_job *jobs;
 	struct tcp_conn *prev, *next;
 	char name[64];      /* "127.0.0.1:5555", the log prefix */
@@ -177,6 +188,8 @@ static void ingest_tcp_conn_close(struct tcp_conn *c)
 	if (c->state == TCP_CONN_CLOSED)
 		return;
 	ingest_tcp_conn_detach_jobs(c);
+	if (c->pause_ev != NULL)
+		event_del(c->pause_ev);
 	ingest_tcp_conn_set_state(c, TCP_CONN_CLOSED);
 	if (c->prev != NULL)
 		c->prev->next = c->next;
@@ -275,6 +288,8 @@ static bool ingest_tcp_conn_can_read(struct tcp_conn *c)
 	size_t bytes = INGEST_TCP_TOTAL_BYTES / n;
 	size_t frame = (size_t)config_current()->max_frame_bytes + 4;
 
+	if (c->paused)
+		return false;
 	if (share < 1)
 		share = 1;
 	if (limit > share)
@@ -304,6 +319,33 @@ static void ingest_tcp_conn_resume(struct tcp_conn *c)
 	ingest_tcp_conn_read_later(c);
 }
 
+static void ingest_tcp_on_unpause(evutil_socket_t fd, short what, void *arg)
+{
+	struct tcp_conn *c = arg;
+
+	c->paused = false;
+	ingest_tcp_conn_resume(c);
+}
+
+/* The tarpit (INGEST_TCP_TARPIT_RUN): stop reading for a while. Without
+ * a timer (out of memory) the connection is just not paused. */
+static void ingest_tcp_conn_pause(struct tcp_conn *c)
+{
+	struct timeval tv = {0, INGEST_TCP_TARPIT_MS * 1000};
+
+	c->refused_run = 0;
+	if (c->pause_ev == NULL)
+		c->pause_ev = evtimer_new(c->owner->base,
+					  ingest_tcp_on_unpause, c);
+	if (c->pause_ev == NULL || evtimer_add(c->pause_ev, &tv) != 0)
+		return;
+	log_debug("tcp=%s: every answer of the last %d was rate_limited; "
+		  "not read for %d ms", c->name, INGEST_TCP_TARPIT_RUN,
+		  INGEST_TCP_TARPIT_MS);
+	metrics_count_tcp_pause();
+	c->paused = true;
+}
+
 /* --- events ------------------------------------------------------------ */
 
 static void ingest_tcp_on_answer(const struct pipeline_answer *ans, void *arg)
@@ -324,6 +366,13 @@ static void ingest_tcp_on_answer(const struct pipeline_answer *ans, void *arg)
 	c->inflight_bytes -= job->bytes;
 	free(job);
 
+	if (!ans->durable && ans->error_code != NULL &&
+	    strcmp(ans->error_code, "rate_limited") == 0)
+		c->refused_run++;
+	else
+		c->refused_run = 0;
+	if (c->refused_run >= INGEST_TCP_TARPIT_RUN)
+		ingest_tcp_conn_pause(c);
 	if (ans->durable) {
 		frame = codec_pb_frame_ack(event_id, ans->outcome,
 					   ans->incident_id, ans->priority,
@@ -653,6 +702,14 @@ static void ingest_tcp_on_accept_retry(evutil_socket_t fd, short what,
 		evconnlistener_enable(t->listener);
 }
 
+static void ingest_tcp_conn_free(struct tcp_conn *c)
+{
+	if (c->pause_ev != NULL)
+		event_free(c->pause_ev);
+	bufferevent_free(c->bev);
+	free(c);
+}
+
 static void ingest_tcp_on_reap(evutil_socket_t fd, short what, void *arg)
 {
 	struct ingest_tcp *t = arg;
@@ -661,8 +718,7 @@ static void ingest_tcp_on_reap(evutil_socket_t fd, short what, void *arg)
 		struct tcp_conn *c = t->dead;
 
 		t->dead = c->next;
-		bufferevent_free(c->bev);
-		free(c);
+		ingest_tcp_conn_free(c);
 	}
 }
 
@@ -759,8 +815,7 @@ static void ingest_tcp_free_list(struct tcp_conn *c)
 		struct tcp_conn *next = c->next;
 
 		ingest_tcp_conn_detach_jobs(c);
-		bufferevent_free(c->bev);
-		free(c);
+		ingest_tcp_conn_free(c);
 		c = next;
 	}
 }

@@ -34,6 +34,7 @@ static struct {
 	uint64_t ingest_buckets[METRICS_N_BUCKETS];
 	uint64_t ingest_count;
 	double ingest_sum;
+	uint64_t tcp_pauses;
 	struct {
 		const char *name, *help;
 		metrics_gauge_fn fn;
@@ -67,6 +68,11 @@ void metrics_observe_ingest(double seconds)
 	}
 	metrics.ingest_count++;
 	metrics.ingest_sum += seconds;
+}
+
+void metrics_count_tcp_pause(void)
+{
+	metrics.tcp_pauses++;
 }
 
 void metrics_register_gauge(const char *name, const char *help,
@@ -114,6 +120,10 @@ char *metrics_render(void)
 	fprintf(f, "alertd_ingest_seconds_sum %.6f\n", metrics.ingest_sum);
 	fprintf(f, "alertd_ingest_seconds_count %llu\n",
 		(unsigned long long)metrics.ingest_count);
+	fprintf(f, "# HELP alertd_tcp_pauses_total Device connections not read for a while because their last answers were all rate_limited.\n"
+		"# TYPE alertd_tcp_pauses_total counter\n"
+		"alertd_tcp_pauses_total %llu\n",
+		(unsigned long long)metrics.tcp_pauses);
 	for (size_t i = 0; i < metrics.n_gauges; i++)
 		fprintf(f, "# HELP %s %s\n# TYPE %s gauge\n%s %g\n",
 			metrics.gauges[i].name, metrics.gauges[i].help,
@@ -135,5 +145,6 @@ void metrics_reset(void)
 	memset(metrics.ingest_buckets, 0, sizeof(metrics.ingest_buckets));
 	metrics.ingest_count = 0;
 	metrics.ingest_sum = 0;
+	metrics.tcp_pauses = 0;
 	metrics.n_gauges = n;
 }

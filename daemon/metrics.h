@@ -13,6 +13,9 @@ void metrics_count_error(const char *code);
 /* Receive-to-answer time of an accepted event, in seconds. */
 void metrics_observe_ingest(double seconds);
 
+/* A device connection paused by the tarpit (ingest_tcp). */
+void metrics_count_tcp_pause(void);
+
 /* A gauge read at render time. */
 typedef double (*metrics_gauge_fn)(void *arg);
 void metrics_register_gauge(const char *name, const char *help,

@@ -18,6 +18,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include "audit.h"
 #include "codec_json.h"
 #include "config.h"
@@ -41,7 +43,17 @@ struct pipeline {
 	size_t active;   /* started: in decide or record */
 	struct pipeline_queue urgent, normal;
 	bool pumping;    /* pipeline_pump is on the stack */
+	/* Sources Redis refused as rate_limited: source id -> the monotonic
+	 * ms their flood window ends. Until then their events are refused
+	 * here, without a Redis call (see pipeline_held). */
+	json_t *held;
 };
+
+/* Bounds of the held table: expired entries are swept once it has
+ * PIPELINE_HELD_SWEEP of them, and no more than PIPELINE_HELD_MAX are
+ * kept (past that Redis refuses each event itself, as before). */
+#define PIPELINE_HELD_SWEEP 256
+#define PIPELINE_HELD_MAX 4096
 
 enum pipeline_job_state {
 	JOB_QUEUED,    /* submitted; waits for one of pipeline_max_inflight */
@@ -76,6 +88,11 @@ struct pipeline *pipeline_new(struct decide *decide, struct audit *audit,
 	p->decide = decide;
 	p->audit = audit;
 	p->fanout = fanout;
+	p->held = json_object();
+	if (p->held == NULL) {
+		free(p);
+		return NULL;
+	}
 	return p;
 }
 
@@ -100,6 +117,7 @@ void pipeline_free(struct pipeline *p)
 		return;
 	pipeline_queue_free(&p->urgent);
 	pipeline_queue_free(&p->normal);
+	json_decref(p->held);
 	free(p);
 }
 
@@ -144,6 +162,62 @@ static double pipeline_elapsed(const struct timespec *since)
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	return (double)(now.tv_sec - since->tv_sec) +
 	       (double)(now.tv_nsec - since->tv_nsec) / 1e9;
+}
+
+static int64_t pipeline_mono_ms(const struct timespec *t)
+{
+	return (int64_t)t->tv_sec * 1000 + t->tv_nsec / 1000000;
+}
+
+/* The ms until the source's flood window ends if Redis refused it as
+ * rate_limited in that window, else 0. Past the hard limit Redis refuses
+ * every event of the window (it only counts up), so answering here is the
+ * same answer without the Redis call: a flooding source costs alertd one
+ * table lookup per event instead of a script call beside everyone else's
+ * events. One difference, documented: a re-send of an event accepted
+ * earlier gets rate_limited here instead of its first answer, until the
+ * window ends (then it gets that answer). */
+static int64_t pipeline_held(struct pipeline *p, const char *source_id)
+{
+	json_t *until = json_object_get(p->held, source_id);
+	struct timespec now;
+	int64_t left;
+
+	if (until == NULL)
+		return 0;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	left = json_integer_value(until) - pipeline_mono_ms(&now);
+	if (left <= 0) {
+		json_object_del(p->held, source_id);
+		return 0;
+	}
+	return left;
+}
+
+/* Redis refused the job's source as rate_limited: hold it until the
+ * window ends, counted from when the job started (before Redis read its
+ * clock), so the hold never outlasts the window. */
+static void pipeline_hold(struct pipeline *p, const struct pipeline_job *job,
+			  int retry_after_ms)
+{
+	struct timespec now;
+	const char *key;
+	json_t *v;
+	void *tmp;
+
+	if (retry_after_ms <= 0)
+		return;
+	if (json_object_size(p->held) >= PIPELINE_HELD_SWEEP) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		json_object_foreach_safe(p->held, tmp, key, v)
+			if (json_integer_value(v) <= pipeline_mono_ms(&now))
+				json_object_del(p->held, key);
+	}
+	if (json_object_size(p->held) >= PIPELINE_HELD_MAX)
+		return;
+	json_object_set_new(p->held, job->ev->source_id,
+			    json_integer(pipeline_mono_ms(&job->started) +
+					 retry_after_ms));
 }
 
 /* Answers the sender (unless detached) and frees the job. */
@@ -267,6 +341,8 @@ static void pipeline_on_decided(const struct decide_result *res, void *arg)
 		return;
 	}
 	if (res->refused != NULL) {
+		if (strcmp(res->refused, "rate_limited") == 0)
+			pipeline_hold(job->p, job, res->retry_after_ms);
 		pipeline_finish_refused(job, res);
 		return;
 	}
@@ -333,8 +409,20 @@ static bool pipeline_start(struct pipeline_job *job)
 {
 	struct pipeline *p = job->p;
 
+	int64_t held_ms;
+
 	job->state = JOB_DECIDING;
 	p->active++;
+	held_ms = pipeline_held(p, job->ev->source_id);
+	if (held_ms > 0) {
+		struct decide_result res = {
+			.refused = "rate_limited",
+			.retry_after_ms = (int)held_ms,
+		};
+
+		pipeline_finish_refused(job, &res);
+		return false;
+	}
 	job->decided_at_ms = tzclock_now_ms();
 	if (!decide_event(p->decide, job->ev, job->decided_at_ms,
 			  pipeline_on_decided, job)) {
@@ -408,9 +496,11 @@ struct pipeline_job *pipeline_submit(struct pipeline *p, struct evt *ev,
 	job->cb = cb;
 	job->arg = arg;
 	clock_gettime(CLOCK_MONOTONIC, &job->started);
-	/* A free slot and nobody waiting: start at once. */
-	if (p->active < pipeline_limit() && p->urgent.len == 0 &&
-	    p->normal.len == 0)
+	/* A free slot and nobody waiting, or a held source (answered at
+	 * once, without a slot's work): start at once. */
+	if ((p->active < pipeline_limit() && p->urgent.len == 0 &&
+	     p->normal.len == 0) ||
+	    pipeline_held(p, ev->source_id) > 0)
 		return pipeline_start(job) ? job : NULL;
 	job->state = JOB_QUEUED;
 	q = pipeline_type_urgent(ev->type) ? &p->urgent : &p->normal;

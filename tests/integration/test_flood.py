@@ -201,3 +201,107 @@ def test_flood_mark_clears_when_the_source_calms_down(redis_server):
     assert calm["snap"]["count"] == 6
     assert json.loads(s.r.eval(s.text, 0, "get", s.prefix,
                                str(calm["incident_id"])))["count"] == 6
+
+
+def _rate_keys(d, source_id):
+    r = d.redis()
+    return {k: int(r.get(k)) for k in r.keys(d.prefix + "rate:" +
+                                              source_id + ":*")}
+
+
+def _away_from_window_edge(window_s, margin=0.3):
+    """Sleeps until at least `margin` s after a window boundary (alertd's
+    windows are wall-clock aligned), so a few events fit in one window."""
+    while time.time() % window_s < margin or \
+            time.time() % window_s > window_s - 1.5:
+        time.sleep(0.05)
+
+
+def test_held_source_is_refused_without_asking_redis(alertd_factory, pb):
+    """Past the hard limit alertd remembers the refusal until the window
+    ends and answers the source's next events itself: Redis counts only
+    the events it was asked about (here the first refusal), and another
+    source is untouched."""
+    d = alertd_factory(dedup={"flood_soft": 1, "flood_hard": 3,
+                              "flood_window_s": 60})
+    ev = make_event()
+    _away_from_window_edge(60)
+    with TcpClient(*d.tcp) as c:
+        for _ in range(4):
+            c.send_event(make_event(source=ev["source"]))
+        first = c.read_frames(4)
+        for _ in range(6):
+            c.send_event(make_event(source=ev["source"]))
+        later = c.read_frames(6)
+        other = make_event()
+        c.send_event(other)
+        ok = c.read_frames(1)[0]
+    assert sum(f.HasField("ack") for f in first) == 3
+    refused = [f.nack for f in first + later if f.HasField("nack")]
+    assert len(refused) == 7
+    for n in refused:
+        assert n.code == "rate_limited" and n.retry is True
+        assert 0 < n.retry_after_ms <= 60000
+    # 3 accepted + the one refusal Redis made; the 6 after it never
+    # reached Redis.
+    assert list(_rate_keys(d, ev["source"]["id"]).values()) == [4]
+    assert ok.HasField("ack") and ok.ack.event_id == other["event_id"]
+
+
+def test_hold_ends_with_the_flood_window(alertd_factory, pb):
+    """The remembered refusal never outlasts the window Redis counted:
+    the first event of the next window is accepted."""
+    d = alertd_factory(dedup={"flood_soft": 1, "flood_hard": 2,
+                              "flood_window_s": 2})
+    ev = make_event()
+    while time.time() % 2 > 0.5:
+        time.sleep(0.02)
+    with TcpClient(*d.tcp) as c:
+        for _ in range(3):
+            c.send_event(make_event(source=ev["source"]))
+        frames = c.read_frames(3)
+        assert [f.HasField("ack") for f in frames].count(True) == 2
+        nack = [f.nack for f in frames if f.HasField("nack")][0]
+        assert nack.code == "rate_limited"
+        c.send_event(make_event(source=ev["source"]))
+        assert c.read_frames(1)[0].nack.code == "rate_limited"
+        # Retry-After is rounded up to a second on the wire; wait for
+        # the next window and a little.
+        time.sleep(2 - time.time() % 2 + 0.05)
+        again = make_event(source=ev["source"])
+        c.send_event(again)
+        f = c.read_frames(1)[0]
+    assert f.HasField("ack") and f.ack.event_id == again["event_id"]
+
+
+def test_connection_ignoring_retry_after_is_paused_not_dropped(
+        alertd_factory, pb):
+    """A connection whose answers are 64 rate_limited in a row is not read
+    for a moment after each such run (the tarpit): every frame it sent is
+    still answered, the connection stays usable, and the pauses are
+    counted in /metrics."""
+    d = alertd_factory(dedup={"flood_soft": 1, "flood_hard": 3,
+                              "flood_window_s": 60})
+    ev = make_event()
+    _away_from_window_edge(60)
+    with TcpClient(*d.tcp) as c:
+        for _ in range(3):
+            c.send_event(make_event(source=ev["source"]))
+        assert all(f.HasField("ack") for f in c.read_frames(3))
+        ids = []
+        for _ in range(200):
+            e = make_event(source=ev["source"])
+            ids.append(e["event_id"])
+            c.send_event(e)
+        frames = c.read_frames(200)
+        other = make_event()
+        c.send_event(other)
+        ok = c.read_frames(1)[0]
+    assert sorted(f.nack.event_id for f in frames) == sorted(ids)
+    assert all(f.nack.code == "rate_limited" for f in frames)
+    assert ok.HasField("ack") and ok.ack.event_id == other["event_id"]
+    st, text, _ = http_get(d.http, "/metrics")
+    m = re.search(r"^alertd_tcp_pauses_total (\d+)$", text, re.M)
+    # 200 refusals in a row: a pause after the 64th, 128th and 192nd.
+    assert m and int(m.group(1)) == 3
+    assert _metric(d, "alertd_errors_total", "rate_limited") == 200
