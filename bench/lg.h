@@ -36,6 +36,8 @@ struct lg_opts {
 	int sink_port;          /* am: the webhook receiver's port */
 	double settle_s;        /* wait this long for console/webhook
 				   arrivals after the last answer */
+	double slow_ms;         /* > 0: print the 100 ms windows whose
+				   longest answer took more (SLOW lines) */
 };
 
 struct lg_stats {

@@ -207,6 +207,29 @@ static char lg_id_kind(const char *event_id)
 	return dot != NULL && dot > event_id ? dot[-1] : '?';
 }
 
+/* --slow-ms: the longest answer in each 100 ms of the run, to tell a
+ * periodic stall (a WAL segment, a timer) from steady queueing. */
+#define LG_SLOW_WINDOWS 6000 /* 10 minutes */
+static int64_t lg_slow_max[LG_SLOW_WINDOWS];
+
+static void lg_slow_record(int64_t now, int64_t latency)
+{
+	int64_t w = (now - lg_st.t0_ns) / 100000000;
+
+	if (lg_opt.slow_ms > 0 && w >= 0 && w < LG_SLOW_WINDOWS &&
+	    latency > lg_slow_max[w])
+		lg_slow_max[w] = latency;
+}
+
+static void lg_slow_report(void)
+{
+	for (int w = 0; lg_opt.slow_ms > 0 && w < LG_SLOW_WINDOWS; w++)
+		if (lg_slow_max[w] > (int64_t)(lg_opt.slow_ms * 1e6))
+			printf("SLOW name=%s at_s=%.1f max_ms=%.1f\n",
+			       lg_opt.name, w / 10.0,
+			       (double)lg_slow_max[w] / 1e6);
+}
+
 static void lg_answered(struct lg_conn *c, const char *event_id, int outcome,
 			bool ok, int64_t sent_ts)
 {
@@ -227,6 +250,8 @@ static void lg_answered(struct lg_conn *c, const char *event_id, int outcome,
 	} else {
 		lg_st.nacked++;
 	}
+	if (sent_ts > 0 && now > sent_ts)
+		lg_slow_record(now, now - sent_ts);
 	if (sent_ts > 0 && now > sent_ts)
 		hist_record(&lg_st.ack, (uint64_t)(now - sent_ts) / 1000);
 	/* A duplicate's answer (outcome 2) is not its original's. */
@@ -694,7 +719,7 @@ static void lg_usage(void)
 		"  [--window N] [--count N] [--duration S] [--timeout S]\n"
 		"  [--panic-pct P] [--dup-pct P] [--fault-pct P] [--secret S]\n"
 		"  [--run-id ID] [--echo] [--sse N --sse-port P --sse-token T]\n"
-		"  [--sink-port P] [--settle S] [--seed N]\n");
+		"  [--sink-port P] [--settle S] [--seed N] [--slow-ms MS]\n");
 	exit(2);
 }
 
@@ -712,6 +737,7 @@ static void lg_parse(int argc, char **argv)
 		{"sse-port", 1, 0, 'q'}, {"sse-token", 1, 0, 'T'},
 		{"sink-port", 1, 0, 'k'}, {"settle", 1, 0, 'x'},
 		{"seed", 1, 0, 'z'}, {"source-prefix", 1, 0, 'i'},
+		{"slow-ms", 1, 0, 'l'},
 		{0, 0, 0, 0},
 	};
 	static char run_id[24];
@@ -746,6 +772,7 @@ static void lg_parse(int argc, char **argv)
 		case 'k': lg_opt.sink_port = atoi(optarg); break;
 		case 'x': lg_opt.settle_s = atof(optarg); break;
 		case 'z': lg_rng = strtoull(optarg, NULL, 0) | 1; break;
+		case 'l': lg_opt.slow_ms = atof(optarg); break;
 		default: lg_usage();
 		}
 	}
@@ -825,6 +852,7 @@ int main(int argc, char **argv)
 		lg_send_due(lg_st.t0_ns);
 	event_base_dispatch(lg_base);
 	lg_report();
+	lg_slow_report();
 	event_free(lg_tick_ev);
 	event_free(lg_due_ev);
 	lg_sse_stop();
