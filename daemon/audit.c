@@ -488,9 +488,11 @@ static void audit_flush(struct audit *a)
 	if (!(params[0] = audit_row_join(&b->rows, true)) ||
 	    !(params[1] = audit_row_join(&b->rows, false)))
 		goto fail;
-	if (!pg_conn_query(a->conn, audit_batch_sql, 2,
-			   (const char *const *)params, audit_timeout_ms(),
-			   audit_on_batch_done, b))
+	if (!pg_conn_query_prepared(a->conn, "alertd_audit_batch",
+				    audit_batch_sql, 2,
+				    (const char *const *)params,
+				    audit_timeout_ms(), audit_on_batch_done,
+				    b))
 		goto fail;
 	a->batch = b;
 	audit_set_state(a, AUDIT_WRITING);

@@ -56,6 +56,8 @@ enum pg_conn_state {
 
 struct pg_query {
 	struct pg_query *next;
+	char *name;       /* prepared statement, NULL: unnamed (parsed each time) */
+	bool preparing;   /* in flight as PQsendPrepare, the execution follows */
 	char *sql;
 	int nparams;
 	char **values;
@@ -85,6 +87,11 @@ struct pg_conn {
 	int backoff_ms;
 	bool started;
 	int depth;                    /* nesting of our own event callbacks */
+
+	/* Names of the statements prepared on this connection (a new
+	 * connection starts with none). */
+	char **prepared;
+	size_t n_prepared;
 
 	pg_connect_cb on_connect;
 	void *on_connect_arg;
@@ -206,6 +213,7 @@ static void pg_conn_query_free(struct pg_query *q)
 		free(q->values[i]);
 	free(q->values);
 	free(q->sql);
+	free(q->name);
 	free(q);
 }
 
@@ -245,8 +253,54 @@ static void pg_conn_answer_all(struct pg_conn *conn, const char *why)
 	}
 }
 
+static bool pg_conn_is_prepared(const struct pg_conn *conn, const char *name)
+{
+	for (size_t i = 0; i < conn->n_prepared; i++)
+		if (strcmp(conn->prepared[i], name) == 0)
+			return true;
+	return false;
+}
+
+/* Out of memory only costs a second PREPARE, which fails on the server
+ * (the name exists) and is answered as that error: remembered or not. */
+static void pg_conn_remember_prepared(struct pg_conn *conn, const char *name)
+{
+	char **grown;
+	char *copy;
+
+	grown = realloc(conn->prepared,
+			(conn->n_prepared + 1) * sizeof(*conn->prepared));
+	if (!grown)
+		return;
+	conn->prepared = grown;
+	if (!(copy = strdup(name)))
+		return;
+	conn->prepared[conn->n_prepared++] = copy;
+}
+
+static void pg_conn_forget_one(struct pg_conn *conn, const char *name)
+{
+	for (size_t i = 0; i < conn->n_prepared; i++) {
+		if (strcmp(conn->prepared[i], name) == 0) {
+			free(conn->prepared[i]);
+			conn->prepared[i] = conn->prepared[--conn->n_prepared];
+			return;
+		}
+	}
+}
+
+static void pg_conn_forget_prepared(struct pg_conn *conn)
+{
+	for (size_t i = 0; i < conn->n_prepared; i++)
+		free(conn->prepared[i]);
+	free(conn->prepared);
+	conn->prepared = NULL;
+	conn->n_prepared = 0;
+}
+
 static void pg_conn_close(struct pg_conn *conn)
 {
+	pg_conn_forget_prepared(conn);
 	pg_conn_unwatch(conn);
 	if (conn->ev_timer)
 		evtimer_del(conn->ev_timer);
@@ -411,6 +465,24 @@ static void pg_conn_flush(struct pg_conn *conn)
 	}
 }
 
+/* A named statement is prepared first, once per connection: its parse
+ * and plan are then not paid again for every execution. */
+static int pg_conn_send(struct pg_conn *conn, struct pg_query *q)
+{
+	const char *const *values = (const char *const *)q->values;
+
+	if (!q->name)
+		return PQsendQueryParams(conn->pg, q->sql, q->nparams, NULL,
+					 values, NULL, NULL, 0);
+	if (!pg_conn_is_prepared(conn, q->name)) {
+		q->preparing = true;
+		return PQsendPrepare(conn->pg, q->name, q->sql, q->nparams,
+				     NULL);
+	}
+	return PQsendQueryPrepared(conn->pg, q->name, q->nparams, values,
+				   NULL, NULL, 0);
+}
+
 static void pg_conn_send_next(struct pg_conn *conn)
 {
 	struct pg_query *q;
@@ -421,9 +493,7 @@ static void pg_conn_send_next(struct pg_conn *conn)
 			conn->tail = NULL;
 		conn->n_queued--;
 		q->next = NULL;
-		if (!PQsendQueryParams(conn->pg, q->sql, q->nparams, NULL,
-				       (const char *const *)q->values, NULL,
-				       NULL, 0)) {
+		if (!pg_conn_send(conn, q)) {
 			const char *why = pg_conn_oneline(
 				conn, PQerrorMessage(conn->pg));
 
@@ -455,14 +525,33 @@ static void pg_conn_complete(struct pg_conn *conn)
 	conn->last = NULL;
 	evtimer_del(conn->ev_timer);
 	pg_conn_set_state(conn, PG_IDLE);
+	if (q && q->preparing && res &&
+	    PQresultStatus(res) == PGRES_COMMAND_OK) {
+		/* Prepared: the execution goes out next, before anything
+		 * queued after it. */
+		q->preparing = false;
+		pg_conn_remember_prepared(conn, q->name);
+		PQclear(res);
+		q->next = conn->head;
+		conn->head = q;
+		if (!conn->tail)
+			conn->tail = q;
+		conn->n_queued++;
+		return;
+	}
 	if (!res) {
 		errmsg = "no result";
 	} else {
 		ExecStatusType st = PQresultStatus(res);
+		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
 		if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
 			errmsg = pg_conn_oneline(conn,
 						 PQresultErrorMessage(res));
+		/* 26000: the statement is gone from the session (DEALLOCATE,
+		 * DISCARD ALL of a pooler): prepared again on the next use. */
+		if (q && q->name && state && strcmp(state, "26000") == 0)
+			pg_conn_forget_one(conn, q->name);
 	}
 	if (q)
 		pg_conn_answer(conn, q, res, errmsg);
@@ -636,9 +725,10 @@ bool pg_conn_ready(const struct pg_conn *conn)
 			conn->state == PG_BUSY);
 }
 
-bool pg_conn_query(struct pg_conn *conn, const char *sql, int nparams,
-		   const char *const *values, int timeout_ms, pg_result_cb cb,
-		   void *arg)
+static bool pg_conn_enqueue(struct pg_conn *conn, const char *name,
+			    const char *sql, int nparams,
+			    const char *const *values, int timeout_ms,
+			    pg_result_cb cb, void *arg)
 {
 	struct pg_query *q;
 
@@ -648,7 +738,7 @@ bool pg_conn_query(struct pg_conn *conn, const char *sql, int nparams,
 	if (!q)
 		goto fail;
 	q->sql = strdup(sql);
-	if (!q->sql)
+	if (!q->sql || (name && !(q->name = strdup(name))))
 		goto fail;
 	if (nparams > 0) {
 		q->values = calloc((size_t)nparams, sizeof(*q->values));
@@ -676,6 +766,23 @@ fail:
 	log_error("pg=%s: out of memory (query)", conn->name);
 	pg_conn_query_free(q);
 	return false;
+}
+
+bool pg_conn_query(struct pg_conn *conn, const char *sql, int nparams,
+		   const char *const *values, int timeout_ms, pg_result_cb cb,
+		   void *arg)
+{
+	return pg_conn_enqueue(conn, NULL, sql, nparams, values, timeout_ms,
+			       cb, arg);
+}
+
+bool pg_conn_query_prepared(struct pg_conn *conn, const char *name,
+			    const char *sql, int nparams,
+			    const char *const *values, int timeout_ms,
+			    pg_result_cb cb, void *arg)
+{
+	return name && pg_conn_enqueue(conn, name, sql, nparams, values,
+				       timeout_ms, cb, arg);
 }
 
 size_t pg_conn_pending(const struct pg_conn *conn)

@@ -206,3 +206,30 @@ def test_script_cache_flushed_under_load(alertd, redis_server):
                        ).hexdigest()
     wait_until(lambda: redis_server.client().script_exists(sha)[0], 10,
                what="decide.lua back in the script cache")
+
+
+@pytest.mark.kill_after(120)
+def test_audit_backend_killed_between_batches(alertd):
+    """The audit batch is a prepared statement: a new connection (here:
+    the backend terminated, PostgreSQL still up) prepares it again, and
+    the events of before and after are all recorded once."""
+    before = [make_event() for _ in range(3)]
+    for ev in before:
+        st, body, _ = post_event(alertd.http, ev)
+        assert st == 202, body
+    with alertd.db() as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(pg_terminate_backend(pid)) "
+                    "FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND pid <> pg_backend_pid() AND backend_type = "
+                    "'client backend'")
+        assert cur.fetchone()[0] >= 1
+    after = [make_event() for _ in range(3)]
+    for ev in after:
+        body = _recover(alertd, ev)
+        assert body["outcome"] in ("new", "duplicate"), body
+    # An event answered while the connection was down may be durable in
+    # the spool first: its row comes when the spool is replayed.
+    wait_until(lambda: all(len(_row_incident(alertd, ev["event_id"])) == 1
+                           for ev in before + after), RECOVERY_S,
+               what="one row for every event")
+    assert alertd.alive()
