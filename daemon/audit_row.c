@@ -81,12 +81,22 @@ static bool audit_row_json_int(json_t *o, const char *key, int64_t v)
 	return j && json_object_set_new(o, key, j) == 0;
 }
 
-/* One element of $1 (the payload goes as text, cast to jsonb by the
- * server, which is where invalid JSON is caught). */
+/* One element of $1. The payload is JSON already (codec_json's canonical
+ * event, or personal.c's stored form of it), so it goes into the row as a
+ * JSON value after the other members, not as a string: escaping it here and
+ * unescaping it in PostgreSQL was most of the cost of a row (a tenth of
+ * alertd's CPU at 10k events/s, docs/BENCHMARKS.md optimisation 13).
+ * json_to_recordset reads the payload column as text either way: an
+ * object's text as it is, a string's content unescaped, so rows spooled by
+ * an older alertd (payload as a string) are read back the same. A payload
+ * that is not JSON fails the batch's parse, a data error like its failed
+ * ::jsonb cast before: the row is isolated and refused alone. */
 static char *audit_row_encode_event(const struct audit_event_row *e)
 {
+	static const char key[] = ",\"payload\":";
 	json_t *o = json_object();
-	char *out = NULL;
+	char *head = NULL, *out = NULL;
+	size_t head_len, payload_len;
 
 	if (o && audit_row_json_int(o, "accept_seq", e->accept_seq) &&
 	    audit_row_json_str(o, "event_id", e->event_id) &&
@@ -97,11 +107,39 @@ static char *audit_row_encode_event(const struct audit_event_row *e)
 	    audit_row_json_int(o, "incident_id", e->incident_id) &&
 	    audit_row_json_int(o, "priority", e->priority) &&
 	    audit_row_json_int(o, "received_at_ms", e->received_at_ms) &&
-	    audit_row_json_str(o, "payload", e->payload_json) &&
 	    (e->occurred_at_ms == 0 ||
-	     audit_row_json_int(o, "occurred_at_ms", e->occurred_at_ms)))
-		out = json_dumps(o, JSON_COMPACT);
+	     audit_row_json_int(o, "occurred_at_ms", e->occurred_at_ms))) {
+		/* The spool separates a row's two parts with a newline: a
+		 * payload with a raw one (never made by alertd's encoders) goes
+		 * as a string, escaped. */
+		if (strchr(e->payload_json, '\n')) {
+			if (audit_row_json_str(o, "payload", e->payload_json))
+				out = json_dumps(o, JSON_COMPACT);
+			json_decref(o);
+			return out;
+		}
+		head = json_dumps(o, JSON_COMPACT);
+	}
 	json_decref(o);
+	/* "{...}" + ",\"payload\":" + payload + "}" */
+	if (head && (head_len = strlen(head)) >= 2 &&
+	    head[head_len - 1] == '}') {
+		payload_len = strlen(e->payload_json);
+		out = malloc(head_len - 1 + sizeof(key) - 1 + payload_len + 2);
+		if (out) {
+			char *p = out;
+
+			memcpy(p, head, head_len - 1);
+			p += head_len - 1;
+			memcpy(p, key, sizeof(key) - 1);
+			p += sizeof(key) - 1;
+			memcpy(p, e->payload_json, payload_len);
+			p += payload_len;
+			*p++ = '}';
+			*p = '\0';
+		}
+	}
+	free(head);
 	return out;
 }
 

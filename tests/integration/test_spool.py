@@ -4,10 +4,14 @@ torn tail, is replayed in order into PostgreSQL when it returns (exactly
 once per event), and is bounded (over the bound: 503, never a silent
 drop)."""
 
+import json
 import re
 import signal
+import struct
 import threading
 import time
+import uuid
+import zlib
 
 import pytest
 
@@ -247,3 +251,49 @@ def test_sigterm_during_outage_drains_into_the_spool(alertd_factory,
     counts = _counts(d2.db(), [e["event_id"] for e in evs])
     assert counts == {e["event_id"]: 1 for e in evs}
     assert d2.ctl("audit", "verify").returncode == 0
+
+
+def _spool_record(ev_json, tr_json=""):
+    payload = (ev_json + "\n" + tr_json).encode()
+    length = struct.pack(">I", len(payload))
+    crc = zlib.crc32(length + payload) & 0xffffffff
+    return length + struct.pack(">I", crc) + payload
+
+
+@pytest.mark.kill_after(120)
+def test_rows_spooled_in_either_payload_form_are_replayed(alertd_factory,
+                                                          test_env):
+    """Rows carry the event payload as a JSON value since optimisation 13;
+    a spool written before (payload as an escaped string) must replay into
+    the same jsonb."""
+    cfg = test_env.config()
+    payload = {"event_id": "", "source": {"id": "bus-old", "kind": "bus"},
+               "type": "panic", "location": {"lat": 38.4555, "lon": 27.1}}
+    rows = []
+    for form in ("string", "value"):
+        eid = "spool-%s-%s" % (form, uuid.uuid4().hex[:12])
+        p = dict(payload, event_id=eid)
+        row = {"accept_seq": 900000000 + len(rows), "event_id": eid,
+               "source_id": "bus-old", "source_kind": "bus",
+               "type": "panic", "outcome": "new", "incident_id": 0,
+               "priority": 100, "received_at_ms": 1795000000000}
+        text = json.dumps(row, separators=(",", ":"))
+        pj = json.dumps(p, separators=(",", ":"))
+        if form == "string":
+            text = text[:-1] + ',"payload":' + json.dumps(pj) + "}"
+        else:
+            text = text[:-1] + ',"payload":' + pj + "}"
+        rows.append((eid, p, text))
+    test_env.spool_dir.mkdir(parents=True, exist_ok=True)
+    with open(test_env.spool_dir / "audit.spool", "wb") as f:
+        for _, _, text in rows:
+            f.write(_spool_record(text))
+    d = alertd_factory(config=cfg)
+    wait_until(lambda: _ready(d)[1]["spool"]["rows"] == 0, 30,
+               what="the spool replayed")
+    with d.db().cursor() as cur:
+        for eid, p, _ in rows:
+            cur.execute("SELECT payload FROM events WHERE event_id = %s",
+                        (eid,))
+            got = cur.fetchall()
+            assert got == [(p,)], (eid, got)
