@@ -4,7 +4,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,18 +136,76 @@ bool auth_parse_signature_header(const char *header, int64_t *t, char *v1_hex,
 	return true;
 }
 
+/* Keyed HMAC-SHA256 contexts, one per secret in use. The one-shot HMAC()
+ * fetched the algorithm and derived the key's pads on every call: about
+ * 6 % of alertd's CPU per TCP event and more per HTTP one
+ * (docs/BENCHMARKS.md, optimisation 14). A context re-initialised without
+ * a key keeps its key (EVP_MAC_init(3)). A secret dropped by a reload
+ * stays until its slot is needed again; the slots are few because the
+ * secrets are. */
+#define AUTH_MAC_SLOTS 16
+
+static struct auth_mac_slot {
+	char *secret;
+	EVP_MAC_CTX *ctx;
+} auth_mac_slots[AUTH_MAC_SLOTS];
+static unsigned auth_mac_next_evict;
+
+static void auth_mac_slot_clear(struct auth_mac_slot *s)
+{
+	EVP_MAC_CTX_free(s->ctx);
+	if (s->secret)
+		OPENSSL_clear_free(s->secret, strlen(s->secret));
+	*s = (struct auth_mac_slot){0};
+}
+
+static EVP_MAC_CTX *auth_mac_keyed(const char *secret)
+{
+	static EVP_MAC *mac;
+	struct auth_mac_slot *s = NULL;
+	OSSL_PARAM params[2];
+	char digest[] = "SHA256";
+
+	for (size_t i = 0; i < AUTH_MAC_SLOTS; i++) {
+		if (auth_mac_slots[i].secret &&
+		    strcmp(auth_mac_slots[i].secret, secret) == 0)
+			return auth_mac_slots[i].ctx;
+		if (!s && !auth_mac_slots[i].secret)
+			s = &auth_mac_slots[i];
+	}
+	if (!mac && !(mac = EVP_MAC_fetch(NULL, "HMAC", NULL)))
+		return NULL;
+	if (!s) {
+		s = &auth_mac_slots[auth_mac_next_evict++ % AUTH_MAC_SLOTS];
+		auth_mac_slot_clear(s);
+	}
+	params[0] = OSSL_PARAM_construct_utf8_string("digest", digest, 0);
+	params[1] = OSSL_PARAM_construct_end();
+	if (!(s->ctx = EVP_MAC_CTX_new(mac)) ||
+	    !EVP_MAC_init(s->ctx, (const unsigned char *)secret,
+			  strlen(secret), params) ||
+	    !(s->secret = OPENSSL_strdup(secret))) {
+		auth_mac_slot_clear(s);
+		return NULL;
+	}
+	return s->ctx;
+}
+
 /* HMAC-SHA256(secret, msg) as lowercase hex. */
 static bool auth_hmac_hex(const char *secret, const uint8_t *msg, size_t n,
 			  char out[AUTH_HEX_LEN + 1])
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int md_len = 0;
+	size_t md_len = 0;
+	EVP_MAC_CTX *ctx = auth_mac_keyed(secret);
 
-	if (HMAC(EVP_sha256(), secret, (int)strlen(secret), msg, n, md,
-		 &md_len) == NULL ||
+	if (!ctx || !EVP_MAC_init(ctx, NULL, 0, NULL) ||
+	    !EVP_MAC_update(ctx, msg, n) ||
+	    !EVP_MAC_final(ctx, md, &md_len, sizeof(md)) ||
 	    md_len != AUTH_HEX_LEN / 2)
 		return false;
 	auth_hex(md, md_len, out);
+	OPENSSL_cleanse(md, sizeof(md));
 	return true;
 }
 

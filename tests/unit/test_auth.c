@@ -1,6 +1,7 @@
 /* Unit tests of auth: HMAC against vectors computed with the openssl CLI,
  * header parsing, replay window edges, secret patterns, tokens, roles. */
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "auth.h"
@@ -52,6 +53,28 @@ TEST(auth_sign_known_vectors)
 	auth_sign("dev-device-secret", T0, (const uint8_t *)"\n\x03" "abc", 5,
 		  out);
 	CHECK_STR(out, VEC_BIN);
+}
+
+/* More secrets than auth.c keeps keyed contexts for: the evicted ones are
+ * keyed again and still sign the same. */
+TEST(auth_sign_many_secrets)
+{
+	char out[65], first[65], secret[32];
+
+	auth_sign("dev-device-secret", T0, body_braces, 2, first);
+	CHECK_STR(first, VEC_DEV);
+	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < 40; i++) {
+			snprintf(secret, sizeof(secret), "secret-%d", i);
+			auth_sign(secret, T0, body_braces, 2, out);
+			CHECK(strlen(out) == 64);
+			CHECK(strcmp(out, first) != 0);
+		}
+		auth_sign("dev-device-secret", T0, body_braces, 2, out);
+		CHECK_STR(out, VEC_DEV);
+		auth_sign("other-secret", T0, (const uint8_t *)"hello", 5, out);
+		CHECK_STR(out, VEC_OTHER);
+	}
 }
 
 TEST(auth_token_hash_known_vectors)
