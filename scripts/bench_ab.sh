@@ -1,0 +1,67 @@
+#!/bin/bash
+# bench_ab.sh: one bench scenario against several builds, alternating, with
+# the CPU of every busy process sampled in the middle of each run.
+#
+#   scripts/bench_ab.sh SCENARIO BUILD_DIR... [-- ROUNDS]
+#   e.g. scripts/bench_ab.sh tcp-10k build/base build -- 2
+#
+# Each BUILD_DIR holds alertd, alertctl and loadgen (make a baseline with
+# `git worktree add /tmp/base REV && make -C /tmp/base build/alertd
+# build/alertctl build/loadgen`, then copy the three into build/base).
+# Per run it prints the processes over 2 % of a core (utime+stime from
+# /proc over SAMPLE_S seconds, starting SAMPLE_AT seconds in) and the
+# scenario's RESULT fields. Runs on this machine differ by a lot from one
+# to the next: alternate, repeat, and compare CPU rather than latency.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+[ $# -ge 2 ] || { sed -n '2,14p' "$0" >&2; exit 2; }
+SC=$1
+shift
+BUILDS=()
+ROUNDS=1
+while [ $# -gt 0 ]; do
+	if [ "$1" = "--" ]; then
+		ROUNDS=${2:-1}
+		break
+	fi
+	BUILDS+=("$1")
+	shift
+done
+SAMPLE_AT=${SAMPLE_AT:-9}
+SAMPLE_S=${SAMPLE_S:-6}
+
+# pid comm cpu-ticks of every process
+snap() {
+	local p
+	for p in /proc/[0-9]*; do
+		awk -v p="${p#/proc/}" '{c = $0; sub(/^[^)]*\) /, "", c);
+			split(c, f, " "); print p, $2, f[12] + f[13]}' \
+			"$p/stat" 2>/dev/null || true
+	done
+}
+
+hz=$(getconf CLK_TCK)
+for ((r = 1; r <= ROUNDS; r++)); do
+	for b in "${BUILDS[@]}"; do
+		BENCH_BUILD=$b BENCH_ONLY="$SC" bash scripts/bench.sh \
+			>"build/bench-ab.log" 2>&1 &
+		run=$!
+		sleep "$SAMPLE_AT"
+		snap >build/bench-ab.1
+		sleep "$SAMPLE_S"
+		snap >build/bench-ab.2
+		wait "$run" || echo "bench_ab: $b: bench.sh failed" >&2
+		cpu=$(awk -v d="$SAMPLE_S" -v hz="$hz" \
+			'NR == FNR { a[$1] = $3; next }
+			 ($1 in a) { u = 100 * ($3 - a[$1]) / hz / d;
+				     if (u > 2) printf "%.1f %s\n", u, $2 }' \
+			build/bench-ab.1 build/bench-ab.2 | sort -rn |
+			awk '{printf "%s=%s%% ", $2, $1}')
+		res=$(grep "name=$SC " build/bench-results.txt | tail -n 1 |
+			grep -oE "(throughput|ack_p50_ms|ack_p99_ms|con_p99_ms|cpu_ms_per_1k|slow_windows)=[^ ]*" |
+			tr '\n' ' ')
+		echo "$b round $r: $cpu| $res"
+	done
+done
+rm -f build/bench-ab.1 build/bench-ab.2
