@@ -261,8 +261,8 @@ static bool pg_conn_is_prepared(const struct pg_conn *conn, const char *name)
 	return false;
 }
 
-/* Out of memory only costs a second PREPARE, which fails on the server
- * (the name exists) and is answered as that error: remembered or not. */
+/* Out of memory only costs a second PREPARE, which the server answers
+ * with 42P05 (the name exists): taken as prepared (pg_conn_complete). */
 static void pg_conn_remember_prepared(struct pg_conn *conn, const char *name)
 {
 	char **grown;
@@ -465,6 +465,13 @@ static void pg_conn_flush(struct pg_conn *conn)
 	}
 }
 
+static bool pg_conn_sqlstate_is(const PGresult *res, const char *code)
+{
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+	return state && strcmp(state, code) == 0;
+}
+
 /* A named statement is prepared first, once per connection: its parse
  * and plan are then not paid again for every execution. */
 static int pg_conn_send(struct pg_conn *conn, struct pg_query *q)
@@ -526,7 +533,8 @@ static void pg_conn_complete(struct pg_conn *conn)
 	evtimer_del(conn->ev_timer);
 	pg_conn_set_state(conn, PG_IDLE);
 	if (q && q->preparing && res &&
-	    PQresultStatus(res) == PGRES_COMMAND_OK) {
+	    (PQresultStatus(res) == PGRES_COMMAND_OK ||
+	     pg_conn_sqlstate_is(res, "42P05"))) {
 		/* Prepared: the execution goes out next, before anything
 		 * queued after it. */
 		q->preparing = false;
@@ -543,14 +551,13 @@ static void pg_conn_complete(struct pg_conn *conn)
 		errmsg = "no result";
 	} else {
 		ExecStatusType st = PQresultStatus(res);
-		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
 		if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
 			errmsg = pg_conn_oneline(conn,
 						 PQresultErrorMessage(res));
 		/* 26000: the statement is gone from the session (DEALLOCATE,
 		 * DISCARD ALL of a pooler): prepared again on the next use. */
-		if (q && q->name && state && strcmp(state, "26000") == 0)
+		if (q && q->name && pg_conn_sqlstate_is(res, "26000"))
 			pg_conn_forget_one(conn, q->name);
 	}
 	if (q)
