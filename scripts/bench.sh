@@ -196,32 +196,52 @@ stop_alertd() {
 
 CLK_TCK=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# ns the process's main thread was runnable but waited for a core
+runq_ns() { cut -d' ' -f2 "/proc/$1/schedstat" 2>/dev/null || echo 0; }
+# "busy total" jiffies of all cores (busy: not idle, not iowait)
+machine_jiffies() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i;
+	print t - $5 - $6, t; exit}' /proc/stat; }
+now_ns() { date +%s%N; }
 hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 # run_lg NAME PID-to-measure loadgen-args...: one measured run. Appends
 # the loadgen's RESULT line, with the peak RSS (VmHWM, reset before the
 # run) and the CPU time per 1,000 answered events of PID, to $RES.
 run_lg() {
-	local name=$1 pid=$2 c0 c1 line acked cpu rc slow
+	local name=$1 pid=$2 c0 c1 line acked cpu rc slow q0 q1 t0 t1 m0 m1
 	shift 2
 	[ -n "$pid" ] && echo 5 >"/proc/$pid/clear_refs" 2>/dev/null
 	c0=$(cpu_ticks "$pid")
+	q0=$(runq_ns "$pid")
+	m0=$(machine_jiffies)
+	t0=$(now_ns)
 	# The machine may be shared: the load before the run goes with it.
 	load1=$(cut -d' ' -f1 /proc/loadavg)
 	say "$name: loadgen $*"
-	timeout -k 10 900 "$B/loadgen" "$@" --name "$name" \
+	timeout -k 10 900 ${BENCH_LG_WRAP:-} "$B/loadgen" "$@" --name "$name" \
 		>"$W/lg-$name.out" 2>>"$W/loadgen.log"
 	rc=$?
 	line=$(grep '^RESULT' "$W/lg-$name.out" | tail -n 1)
 	[ -n "$line" ] || line="RESULT name=$name sent=0 acked=0"
 	c1=$(cpu_ticks "$pid")
+	q1=$(runq_ns "$pid")
+	m1=$(machine_jiffies)
+	t1=$(now_ns)
 	acked=$(printf '%s\n' "$line" | grep -oE ' acked=[0-9]+' | cut -d= -f2)
 	cpu=$(awk -v a="${acked:-0}" -v d="$((c1 - c0))" -v t="$CLK_TCK" \
 		'BEGIN { printf "%.2f", (a > 0 ? d * 1000 / t / a * 1000 : 0) }')
 	# --slow-ms: how many 100 ms windows had an answer slower than that
 	# (the windows themselves stay in lg-NAME.out with BENCH_KEEP=1).
 	slow=$(grep -c '^SLOW' "$W/lg-$name.out")
-	line="$line rss_hwm_kb=$(hwm_kb "$pid") cpu_ms_per_1k=$cpu load1=$load1 slow_windows=$slow rc=$rc"
+	# How saturated the machine was: both cores' busy share over the run,
+	# and the share of the run the measured process spent runnable but
+	# waiting for a core (its scheduling delay, which every answer of a
+	# one-threaded daemon pays).
+	busy=$(awk -v a="$m0" -v b="$m1" 'BEGIN { split(a, x, " "); split(b, y, " ");
+		d = y[2] - x[2]; printf "%.0f", (d > 0 ? 100 * (y[1] - x[1]) / d : 0) }')
+	runq=$(awk -v q0="$q0" -v q1="$q1" -v t0="$t0" -v t1="$t1" \
+		'BEGIN { printf "%.1f", (t1 > t0 ? 100 * (q1 - q0) / (t1 - t0) : 0) }')
+	line="$line rss_hwm_kb=$(hwm_kb "$pid") cpu_ms_per_1k=$cpu load1=$load1 slow_windows=$slow machine_busy_pct=$busy runq_wait_pct=$runq rc=$rc"
 	printf '%s\n' "$line" >>"$RES"
 	say "$line"
 	return "$rc"

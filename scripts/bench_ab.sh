@@ -9,7 +9,8 @@
 # `git worktree add /tmp/base REV && make -C /tmp/base build/alertd
 # build/alertctl build/loadgen`, then copy the three into build/base).
 # Per run it prints the processes over 2 % of a core (utime+stime from
-# /proc over SAMPLE_S seconds, starting SAMPLE_AT seconds in) and the
+# /proc over SAMPLE_S seconds, starting SAMPLE_AT seconds in; "wait": the
+# share of that time it was runnable but waited for a core) and the
 # scenario's RESULT fields. Runs on this machine differ by a lot from one
 # to the next: alternate, repeat, and compare CPU rather than latency.
 set -euo pipefail
@@ -31,12 +32,15 @@ done
 SAMPLE_AT=${SAMPLE_AT:-9}
 SAMPLE_S=${SAMPLE_S:-6}
 
-# pid comm cpu-ticks of every process
+# pid comm cpu-ticks runqueue-wait-ns of every process (the wait: time
+# its main thread was runnable but not running, from schedstat)
 snap() {
-	local p
+	local p w
 	for p in /proc/[0-9]*; do
-		awk -v p="${p#/proc/}" '{c = $0; sub(/^[^)]*\) /, "", c);
-			split(c, f, " "); print p, $2, f[12] + f[13]}' \
+		w=$(cut -d' ' -f2 "$p/schedstat" 2>/dev/null) || w=0
+		awk -v p="${p#/proc/}" -v w="${w:-0}" '{c = $0;
+			sub(/^[^)]*\) /, "", c); split(c, f, " ");
+			print p, $2, f[12] + f[13], w}' \
 			"$p/stat" 2>/dev/null || true
 	done
 }
@@ -53,11 +57,12 @@ for ((r = 1; r <= ROUNDS; r++)); do
 		snap >build/bench-ab.2
 		wait "$run" || echo "bench_ab: $b: bench.sh failed" >&2
 		cpu=$(awk -v d="$SAMPLE_S" -v hz="$hz" \
-			'NR == FNR { a[$1] = $3; next }
+			'NR == FNR { a[$1] = $3; w[$1] = $4; next }
 			 ($1 in a) { u = 100 * ($3 - a[$1]) / hz / d;
-				     if (u > 2) printf "%.1f %s\n", u, $2 }' \
+				     q = 100 * ($4 - w[$1]) / 1e9 / d;
+				     if (u > 2) printf "%.1f %s %.1f\n", u, $2, q }' \
 			build/bench-ab.1 build/bench-ab.2 | sort -rn |
-			awk '{printf "%s=%s%% ", $2, $1}')
+			awk '{printf "%s=%s%%(wait %s%%) ", $2, $1, $3}')
 		res=$(grep "name=$SC " build/bench-results.txt | tail -n 1 |
 			grep -oE "(throughput|ack_p50_ms|ack_p99_ms|con_p99_ms|cpu_ms_per_1k|slow_windows)=[^ ]*" |
 			tr '\n' ' ')

@@ -63,9 +63,12 @@ def build(runs, limits, db, machine, versions, command):
                % (fmt(http), fmt(am), ratio(http, am)))
     for n, rate in (("tcp-1k", "1k"), ("tcp-10k", "10k")):
         x = r(n)
-        out.append("| device ack latency at %s ev/s, p50 / p99 / p99.9 ms | %s / %s / %s | p99 ≤ 10 ms at 10k | | |"
+        sat = ("machine %s %% busy, alertd waited for a core %s %% of the run"
+               % (x["machine_busy_pct"], x["runq_wait_pct"])
+               if "machine_busy_pct" in x else "")
+        out.append("| device ack latency at %s ev/s, p50 / p99 / p99.9 ms | %s / %s / %s | p99 ≤ 10 ms at 10k | %s | |"
                    % (rate, fmt(num(x, "ack_p50_ms")), fmt(num(x, "ack_p99_ms")),
-                      fmt(num(x, "ack_p999_ms"))))
+                      fmt(num(x, "ack_p999_ms")), sat))
     q, f, a = r("tcp-1k"), r("tcp-1k-flood"), r("am-1k")
     out.append("| ingest-to-console at 1k ev/s, p50 / p99 ms | %s / %s | p99 ≤ 5 ms | Alertmanager POST-to-webhook %s / %s | %s (p99) |"
                % (fmt(num(q, "con_p50_ms")), fmt(num(q, "con_p99_ms")),
@@ -120,12 +123,12 @@ def build(runs, limits, db, machine, versions, command):
                % (fmt(rss / 1024), fmt(am_rss / 1024), ratio(rss, am_rss)))
 
     out.append("")
-    out.append("Every run (RSS is VmHWM, reset before each run; CPU is utime+stime of the measured process per 1,000 answered events):")
+    out.append("Every run (RSS is VmHWM, reset before each run; CPU is utime+stime of the measured process per 1,000 answered events; machine busy: the two cores' busy share during the run; waited: the share of the run the measured process was runnable but had no core, from /proc/PID/schedstat):")
     out.append("")
-    out.append("| run | mode | conns | rate | sent | answered | events/s | ack p50 / p99 / p99.9 ms | console p50 / p99 ms | peak RSS MB | CPU ms / 1k ev | load before |")
-    out.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    out.append("| run | mode | conns | rate | sent | answered | events/s | ack p50 / p99 / p99.9 ms | console p50 / p99 ms | peak RSS MB | CPU ms / 1k ev | machine busy / waited % | load before |")
+    out.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for n, x in runs.items():
-        out.append("| %s | %s | %s | %s | %s | %s | %s | %s / %s / %s | %s | %s | %s | %s |" % (
+        out.append("| %s | %s | %s | %s | %s | %s | %s | %s / %s / %s | %s | %s | %s | %s | %s |" % (
             n, x.get("mode", ""), x.get("conns", ""),
             "closed loop" if num(x, "rate") == 0 else fmt(num(x, "rate")),
             x.get("sent", ""), x.get("acked", ""), fmt(num(x, "throughput")),
@@ -135,6 +138,8 @@ def build(runs, limits, db, machine, versions, command):
              if "con_seen" in x else "—"),
             fmt(num(x, "rss_hwm_kb") / 1024) if num(x, "rss_hwm_kb") else "—",
             x.get("cpu_ms_per_1k", "—") if num(x, "rss_hwm_kb") else "—",
+            ("%s / %s" % (x["machine_busy_pct"], x["runq_wait_pct"])
+             if "machine_busy_pct" in x and num(x, "rss_hwm_kb") else "—"),
             x.get("load1", "—")))
     out.append("")
     out.append("The machine's limits, measured in the same run:")
