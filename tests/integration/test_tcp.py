@@ -202,3 +202,38 @@ def test_client_leaving_early_still_records(alertd):
         c2.send_event(ev)
         a = _ack(c2.read_frame())
     assert a.outcome == m.DUPLICATE
+
+
+def test_events_wait_for_a_batch_in_flight_and_go_out_together(alertd):
+    """At most two decide_batch calls are in flight (decide.c): events
+    that arrive, one loop turn each, while Redis is busy with them are
+    queued and go out together when one is answered, instead of one
+    script call per turn. Redis is held busy by a script that spins for
+    0.8 s (sent with EVAL; alertd's calls are EVALSHA)."""
+    import threading
+    spin = ("local s = redis.call('TIME') repeat local n = "
+            "redis.call('TIME') until (n[1] - s[1]) * 1000000 + "
+            "(n[2] - s[2]) > 800000 return 1")
+    r = alertd.redis()
+    events = [make_event() for _ in range(24)]
+    with TcpClient(*alertd.tcp) as c:
+        c.send_event(events[0])                  # Redis sees it at once
+        _ack(c.read_frame(timeout=10))
+        r.config_resetstat()
+        sleeper = threading.Thread(
+            target=lambda: alertd.redis().eval(spin, 0))
+        sleeper.start()
+        time.sleep(0.1)                          # Redis is asleep now
+        for ev in events[1:]:
+            c.send_event(ev)
+            time.sleep(0.01)                     # one loop turn each
+        got = {_ack(c.read_frame(timeout=15)).event_id
+               for _ in events[1:]}
+        sleeper.join()
+    assert got == {ev["event_id"] for ev in events[1:]}
+    stats = r.info("commandstats")
+    calls = stats.get("cmdstat_evalsha", {}).get("calls", 0)
+    # 23 events: two batches sent before Redis answered, the rest queued
+    # for the first answer (a periodic script call may add one or two).
+    assert 2 <= calls <= 6, stats
+    assert len(_rows(alertd.db(), got)) == 23
