@@ -277,3 +277,52 @@ def test_schema_idempotency_keys_and_checks(test_env):
         assert cur.rowcount == 0
         cur.execute(tr, ("2026-11-22T08:00:00.000Z",))  # a reused id
         assert cur.rowcount == 1
+
+
+def test_migration_007_keeps_the_key_and_the_chain(pg_server, alertctl,
+                                                   empty_db, tmp_path):
+    """007 swaps the idempotency key's column order and drops the plain
+    event_id index on a database that already holds chained rows: the
+    rows, their chain and the key's behaviour stay; an event_id lookup
+    still uses an index."""
+    name, cfg = empty_db
+    d = tmp_path / "migrations"
+    d.mkdir()
+    for p in MIGRATIONS.glob("*.sql"):
+        if p.stem < "007":
+            (d / p.name).write_text(p.read_text())
+    alertctl("migrate", "--dir", d, config=cfg.path)
+    conn = pg_server.connect(dbname=name)
+    conn.autocommit = True
+    ins = ("INSERT INTO events (accept_seq, event_id, source_id, source_kind,"
+           " type, outcome, incident_id, priority, received_at, payload)"
+           " VALUES (%s, %s, 'bus-1', 'bus', 'panic', 'new', 1, 100, now(),"
+           " '{}') ON CONFLICT (accept_seq, event_id) DO NOTHING")
+    with conn.cursor() as cur:
+        for i in range(1, 4):
+            cur.execute(ins, (i, "before-%d" % i))
+    assert alertctl("audit", "verify", config=cfg.path).returncode == 0
+
+    r = alertctl("migrate", "--dir", MIGRATIONS, config=cfg.path)
+    assert "applied 007_events_key_order" in r.stdout
+    with conn.cursor() as cur:
+        cur.execute("SELECT indexname, indexdef FROM pg_indexes"
+                    " WHERE tablename = 'events'")
+        idx = dict(cur.fetchall())
+        assert "events_event_id_idx" not in idx
+        assert idx["events_idempotency_key"].endswith(
+            "USING btree (event_id, accept_seq)")
+        cur.execute(ins, (1, "before-1"))          # the same delivery
+        assert cur.rowcount == 0
+        cur.execute(ins, (4, "after-4"))
+        cur.execute(ins, (2, "after-4"))           # event_id not unique
+        assert cur.rowcount == 1
+        cur.execute("SET enable_seqscan = off")
+        cur.execute("EXPLAIN SELECT * FROM events WHERE event_id = 'x'")
+        plan = " ".join(r[0] for r in cur.fetchall())
+        assert "events_idempotency_key" in plan, plan
+        cur.execute("SELECT count(*) FROM events")
+        assert cur.fetchone()[0] == 5
+    r = alertctl("audit", "verify", config=cfg.path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "ok, 5 rows" in r.stdout
