@@ -22,7 +22,9 @@
  * come while they are queue up and go out together when one is answered,
  * so that a busy daemon sends fewer, larger batches (each script call
  * costs Redis about 30 us before its first event; optimisation 15). An
- * idle one sends every event at once, as before. */
+ * idle one sends every event at once, as before. Urgent events
+ * (evt_type_urgent) wait in a queue of their own that every batch takes
+ * first, so a panic never waits behind queued heartbeats here either. */
 #include "decide.h"
 
 #include <errno.h>
@@ -95,8 +97,10 @@ struct decide {
 	char sha[41];
 	bool have_sha;
 	struct decide_call *calls; /* in flight or queued */
-	/* Events queued in this turn of the loop, sent by ev_flush. */
+	/* Events queued since the last batch went out, sent by ev_flush:
+	 * urgent ones (uqueue) first. */
 	struct decide_call *queue, *queue_tail;
+	struct decide_call *uqueue, *uqueue_tail;
 	int64_t queue_now_ms;      /* the first queued event's time: rules */
 	struct event *ev_flush;
 	int batches_inflight;      /* decide_batch calls sent, not answered */
@@ -465,12 +469,32 @@ static void decide_answer_queue(struct decide *d)
 {
 	struct decide_call *ev;
 
-	while ((ev = d->queue) != NULL) {
-		d->queue = ev->qnext;
+	while ((ev = d->uqueue) != NULL || (ev = d->queue) != NULL) {
+		if (ev == d->uqueue)
+			d->uqueue = ev->qnext;
+		else
+			d->queue = ev->qnext;
 		decide_answer_event(ev, NULL);
 		decide_call_free(ev);
 	}
-	d->queue_tail = NULL;
+	d->queue_tail = d->uqueue_tail = NULL;
+}
+
+/* Takes the first event of the queues, the urgent one first. */
+static struct decide_call *decide_queue_pop(struct decide *d)
+{
+	struct decide_call *ev;
+
+	if ((ev = d->uqueue) != NULL) {
+		if ((d->uqueue = ev->qnext) == NULL)
+			d->uqueue_tail = NULL;
+	} else if ((ev = d->queue) != NULL) {
+		if ((d->queue = ev->qnext) == NULL)
+			d->queue_tail = NULL;
+	}
+	if (ev != NULL)
+		ev->qnext = NULL;
+	return ev;
 }
 
 static bool decide_is_noscript(const redisReply *reply)
@@ -517,7 +541,8 @@ static void decide_on_reply(redisReply *reply, void *arg)
 		/* d is still alive here: the callbacks above do not free it
 		 * (only daemon_free does, outside any callback). */
 		if (d != NULL && --d->batches_inflight <
-				 DECIDE_BATCHES_INFLIGHT && d->queue != NULL)
+				 DECIDE_BATCHES_INFLIGHT &&
+		    (d->queue != NULL || d->uqueue != NULL))
 			event_active(d->ev_flush, EV_TIMEOUT, 0);
 		break;
 	case DECIDE_CALL_LOAD:
@@ -588,10 +613,9 @@ static bool decide_call_rules(struct decide_call *call,
 static bool decide_flush_one(struct decide *d, bool all)
 {
 	const struct config *cfg = config_current();
-	struct decide_call *batch, *last;
-	size_t n = 1;
+	struct decide_call *batch, *ev, **tail;
 
-	if (d->queue == NULL ||
+	if ((d->queue == NULL && d->uqueue == NULL) ||
 	    (!all && d->batches_inflight >= DECIDE_BATCHES_INFLIGHT))
 		return false;
 	batch = decide_call_new(d, DECIDE_CALL_BATCH, true, NULL);
@@ -599,15 +623,13 @@ static bool decide_flush_one(struct decide *d, bool all)
 		decide_answer_queue(d);
 		return false;
 	}
-	for (last = d->queue; n < DECIDE_BATCH_MAX && last->qnext != NULL;
-	     n++)
-		last = last->qnext;
-	batch->members = d->queue;
-	batch->n_members = n;
-	d->queue = last->qnext;
-	last->qnext = NULL;
-	if (d->queue == NULL)
-		d->queue_tail = NULL;
+	tail = &batch->members;
+	while (batch->n_members < DECIDE_BATCH_MAX &&
+	       (ev = decide_queue_pop(d)) != NULL) {
+		*tail = ev;
+		tail = &ev->qnext;
+		batch->n_members++;
+	}
 	decide_call_arg(batch, "0", false); /* numkeys: see docs/redis.md */
 	decide_call_arg(batch, "decide_batch", false);
 	decide_call_arg(batch, cfg->redis_prefix, true);
@@ -702,14 +724,23 @@ bool decide_event(struct decide *d, const struct evt *ev, int64_t now_ms,
 		decide_call_free(call);
 		return false;
 	}
-	if (d->queue == NULL) {
-		d->queue = call;
+	if (d->queue == NULL && d->uqueue == NULL) {
 		d->queue_now_ms = now_ms;
 		event_active(d->ev_flush, EV_TIMEOUT, 0);
-	} else {
-		d->queue_tail->qnext = call;
 	}
-	d->queue_tail = call;
+	if (evt_type_urgent(ev->type)) {
+		if (d->uqueue == NULL)
+			d->uqueue = call;
+		else
+			d->uqueue_tail->qnext = call;
+		d->uqueue_tail = call;
+	} else {
+		if (d->queue == NULL)
+			d->queue = call;
+		else
+			d->queue_tail->qnext = call;
+		d->queue_tail = call;
+	}
 	/* Never sent from here: the caller's callback must not run before
 	 * this returns. */
 	return true;

@@ -57,6 +57,19 @@ const char *evt_type_name(enum evt_type type)
 	return evt_type_names[type];
 }
 
+bool evt_type_urgent(enum evt_type type)
+{
+	switch (type) {
+	case EVT_TYPE_PANIC:
+	case EVT_TYPE_SILENT_ALARM:
+	case EVT_TYPE_CALL_REQUEST:
+	case EVT_TYPE_CALLBACK_REQUEST:
+		return true;
+	default:
+		return false;
+	}
+}
+
 const char *evt_outcome_name(enum evt_outcome outcome)
 {
 	if ((unsigned)outcome >= EVT_OUTCOME__COUNT)

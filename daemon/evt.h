@@ -40,6 +40,10 @@ enum evt_outcome {
 /* Contract names: "bus", "panic", "new", ... */
 const char *evt_kind_name(enum evt_kind kind);
 const char *evt_type_name(enum evt_type type);
+/* A person in danger or asking for one (panic, silent_alarm, call_request,
+ * callback_request): these overtake the backlog in the pipeline's and in
+ * decide's queues. */
+bool evt_type_urgent(enum evt_type type);
 const char *evt_outcome_name(enum evt_outcome outcome);
 bool evt_kind_parse(const char *name, enum evt_kind *out);
 bool evt_type_parse(const char *name, enum evt_type *out);

@@ -138,15 +138,7 @@ size_t pipeline_queued_normal(const struct pipeline *p)
 
 bool pipeline_type_urgent(enum evt_type type)
 {
-	switch (type) {
-	case EVT_TYPE_PANIC:
-	case EVT_TYPE_SILENT_ALARM:
-	case EVT_TYPE_CALL_REQUEST:
-	case EVT_TYPE_CALLBACK_REQUEST:
-		return true;
-	default:
-		return false;
-	}
+	return evt_type_urgent(type);
 }
 
 void pipeline_detach(struct pipeline_job *job)

@@ -207,7 +207,8 @@ def test_client_leaving_early_still_records(alertd):
 def test_events_wait_for_a_batch_in_flight_and_go_out_together(alertd):
     """At most two decide_batch calls are in flight (decide.c): events
     that arrive, one loop turn each, while Redis is busy with them are
-    queued and go out together when one is answered, instead of one
+    queued, an urgent one ahead of the others, and go out together when
+    one is answered, instead of one
     script call per turn. Redis is held busy by a script that spins for
     0.8 s (sent with EVAL; alertd's calls are EVALSHA)."""
     import threading
@@ -215,7 +216,8 @@ def test_events_wait_for_a_batch_in_flight_and_go_out_together(alertd):
             "redis.call('TIME') until (n[1] - s[1]) * 1000000 + "
             "(n[2] - s[2]) > 800000 return 1")
     r = alertd.redis()
-    events = [make_event() for _ in range(24)]
+    events = [make_event(type="fault") for _ in range(23)]
+    events.append(make_event(type="panic"))     # queued last
     with TcpClient(*alertd.tcp) as c:
         c.send_event(events[0])                  # Redis sees it at once
         _ack(c.read_frame(timeout=10))
@@ -237,3 +239,12 @@ def test_events_wait_for_a_batch_in_flight_and_go_out_together(alertd):
     # for the first answer (a periodic script call may add one or two).
     assert 2 <= calls <= 6, stats
     assert len(_rows(alertd.db(), got)) == 23
+    # The panic came last but was decided first of the queued events
+    # (events 1 and 2 were in flight): Redis numbered it before them.
+    with alertd.db().cursor() as cur:
+        cur.execute("SELECT event_id, accept_seq FROM events"
+                    " WHERE event_id = ANY(%s)", (list(got),))
+        seq = dict(cur.fetchall())
+    panic = seq[events[-1]["event_id"]]
+    queued = [seq[ev["event_id"]] for ev in events[3:-1]]
+    assert panic < min(queued), (panic, queued)
