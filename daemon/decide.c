@@ -464,22 +464,6 @@ static void decide_answer_batch(struct decide_call *call,
 	call->n_members = 0;
 }
 
-/* Answers every queued event "Redis unavailable" (NULL). */
-static void decide_answer_queue(struct decide *d)
-{
-	struct decide_call *ev;
-
-	while ((ev = d->uqueue) != NULL || (ev = d->queue) != NULL) {
-		if (ev == d->uqueue)
-			d->uqueue = ev->qnext;
-		else
-			d->queue = ev->qnext;
-		decide_answer_event(ev, NULL);
-		decide_call_free(ev);
-	}
-	d->queue_tail = d->uqueue_tail = NULL;
-}
-
 /* Takes the first event of the queues, the urgent one first. */
 static struct decide_call *decide_queue_pop(struct decide *d)
 {
@@ -495,6 +479,17 @@ static struct decide_call *decide_queue_pop(struct decide *d)
 	if (ev != NULL)
 		ev->qnext = NULL;
 	return ev;
+}
+
+/* Answers every queued event "Redis unavailable" (NULL). */
+static void decide_answer_queue(struct decide *d)
+{
+	struct decide_call *ev;
+
+	while ((ev = decide_queue_pop(d)) != NULL) {
+		decide_answer_event(ev, NULL);
+		decide_call_free(ev);
+	}
 }
 
 static bool decide_is_noscript(const redisReply *reply)
@@ -671,7 +666,8 @@ bool decide_event(struct decide *d, const struct evt *ev, int64_t now_ms,
 		  decide_event_cb cb, void *arg)
 {
 	const struct config *cfg = config_current();
-	struct decide_call *call;
+	struct decide_call *call, **head, **tail;
+	bool urgent;
 	const char *class;
 	char now_iso[32];
 	int base;
@@ -728,19 +724,14 @@ bool decide_event(struct decide *d, const struct evt *ev, int64_t now_ms,
 		d->queue_now_ms = now_ms;
 		event_active(d->ev_flush, EV_TIMEOUT, 0);
 	}
-	if (evt_type_urgent(ev->type)) {
-		if (d->uqueue == NULL)
-			d->uqueue = call;
-		else
-			d->uqueue_tail->qnext = call;
-		d->uqueue_tail = call;
-	} else {
-		if (d->queue == NULL)
-			d->queue = call;
-		else
-			d->queue_tail->qnext = call;
-		d->queue_tail = call;
-	}
+	urgent = evt_type_urgent(ev->type);
+	head = urgent ? &d->uqueue : &d->queue;
+	tail = urgent ? &d->uqueue_tail : &d->queue_tail;
+	if (*head == NULL)
+		*head = call;
+	else
+		(*tail)->qnext = call;
+	*tail = call;
 	/* Never sent from here: the caller's callback must not run before
 	 * this returns. */
 	return true;

@@ -136,11 +136,6 @@ size_t pipeline_queued_normal(const struct pipeline *p)
 	return p->normal.len;
 }
 
-bool pipeline_type_urgent(enum evt_type type)
-{
-	return evt_type_urgent(type);
-}
-
 void pipeline_detach(struct pipeline_job *job)
 {
 	job->cb = NULL;
@@ -495,7 +490,7 @@ struct pipeline_job *pipeline_submit(struct pipeline *p, struct evt *ev,
 	    pipeline_held(p, ev->source_id) > 0)
 		return pipeline_start(job) ? job : NULL;
 	job->state = JOB_QUEUED;
-	q = pipeline_type_urgent(ev->type) ? &p->urgent : &p->normal;
+	q = evt_type_urgent(ev->type) ? &p->urgent : &p->normal;
 	if (q->tail != NULL)
 		q->tail->next = job;
 	else

@@ -70,7 +70,4 @@ size_t pipeline_inflight(const struct pipeline *p);
 size_t pipeline_queued_urgent(const struct pipeline *p);
 size_t pipeline_queued_normal(const struct pipeline *p);
 
-/* The event types that take the urgent queue. */
-bool pipeline_type_urgent(enum evt_type type);
-
 #endif
