@@ -7,10 +7,21 @@
  *
  * Connections are never freed inside their own callbacks: a closed one
  * moves to the dead list and a one-shot "reaper" event frees it on the next
- * loop turn. */
+ * loop turn.
+ *
+ * Answers are written by the daemon itself (bevout.h), not by the
+ * bufferevent's write event: they go to the output buffer, the connection
+ * joins the flush list, and one deferred "flush" event writes every listed
+ * connection once the callback that produced the answers has returned:
+ * one writev per connection per loop turn, as Redis writes its clients'
+ * replies before it sleeps. The write event, and with it the write
+ * timeout, is enabled only for what the socket did not take, and
+ * disabled again once libevent has written that (docs/BENCHMARKS.md,
+ * optimisation 17). */
 #include "ingest_tcp.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -25,6 +36,7 @@
 #include <time.h>
 
 #include "auth.h"
+#include "bevout.h"
 #include "codec_pb.h"
 #include "config.h"
 #include "log.h"
@@ -111,6 +123,8 @@ struct tcp_conn {
 	struct event *pause_ev;
 	struct tcp_job *jobs;
 	struct tcp_conn *prev, *next;
+	bool flush_listed;  /* on owner->flushq */
+	struct tcp_conn *flush_next;
 	char name[64];      /* "127.0.0.1:5555", the log prefix */
 };
 
@@ -124,6 +138,8 @@ struct ingest_tcp {
 	struct tcp_conn *conns; /* open */
 	struct tcp_conn *dead;  /* closed, freed by the reaper */
 	size_t n_conns;         /* length of conns */
+	struct event *flush;    /* deferred: writes the connections of flushq */
+	struct tcp_conn *flushq; /* with answers queued this loop turn */
 };
 
 static void ingest_tcp_on_read(struct bufferevent *bev, void *arg);
@@ -181,6 +197,22 @@ static void ingest_tcp_conn_detach_jobs(struct tcp_conn *c)
 	c->inflight_bytes = 0;
 }
 
+static void ingest_tcp_conn_unlist_flush(struct tcp_conn *c)
+{
+	struct tcp_conn **pp;
+
+	if (!c->flush_listed)
+		return;
+	for (pp = &c->owner->flushq; *pp != NULL; pp = &(*pp)->flush_next) {
+		if (*pp == c) {
+			*pp = c->flush_next;
+			break;
+		}
+	}
+	c->flush_listed = false;
+	c->flush_next = NULL;
+}
+
 static void ingest_tcp_conn_close(struct tcp_conn *c)
 {
 	struct ingest_tcp *t = c->owner;
@@ -190,6 +222,7 @@ static void ingest_tcp_conn_close(struct tcp_conn *c)
 	ingest_tcp_conn_detach_jobs(c);
 	if (c->pause_ev != NULL)
 		event_del(c->pause_ev);
+	ingest_tcp_conn_unlist_flush(c);
 	ingest_tcp_conn_set_state(c, TCP_CONN_CLOSED);
 	if (c->prev != NULL)
 		c->prev->next = c->next;
@@ -248,6 +281,12 @@ static bool ingest_tcp_conn_send(struct tcp_conn *c, uint8_t *frame,
 			  c->name);
 		ingest_tcp_conn_close(c);
 		return false;
+	}
+	if (!c->flush_listed) {
+		c->flush_listed = true;
+		c->flush_next = c->owner->flushq;
+		c->owner->flushq = c;
+		event_active(c->owner->flush, EV_TIMEOUT, 0);
 	}
 	return true;
 }
@@ -394,7 +433,8 @@ static void ingest_tcp_on_answer(const struct pipeline_answer *ans, void *arg)
 	}
 	if (!ingest_tcp_conn_send(c, frame, len))
 		return;
-	/* DRAINING closes from ingest_tcp_on_write once this is written. */
+	/* DRAINING closes from ingest_tcp_conn_written once this is
+	 * written. */
 	ingest_tcp_conn_resume(c);
 }
 
@@ -572,11 +612,9 @@ static void ingest_tcp_on_read(struct bufferevent *bev, void *arg)
 		ingest_tcp_conn_drain(c);
 }
 
-/* Called when the output is fully written (low watermark 0). */
-static void ingest_tcp_on_write(struct bufferevent *bev, void *arg)
+/* The output is fully written. */
+static void ingest_tcp_conn_written(struct tcp_conn *c)
 {
-	struct tcp_conn *c = arg;
-
 	switch (c->state) {
 	case TCP_CONN_BLOCKED:
 		ingest_tcp_conn_resume(c);
@@ -590,6 +628,47 @@ static void ingest_tcp_on_write(struct bufferevent *bev, void *arg)
 		break;
 	default:
 		break;
+	}
+}
+
+/* libevent wrote what ingest_tcp_conn_flush left (low watermark 0). */
+static void ingest_tcp_on_write(struct bufferevent *bev, void *arg)
+{
+	struct tcp_conn *c = arg;
+
+	bufferevent_disable(bev, EV_WRITE);
+	ingest_tcp_conn_written(c);
+}
+
+/* Writes the answers queued this loop turn. */
+static void ingest_tcp_conn_flush(struct tcp_conn *c)
+{
+	if (c->state == TCP_CONN_CLOSED)
+		return;
+	switch (bevout_flush(c->bev)) {
+	case BEVOUT_DONE:
+		ingest_tcp_conn_written(c);
+		break;
+	case BEVOUT_PENDING:
+		break;
+	case BEVOUT_ERROR:
+		log_debug("tcp=%s: %s", c->name, strerror(errno));
+		ingest_tcp_conn_close(c);
+		break;
+	}
+}
+
+static void ingest_tcp_on_flush(evutil_socket_t fd, short what, void *arg)
+{
+	struct ingest_tcp *t = arg;
+
+	while (t->flushq != NULL) {
+		struct tcp_conn *c = t->flushq;
+
+		t->flushq = c->flush_next;
+		c->flush_next = NULL;
+		c->flush_listed = false;
+		ingest_tcp_conn_flush(c);
 	}
 }
 
@@ -647,6 +726,9 @@ static struct tcp_conn *ingest_tcp_conn_new(struct ingest_tcp *t,
 	bufferevent_set_timeouts(c->bev, NULL, &wr);
 	bufferevent_setcb(c->bev, ingest_tcp_on_read, ingest_tcp_on_write,
 			  ingest_tcp_on_event, c);
+	/* Enabled only while the socket has not taken an answer (see the
+	 * top of this file). */
+	bufferevent_disable(c->bev, EV_WRITE);
 	c->next = t->conns;
 	if (t->conns != NULL)
 		t->conns->prev = c;
@@ -735,7 +817,8 @@ struct ingest_tcp *ingest_tcp_new(struct event_base *base,
 	t->pipeline = pipeline;
 	t->reaper = event_new(base, -1, 0, ingest_tcp_on_reap, t);
 	t->accept_retry = event_new(base, -1, 0, ingest_tcp_on_accept_retry, t);
-	if (t->reaper == NULL || t->accept_retry == NULL) {
+	t->flush = event_new(base, -1, 0, ingest_tcp_on_flush, t);
+	if (t->reaper == NULL || t->accept_retry == NULL || t->flush == NULL) {
 		ingest_tcp_free(t);
 		return NULL;
 	}
@@ -833,5 +916,7 @@ void ingest_tcp_free(struct ingest_tcp *t)
 		event_free(t->reaper);
 	if (t->accept_retry != NULL)
 		event_free(t->accept_retry);
+	if (t->flush != NULL)
+		event_free(t->flush);
 	free(t);
 }

@@ -421,6 +421,24 @@ static void usage(FILE *out)
 		"       alertd --version\n");
 }
 
+/* The one event loop. The epoll change list folds the event_del and
+ * event_add of one fd within a loop turn (hiredis re-arms its read event
+ * after every reply) into at most one epoll_ctl at the next wait. It is
+ * unsafe only for fds cloned with dup(), which alertd never hands to
+ * libevent (docs/BENCHMARKS.md, optimisation 17). */
+static struct event_base *main_event_base(void)
+{
+	struct event_config *cfg = event_config_new();
+	struct event_base *base;
+
+	if (cfg == NULL)
+		return NULL;
+	event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	base = event_base_new_with_config(cfg);
+	event_config_free(cfg);
+	return base;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -486,7 +504,7 @@ int main(int argc, char **argv)
 	config_set_current(cfg);
 	signal(SIGPIPE, SIG_IGN);
 	log_hook_libevent();
-	d.base = event_base_new();
+	d.base = main_event_base();
 	if (d.base == NULL)
 		die(1, "cannot create the event loop");
 	daemon_build(&d, cfg);

@@ -84,6 +84,7 @@ struct redis_pool {
 	struct event *connect_ev;      /* CONNECTING: connect deadline */
 	struct event *deadline_ev;     /* earliest command deadline */
 	struct event *reset_ev;        /* RESETTING: free the context */
+	struct event *flush_ev;        /* commands written at the turn's end */
 	int backoff_ms;
 	unsigned failures;             /* connect attempts failed in a row */
 	uint32_t rand_state;
@@ -409,6 +410,25 @@ static void redis_pool_on_deadline(evutil_socket_t fd, short what, void *arg)
 	redis_pool_reset_later(pool);
 }
 
+/* Deferred, at the end of the loop turn that queued commands: write them
+ * now instead of waiting for the socket's write event. hiredis asked the
+ * loop for that event when the command was queued; writing it all here
+ * makes hiredis withdraw it in the same turn, which the epoll change list
+ * turns into no epoll_ctl and no extra pass of the loop at all
+ * (docs/BENCHMARKS.md, optimisation 17). What the socket does not take
+ * stays with the write event, as before. hiredis may drop the context
+ * on a write error (redis_pool_on_disconnect); nothing here touches it
+ * afterwards. */
+static void redis_pool_on_flush(evutil_socket_t fd, short what, void *arg)
+{
+	struct redis_pool *pool = arg;
+
+	(void)fd;
+	(void)what;
+	if (redis_pool_ready(pool) && (pool->ac->c.flags & REDIS_CONNECTED))
+		redisAsyncHandleWrite(pool->ac);
+}
+
 struct redis_pool *redis_pool_new(struct event_base *base, const char *host,
 				  int port, int timeout_ms)
 {
@@ -434,8 +454,10 @@ struct redis_pool *redis_pool_new(struct event_base *base, const char *host,
 				       pool);
 	pool->deadline_ev = evtimer_new(base, redis_pool_on_deadline, pool);
 	pool->reset_ev = evtimer_new(base, redis_pool_on_reset, pool);
+	pool->flush_ev = event_new(base, -1, 0, redis_pool_on_flush, pool);
 	if (pool->reconnect_ev == NULL || pool->connect_ev == NULL ||
-	    pool->deadline_ev == NULL || pool->reset_ev == NULL)
+	    pool->deadline_ev == NULL || pool->reset_ev == NULL ||
+	    pool->flush_ev == NULL)
 		goto fail;
 	return pool;
 fail:
@@ -501,6 +523,10 @@ bool redis_pool_command_argv(struct redis_pool *pool, int argc,
 	pool->n_pending++;
 	if (!event_pending(pool->deadline_ev, EV_TIMEOUT, NULL))
 		redis_pool_arm(pool->deadline_ev, pool->timeout_ms);
+	/* Written once the current callback returns, with the other
+	 * commands of this loop turn. */
+	if (!event_pending(pool->flush_ev, EV_TIMEOUT, NULL))
+		event_active(pool->flush_ev, EV_TIMEOUT, 0);
 	return true;
 }
 
@@ -526,6 +552,8 @@ void redis_pool_free(struct redis_pool *pool)
 		event_free(pool->deadline_ev);
 	if (pool->reset_ev != NULL)
 		event_free(pool->reset_ev);
+	if (pool->flush_ev != NULL)
+		event_free(pool->flush_ev);
 	free(pool->host);
 	free(pool);
 }

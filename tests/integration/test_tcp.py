@@ -248,3 +248,47 @@ def test_events_wait_for_a_batch_in_flight_and_go_out_together(alertd):
     panic = seq[events[-1]["event_id"]]
     queued = [seq[ev["event_id"]] for ev in events[3:-1]]
     assert panic < min(queued), (panic, queued)
+
+
+def test_answers_to_a_device_that_reads_late_all_arrive(alertd):
+    """A device that pipelines tens of thousands of frames and reads none
+    of its answers for a while: more answers than the kernel's socket
+    buffers hold (megabytes of Nacks for invalid events, with valid
+    events among them). alertd writes what the socket takes, leaves the
+    rest to the write event, stops reading the device while a megabyte of
+    answers waits, and resumes as the device reads: every answer arrives,
+    whole and in a readable stream, and the connection carries on."""
+    import socket
+    import threading
+    n, every = 60000, 1000
+    bad = TcpClient.signed_frame(make_event(event_id="has space " + uid()))
+    good = [make_event(type="heartbeat") for _ in range(n // every)]
+    parts = []
+    for i in range(n):
+        f = TcpClient.signed_frame(good[i // every]) \
+            if i % every == every - 1 else bad
+        parts.append(struct.pack(">I", len(f)) + f)
+    blob = b"".join(parts)
+    s = socket.socket()
+    # A small receive window, so that the answers back up in alertd.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(alertd.tcp)
+    c = TcpClient.__new__(TcpClient)
+    c.sock, c.buf, c.timeout = s, b"", 30
+    sender = threading.Thread(target=s.sendall, args=(blob,), daemon=True)
+    try:
+        sender.start()
+        time.sleep(3)  # nothing read meanwhile
+        frames = c.read_frames(n, timeout=60)
+        sender.join(10)
+        acks = sorted(_ack(f).event_id for f in frames
+                      if f.WhichOneof("msg") == "ack")
+        nacks = [f.nack.code for f in frames if f.WhichOneof("msg") == "nack"]
+        assert acks == sorted(e["event_id"] for e in good)
+        assert len(nacks) == n - len(good)
+        assert set(nacks) == {"invalid_id"}
+        more = make_event()
+        c.send_event(more)
+        assert _ack(c.read_frame()).event_id == more["event_id"]
+    finally:
+        c.close()
