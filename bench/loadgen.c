@@ -43,6 +43,7 @@
 
 #include "alertd.pb-c.h"
 #include "auth.h"
+#include "bevout.h"
 
 struct lg_opts lg_opt = {
 	.mode = "tcp", .name = "run", .host = "127.0.0.1", .port = 7400,
@@ -65,6 +66,7 @@ struct lg_conn {
 	uint64_t seq;
 	char last_answered[72];            /* for duplicates */
 	struct lg_dup *dups;               /* duplicates in flight (tcp) */
+	bool flush_listed;                 /* in lg_flushq (tcp) */
 };
 
 /* A duplicate carries the event_id, hence the send time, of an event
@@ -76,6 +78,13 @@ struct lg_dup {
 };
 
 static struct lg_conn *lg_conns;
+/* tcp: the connections with frames queued this loop turn, written by
+ * lg_flush_ev once the turn's callbacks are done (daemon/bevout.h): one
+ * writev per connection per turn and no epoll_ctl, like alertd's answers,
+ * so that the client costs the shared cores no more than it must. */
+static struct event *lg_flush_ev;
+static int *lg_flushq;
+static int lg_nflush;
 static struct event *lg_tick_ev;
 static struct event *lg_due_ev;            /* open loop: the next due event */
 static uint64_t lg_rng = 0x9e3779b97f4a7c15ull;
@@ -325,6 +334,11 @@ static bool lg_tcp_send(struct lg_conn *c, int64_t ts)
 	frame[2] = (uint8_t)(m >> 8);
 	frame[3] = (uint8_t)m;
 	bufferevent_write(c->bev, frame, m + 4);
+	if (!c->flush_listed) {
+		c->flush_listed = true;
+		lg_flushq[lg_nflush++] = c->idx;
+		event_active(lg_flush_ev, EV_TIMEOUT, 0);
+	}
 	c->inflight++;
 	lg_inflight++;
 	lg_st.t_sent_ns = lg_now_ns();
@@ -409,9 +423,38 @@ static void lg_tcp_on_read(struct bufferevent *bev, void *arg)
 	}
 }
 
+static void lg_tcp_on_flush(evutil_socket_t fd, short what, void *arg)
+{
+	for (int i = 0; i < lg_nflush; i++) {
+		struct lg_conn *c = &lg_conns[lg_flushq[i]];
+
+		c->flush_listed = false;
+		if (c->dead)
+			continue;
+		if (bevout_flush(c->bev) == BEVOUT_ERROR) {
+			fprintf(stderr, "loadgen: conn %d: %s\n", c->idx,
+				strerror(errno));
+			lg_tcp_close(c);
+		}
+	}
+	lg_nflush = 0;
+}
+
+/* libevent wrote the rest that bevout_flush left. */
+static void lg_tcp_on_write(struct bufferevent *bev, void *arg)
+{
+	bufferevent_disable(bev, EV_WRITE);
+}
+
 static void lg_tcp_on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct lg_conn *c = arg;
+
+	/* Connected: from now on frames are written by lg_tcp_on_flush
+	 * (EV_WRITE stays on while frames queued before are unwritten). */
+	if ((what & BEV_EVENT_CONNECTED) &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		bufferevent_disable(bev, EV_WRITE);
 
 	if (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF)) {
 		fprintf(stderr, "loadgen: conn %d closed (%s)\n", c->idx,
@@ -435,7 +478,8 @@ static bool lg_tcp_connect(struct lg_conn *c)
 		return false;
 	setsockopt(bufferevent_getfd(c->bev), IPPROTO_TCP, TCP_NODELAY, &one,
 		   sizeof(one));
-	bufferevent_setcb(c->bev, lg_tcp_on_read, NULL, lg_tcp_on_event, c);
+	bufferevent_setcb(c->bev, lg_tcp_on_read, lg_tcp_on_write,
+			  lg_tcp_on_event, c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	return true;
 }
@@ -802,6 +846,7 @@ int main(int argc, char **argv)
 	if (cfg == NULL)
 		return 1;
 	event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER);
+	event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
 	lg_base = event_base_new_with_config(cfg);
 	event_config_free(cfg);
 	if (lg_base == NULL)
@@ -816,7 +861,9 @@ int main(int argc, char **argv)
 	if (strcmp(lg_opt.mode, "am") == 0 && !lg_am_start())
 		return 1;
 	lg_conns = calloc((size_t)lg_opt.conns, sizeof(*lg_conns));
-	if (lg_conns == NULL)
+	lg_flushq = calloc((size_t)lg_opt.conns, sizeof(*lg_flushq));
+	lg_flush_ev = event_new(lg_base, -1, 0, lg_tcp_on_flush, NULL);
+	if (lg_conns == NULL || lg_flushq == NULL || lg_flush_ev == NULL)
 		return 1;
 	for (int i = 0; i < lg_opt.conns; i++) {
 		struct lg_conn *c = &lg_conns[i];
