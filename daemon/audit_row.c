@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
+#include "jsonw.h"
 
 void audit_row_push(struct audit_list *l, struct audit_row *r)
 {
@@ -66,21 +66,6 @@ bool audit_row_complete(const struct audit_event_row *ev,
 	       (!tr || (tr->transition_id && tr->to_state && tr->actor));
 }
 
-static bool audit_row_json_str(json_t *o, const char *key, const char *v)
-{
-	json_t *j = v ? json_string(v) : json_null();
-
-	/* json_string refuses invalid UTF-8; set_new consumes j. */
-	return j && json_object_set_new(o, key, j) == 0;
-}
-
-static bool audit_row_json_int(json_t *o, const char *key, int64_t v)
-{
-	json_t *j = json_integer((json_int_t)v);
-
-	return j && json_object_set_new(o, key, j) == 0;
-}
-
 /* One element of $1. The payload is JSON already (codec_json's canonical
  * event, or personal.c's stored form of it), so it goes into the row as a
  * JSON value after the other members, not as a string: escaping it here and
@@ -93,72 +78,63 @@ static bool audit_row_json_int(json_t *o, const char *key, int64_t v)
  * ::jsonb cast before: the row is isolated and refused alone. */
 static char *audit_row_encode_event(const struct audit_event_row *e)
 {
-	static const char key[] = ",\"payload\":";
-	json_t *o = json_object();
-	char *head = NULL, *out = NULL;
-	size_t head_len, payload_len;
+	struct jsonw w = JSONW_INIT;
 
-	if (o && audit_row_json_int(o, "accept_seq", e->accept_seq) &&
-	    audit_row_json_str(o, "event_id", e->event_id) &&
-	    audit_row_json_str(o, "source_id", e->source_id) &&
-	    audit_row_json_str(o, "source_kind", e->source_kind) &&
-	    audit_row_json_str(o, "type", e->type) &&
-	    audit_row_json_str(o, "outcome", e->outcome) &&
-	    audit_row_json_int(o, "incident_id", e->incident_id) &&
-	    audit_row_json_int(o, "priority", e->priority) &&
-	    audit_row_json_int(o, "received_at_ms", e->received_at_ms) &&
-	    (e->occurred_at_ms == 0 ||
-	     audit_row_json_int(o, "occurred_at_ms", e->occurred_at_ms))) {
-		/* The spool separates a row's two parts with a newline: a
-		 * payload with a raw one (never made by alertd's encoders) goes
-		 * as a string, escaped. */
-		if (strchr(e->payload_json, '\n')) {
-			if (audit_row_json_str(o, "payload", e->payload_json))
-				out = json_dumps(o, JSON_COMPACT);
-			json_decref(o);
-			return out;
-		}
-		head = json_dumps(o, JSON_COMPACT);
+	jsonw_lit(&w, "{\"accept_seq\":");
+	jsonw_int(&w, e->accept_seq);
+	jsonw_lit(&w, ",\"event_id\":");
+	jsonw_str_or_null(&w, e->event_id);
+	jsonw_lit(&w, ",\"source_id\":");
+	jsonw_str_or_null(&w, e->source_id);
+	jsonw_lit(&w, ",\"source_kind\":");
+	jsonw_str_or_null(&w, e->source_kind);
+	jsonw_lit(&w, ",\"type\":");
+	jsonw_str_or_null(&w, e->type);
+	jsonw_lit(&w, ",\"outcome\":");
+	jsonw_str_or_null(&w, e->outcome);
+	jsonw_lit(&w, ",\"incident_id\":");
+	jsonw_int(&w, e->incident_id);
+	jsonw_lit(&w, ",\"priority\":");
+	jsonw_int(&w, e->priority);
+	jsonw_lit(&w, ",\"received_at_ms\":");
+	jsonw_int(&w, e->received_at_ms);
+	if (e->occurred_at_ms != 0) {
+		jsonw_lit(&w, ",\"occurred_at_ms\":");
+		jsonw_int(&w, e->occurred_at_ms);
 	}
-	json_decref(o);
-	/* "{...}" + ",\"payload\":" + payload + "}" */
-	if (head && (head_len = strlen(head)) >= 2 &&
-	    head[head_len - 1] == '}') {
-		payload_len = strlen(e->payload_json);
-		out = malloc(head_len - 1 + sizeof(key) - 1 + payload_len + 2);
-		if (out) {
-			char *p = out;
-
-			memcpy(p, head, head_len - 1);
-			p += head_len - 1;
-			memcpy(p, key, sizeof(key) - 1);
-			p += sizeof(key) - 1;
-			memcpy(p, e->payload_json, payload_len);
-			p += payload_len;
-			*p++ = '}';
-			*p = '\0';
-		}
-	}
-	free(head);
-	return out;
+	jsonw_lit(&w, ",\"payload\":");
+	/* The spool separates a row's two parts with a newline: a payload
+	 * with a raw one (never made by alertd's encoders) goes as a string,
+	 * escaped. */
+	if (e->payload_json == NULL || strchr(e->payload_json, '\n'))
+		jsonw_str_or_null(&w, e->payload_json);
+	else
+		jsonw_lit(&w, e->payload_json);
+	jsonw_lit(&w, "}");
+	return jsonw_finish(&w);
 }
 
 /* One element of $2. */
 static char *audit_row_encode_transition(const struct audit_transition_row *t)
 {
-	json_t *o = json_object();
-	char *out = NULL;
+	struct jsonw w = JSONW_INIT;
 
-	if (o && audit_row_json_str(o, "transition_id", t->transition_id) &&
-	    audit_row_json_int(o, "incident_id", t->incident_id) &&
-	    audit_row_json_str(o, "from_state", t->from_state) &&
-	    audit_row_json_str(o, "to_state", t->to_state) &&
-	    audit_row_json_str(o, "actor", t->actor) &&
-	    audit_row_json_str(o, "detail", t->detail_json) &&
-	    audit_row_json_int(o, "at_ms", t->at_ms))
-		out = json_dumps(o, JSON_COMPACT);
-	json_decref(o);
-	return out;
+	jsonw_lit(&w, "{\"transition_id\":");
+	jsonw_str_or_null(&w, t->transition_id);
+	jsonw_lit(&w, ",\"incident_id\":");
+	jsonw_int(&w, t->incident_id);
+	jsonw_lit(&w, ",\"from_state\":");
+	jsonw_str_or_null(&w, t->from_state);
+	jsonw_lit(&w, ",\"to_state\":");
+	jsonw_str_or_null(&w, t->to_state);
+	jsonw_lit(&w, ",\"actor\":");
+	jsonw_str_or_null(&w, t->actor);
+	jsonw_lit(&w, ",\"detail\":");
+	jsonw_str_or_null(&w, t->detail_json);
+	jsonw_lit(&w, ",\"at_ms\":");
+	jsonw_int(&w, t->at_ms);
+	jsonw_lit(&w, "}");
+	return jsonw_finish(&w);
 }
 
 /* Names a row in logs by its keys. */

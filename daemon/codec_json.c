@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsonw.h"
+
 /* The required members, in check order. */
 struct codec_json_required {
 	const char *field;    /* dotted name, as reported */
@@ -323,155 +325,15 @@ static void codec_json_put(json_t *obj, const char *key, json_t *v, bool *ok)
 		*ok = false;
 }
 
-/* The event and answer encoders write their JSON directly instead of
- * building a jansson tree and dumping it: on the ingest path that was
- * about a fifth of alertd's instructions per event (docs/BENCHMARKS.md).
- * The output is byte for byte what json_dumps(JSON_COMPACT) gave: members
- * in insertion order, a later attr with the same key replacing the earlier
- * one in place, '"', '\\' and control characters escaped (\u00XX in upper
- * case), UTF-8 kept as is and invalid UTF-8 refused (NULL), reals as
- * "%.<p>g" with ".0" added to integral values and the exponent without '+'
- * or leading zeros. */
-struct codec_json_buf {
-	char *p;
-	size_t len, cap;
-	bool ok;
-};
-
-static void codec_json_buf_put(struct codec_json_buf *b, const char *s,
-			       size_t n)
-{
-	if (!b->ok)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		char *p;
-
-		while (b->len + n + 1 > cap)
-			cap *= 2;
-		p = realloc(b->p, cap);
-		if (p == NULL) {
-			b->ok = false;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void codec_json_buf_lit(struct codec_json_buf *b, const char *s)
-{
-	codec_json_buf_put(b, s, strlen(s));
-}
-
-/* Length of the valid UTF-8 sequence at s (jansson's rules: no overlong
- * forms, no surrogates, nothing above U+10FFFF), 0 if invalid. */
-static size_t codec_json_utf8_len(const unsigned char *s)
-{
-	unsigned c = s[0], n, v, i;
-
-	if (c < 0x80)
-		return 1;
-	if (c < 0xC2)
-		return 0;
-	n = c < 0xE0 ? 2 : c < 0xF0 ? 3 : c < 0xF5 ? 4 : 0;
-	if (n == 0)
-		return 0;
-	v = c & (0x7Fu >> n);
-	for (i = 1; i < n; i++) {
-		if ((s[i] & 0xC0) != 0x80)
-			return 0;
-		v = v << 6 | (s[i] & 0x3Fu);
-	}
-	if ((n == 3 && v < 0x800) || (n == 4 && v < 0x10000) ||
-	    (v >= 0xD800 && v <= 0xDFFF) || v > 0x10FFFF)
-		return 0;
-	return n;
-}
-
-static bool codec_json_utf8_valid(const char *s)
-{
-	const unsigned char *u = (const unsigned char *)s;
-	size_t n;
-
-	while (*u != '\0') {
-		if ((n = codec_json_utf8_len(u)) == 0)
-			return false;
-		u += n;
-	}
-	return true;
-}
-
-/* A JSON string; marks b failed on invalid UTF-8. */
-static void codec_json_buf_str(struct codec_json_buf *b, const char *s)
-{
-	const unsigned char *u = (const unsigned char *)s;
-	size_t run = 0;
-
-	codec_json_buf_put(b, "\"", 1);
-	while (b->ok && u[run] != '\0') {
-		unsigned char c = u[run];
-		char esc[8];
-		size_t n;
-
-		if (c >= 0x20 && c != '"' && c != '\\') {
-			n = codec_json_utf8_len(u + run);
-			if (n == 0) {
-				b->ok = false;
-				return;
-			}
-			run += n;
-			continue;
-		}
-		codec_json_buf_put(b, (const char *)u, run);
-		switch (c) {
-		case '"': codec_json_buf_lit(b, "\\\""); break;
-		case '\\': codec_json_buf_lit(b, "\\\\"); break;
-		case '\b': codec_json_buf_lit(b, "\\b"); break;
-		case '\f': codec_json_buf_lit(b, "\\f"); break;
-		case '\n': codec_json_buf_lit(b, "\\n"); break;
-		case '\r': codec_json_buf_lit(b, "\\r"); break;
-		case '\t': codec_json_buf_lit(b, "\\t"); break;
-		default:
-			snprintf(esc, sizeof(esc), "\\u%04X", c);
-			codec_json_buf_lit(b, esc);
-		}
-		u += run + 1;
-		run = 0;
-	}
-	codec_json_buf_put(b, (const char *)u, run);
-	codec_json_buf_put(b, "\"", 1);
-}
-
-/* A real printed with "%.<p>g", made to read back as a real. */
-static void codec_json_buf_real(struct codec_json_buf *b, const char *g)
-{
-	const char *e = strchr(g, 'e');
-
-	if (e == NULL) {
-		codec_json_buf_lit(b, g);
-		if (strchr(g, '.') == NULL)
-			codec_json_buf_lit(b, ".0");
-		return;
-	}
-	codec_json_buf_put(b, g, (size_t)(e - g) + 1);
-	e++;
-	if (*e == '-')
-		codec_json_buf_put(b, e++, 1);
-	else if (*e == '+')
-		e++;
-	while (*e == '0' && e[1] != '\0')
-		e++;
-	codec_json_buf_lit(b, e);
-}
+/* The event and answer encoders write their JSON directly (jsonw.h)
+ * instead of building a jansson tree and dumping it: on the ingest path
+ * that was about a fifth of alertd's instructions per event
+ * (docs/BENCHMARKS.md, optimisation 2). */
 
 /* The reals of the location with the fewest digits (15..17) that print
  * back to the same doubles: 38.4555 stays "38.4555", not
  * 38.455500000000001. One precision for both, as jansson had it. */
-static void codec_json_location(struct codec_json_buf *b,
+static void codec_json_location(struct jsonw *b,
 				const struct evt *ev)
 {
 	char lat[40], lon[40];
@@ -487,25 +349,25 @@ static void codec_json_location(struct codec_json_buf *b,
 				strtod(lon, NULL) == ev->lon))
 			break;
 	}
-	codec_json_buf_lit(b, ",\"location\":{\"lat\":");
-	codec_json_buf_real(b, lat);
-	codec_json_buf_lit(b, ",\"lon\":");
-	codec_json_buf_real(b, lon);
-	codec_json_buf_lit(b, "}");
+	jsonw_lit(b, ",\"location\":{\"lat\":");
+	jsonw_real(b, lat);
+	jsonw_lit(b, ",\"lon\":");
+	jsonw_real(b, lon);
+	jsonw_lit(b, "}");
 }
 
 /* Attrs as a JSON object; a repeated key keeps its first place and its
  * last value. */
-static void codec_json_attrs(struct codec_json_buf *b, const struct evt *ev)
+static void codec_json_attrs(struct jsonw *b, const struct evt *ev)
 {
 	bool first = true;
 
 	/* Every key and value must be valid, also those replaced later. */
 	for (size_t i = 0; i < ev->n_attrs; i++)
-		if (!codec_json_utf8_valid(ev->attrs[i].key) ||
-		    !codec_json_utf8_valid(ev->attrs[i].value))
+		if (!jsonw_utf8_valid(ev->attrs[i].key) ||
+		    !jsonw_utf8_valid(ev->attrs[i].value))
 			b->ok = false;
-	codec_json_buf_lit(b, ",\"attrs\":{");
+	jsonw_lit(b, ",\"attrs\":{");
 	for (size_t i = 0; i < ev->n_attrs; i++) {
 		const char *key = ev->attrs[i].key, *value = ev->attrs[i].value;
 		bool seen = false;
@@ -518,71 +380,62 @@ static void codec_json_attrs(struct codec_json_buf *b, const struct evt *ev)
 			if (strcmp(ev->attrs[j].key, key) == 0)
 				value = ev->attrs[j].value;
 		if (!first)
-			codec_json_buf_lit(b, ",");
+			jsonw_lit(b, ",");
 		first = false;
-		codec_json_buf_str(b, key);
-		codec_json_buf_lit(b, ":");
-		codec_json_buf_str(b, value);
+		jsonw_str(b, key);
+		jsonw_lit(b, ":");
+		jsonw_str(b, value);
 	}
-	codec_json_buf_lit(b, "}");
-}
-
-static char *codec_json_buf_finish(struct codec_json_buf *b)
-{
-	if (!b->ok) {
-		free(b->p);
-		return NULL;
-	}
-	return b->p;
+	jsonw_lit(b, "}");
 }
 
 char *codec_json_encode_event(const struct evt *ev)
 {
-	struct codec_json_buf b = {.ok = true};
+	struct jsonw b = JSONW_INIT;
 
-	codec_json_buf_lit(&b, "{\"event_id\":");
-	codec_json_buf_str(&b, ev->event_id);
-	codec_json_buf_lit(&b, ",\"source\":{\"id\":");
-	codec_json_buf_str(&b, ev->source_id);
-	codec_json_buf_lit(&b, ",\"kind\":");
-	codec_json_buf_str(&b, evt_kind_name(ev->kind));
+	jsonw_lit(&b, "{\"event_id\":");
+	jsonw_str(&b, ev->event_id);
+	jsonw_lit(&b, ",\"source\":{\"id\":");
+	jsonw_str(&b, ev->source_id);
+	jsonw_lit(&b, ",\"kind\":");
+	jsonw_str(&b, evt_kind_name(ev->kind));
 	if (ev->zone != NULL) {
-		codec_json_buf_lit(&b, ",\"zone\":");
-		codec_json_buf_str(&b, ev->zone);
+		jsonw_lit(&b, ",\"zone\":");
+		jsonw_str(&b, ev->zone);
 	}
 	if (ev->label != NULL) {
-		codec_json_buf_lit(&b, ",\"label\":");
-		codec_json_buf_str(&b, ev->label);
+		jsonw_lit(&b, ",\"label\":");
+		jsonw_str(&b, ev->label);
 	}
-	codec_json_buf_lit(&b, "},\"type\":");
-	codec_json_buf_str(&b, evt_type_name(ev->type));
+	jsonw_lit(&b, "},\"type\":");
+	jsonw_str(&b, evt_type_name(ev->type));
 	if (ev->occurred_at != NULL) {
-		codec_json_buf_lit(&b, ",\"occurred_at\":");
-		codec_json_buf_str(&b, ev->occurred_at);
+		jsonw_lit(&b, ",\"occurred_at\":");
+		jsonw_str(&b, ev->occurred_at);
 	}
 	if (ev->has_location)
 		codec_json_location(&b, ev);
 	if (ev->n_attrs > 0)
 		codec_json_attrs(&b, ev);
-	codec_json_buf_lit(&b, "}");
-	return codec_json_buf_finish(&b);
+	jsonw_lit(&b, "}");
+	return jsonw_finish(&b);
 }
 
 char *codec_json_encode_answer(const char *event_id, int64_t incident_id,
 			       enum evt_outcome outcome, int priority)
 {
-	struct codec_json_buf b = {.ok = true};
+	struct jsonw b = JSONW_INIT;
 	char num[32];
 
-	codec_json_buf_lit(&b, "{\"event_id\":");
-	codec_json_buf_str(&b, event_id ? event_id : "");
+	jsonw_lit(&b, "{\"event_id\":");
+	jsonw_str(&b, event_id ? event_id : "");
 	snprintf(num, sizeof(num), ",\"incident_id\":%" PRId64, incident_id);
-	codec_json_buf_lit(&b, num);
-	codec_json_buf_lit(&b, ",\"outcome\":");
-	codec_json_buf_str(&b, evt_outcome_name(outcome));
+	jsonw_lit(&b, num);
+	jsonw_lit(&b, ",\"outcome\":");
+	jsonw_str(&b, evt_outcome_name(outcome));
 	snprintf(num, sizeof(num), ",\"priority\":%d}", priority);
-	codec_json_buf_lit(&b, num);
-	return codec_json_buf_finish(&b);
+	jsonw_lit(&b, num);
+	return jsonw_finish(&b);
 }
 
 /* A JSON string of text that came from elsewhere: NULL becomes "", and text
