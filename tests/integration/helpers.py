@@ -280,9 +280,15 @@ def wait_until(fn, timeout=15.0, interval=0.1, what="condition"):
 class TcpClient:
     """A device connection: 4-byte big-endian length + Frame."""
 
-    def __init__(self, host, port, timeout=DEFAULT_TIMEOUT):
+    def __init__(self, host, port, timeout=DEFAULT_TIMEOUT, rcvbuf=None):
+        """rcvbuf: SO_RCVBUF set before connecting (a small receive
+        window, to make the server's answers back up)."""
         self.timeout = timeout
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf is not None:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(timeout)
+        self.sock.connect((host, port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
 

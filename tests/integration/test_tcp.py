@@ -258,7 +258,6 @@ def test_answers_to_a_device_that_reads_late_all_arrive(alertd):
     rest to the write event, stops reading the device while a megabyte of
     answers waits, and resumes as the device reads: every answer arrives,
     whole and in a readable stream, and the connection carries on."""
-    import socket
     import threading
     n, every = 60000, 1000
     bad = TcpClient.signed_frame(make_event(event_id="has space " + uid()))
@@ -269,13 +268,9 @@ def test_answers_to_a_device_that_reads_late_all_arrive(alertd):
             if i % every == every - 1 else bad
         parts.append(struct.pack(">I", len(f)) + f)
     blob = b"".join(parts)
-    s = socket.socket()
     # A small receive window, so that the answers back up in alertd.
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    s.connect(alertd.tcp)
-    c = TcpClient.__new__(TcpClient)
-    c.sock, c.buf, c.timeout = s, b"", 30
-    sender = threading.Thread(target=s.sendall, args=(blob,), daemon=True)
+    c = TcpClient(*alertd.tcp, timeout=30, rcvbuf=4096)
+    sender = threading.Thread(target=c.send_raw, args=(blob,), daemon=True)
     try:
         sender.start()
         time.sleep(3)  # nothing read meanwhile
