@@ -38,6 +38,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "pg_conn.h"
 #include "spool.h"
 #include "tzclock.h"
@@ -103,6 +104,7 @@ struct audit_batch {
 	struct audit_list rows;
 	bool suspects;           /* made only of suspect rows */
 	size_t n_spooled;        /* rows read back from the spool */
+	struct timespec sent;    /* for alertd_audit_batch_seconds */
 };
 
 /* A callback to run once the lists are consistent again. */
@@ -301,15 +303,6 @@ static void audit_keep_rows(struct audit *a, struct audit_list *rows)
 	audit_row_prepend(&a->retry, &back);
 }
 
-static double audit_elapsed_s(const struct timespec *t0)
-{
-	struct timespec t1;
-
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	return (double)(t1.tv_sec - t0->tv_sec) +
-	       (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
-}
-
 /* The group fsync: appends every row waiting, syncs once, answers them
  * durable=true; a row the spool refuses (full, I/O error) is answered
  * durable=false and kept in memory for retry. This is the one blocking
@@ -336,11 +329,11 @@ static void audit_spool_flush(struct audit *a)
 	}
 	synced = !done.n || spool_sync(a->spool);
 	a->spool_syncs++;
-	a->spool_sync_s += audit_elapsed_s(&t0);
+	a->spool_sync_s += metrics_since(&t0);
 	if (!synced)
 		audit_row_prepend(&failed, &done);
 	log_debug("audit: %zu rows spooled in %.3f ms, %zu refused", done.n,
-		  audit_elapsed_s(&t0) * 1000, failed.n);
+		  metrics_since(&t0) * 1000, failed.n);
 	while ((r = audit_row_pop(&done))) {
 		audit_row_answer(a, r, true);
 		audit_row_free(r);
@@ -488,6 +481,7 @@ static void audit_flush(struct audit *a)
 	if (!(params[0] = audit_row_join(&b->rows, true)) ||
 	    !(params[1] = audit_row_join(&b->rows, false)))
 		goto fail;
+	clock_gettime(CLOCK_MONOTONIC, &b->sent);
 	if (!pg_conn_query_prepared(a->conn, "alertd_audit_batch",
 				    audit_batch_sql, 2,
 				    (const char *const *)params,
@@ -607,6 +601,7 @@ static void audit_on_batch_done(PGresult *res, const char *errmsg, void *arg)
 		return;
 	}
 	a->batch = NULL;
+	metrics_observe(METRICS_AUDIT_BATCH, metrics_since(&b->sent));
 	if (res && PQresultStatus(res) == PGRES_TUPLES_OK &&
 	    PQntuples(res) == 1) {
 		audit_on_batch_ok(a, b, res);

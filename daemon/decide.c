@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
@@ -39,6 +40,7 @@
 #include "config.h"
 #include "decide_reply.h"
 #include "log.h"
+#include "metrics.h"
 #include "redis_pool.h"
 #include "rules.h"
 
@@ -86,6 +88,7 @@ struct decide_call {
 	struct decide_call *qnext;
 	struct decide_call *members;
 	size_t n_members;
+	struct timespec sent; /* for alertd_decide_seconds */
 	int argc;
 	const char *argv[DECIDE_ARGS_MAX];
 	size_t argvlen[DECIDE_ARGS_MAX];
@@ -296,6 +299,7 @@ static bool decide_send(struct decide *d, struct decide_call *call)
 			argvlen[argc] = ev->argvlen[i];
 		}
 	}
+	clock_gettime(CLOCK_MONOTONIC, &call->sent);
 	ok = redis_pool_command_argv(d->pool, argc, argv, argvlen,
 				     decide_on_reply, call);
 	free(argv);
@@ -532,6 +536,7 @@ static void decide_on_reply(redisReply *reply, void *arg)
 		decide_answer_items(call, reply);
 		break;
 	case DECIDE_CALL_BATCH:
+		metrics_observe(METRICS_DECIDE, metrics_since(&call->sent));
 		decide_answer_batch(call, reply);
 		/* d is still alive here: the callbacks above do not free it
 		 * (only daemon_free does, outside any callback). */

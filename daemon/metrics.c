@@ -1,5 +1,5 @@
-/* metrics: Prometheus text exposition of a few counters, one histogram and
- * registered gauges. One thread: plain integers. */
+/* metrics: Prometheus text exposition of a few counters, the latency
+ * histograms and registered gauges. One thread: plain integers. */
 #include "metrics.h"
 
 #include <stdint.h>
@@ -20,20 +20,35 @@ static const char *const metrics_error_codes[] = {
 };
 #define METRICS_N_ERRORS (sizeof(metrics_error_codes) / sizeof(metrics_error_codes[0]))
 
-/* Upper bounds of the ingest latency buckets, seconds. */
+/* Upper bounds of the latency buckets, seconds. */
 static const double metrics_buckets[] = {
-	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
+	0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+	0.25, 0.5, 1, 2.5, 5,
 };
 #define METRICS_N_BUCKETS (sizeof(metrics_buckets) / sizeof(metrics_buckets[0]))
+
+/* Name and help of each histogram, by enum metrics_hist. */
+static const char *const metrics_hist_text[METRICS_HIST__COUNT][2] = {
+	[METRICS_INGEST] = {"alertd_ingest_seconds",
+			    "Receive-to-answer time of accepted events."},
+	[METRICS_DECIDE] = {"alertd_decide_seconds",
+			    "Redis decide calls for events, sent to replied "
+			    "(one call carries the events of a loop turn)."},
+	[METRICS_AUDIT_BATCH] = {"alertd_audit_batch_seconds",
+				 "Audit batches, sent to PostgreSQL to "
+				 "committed (or failed)."},
+};
 
 #define METRICS_MAX_GAUGES 32
 
 static struct {
 	uint64_t events[EVT_TYPE__COUNT][EVT_OUTCOME__COUNT];
 	uint64_t errors[METRICS_N_ERRORS];
-	uint64_t ingest_buckets[METRICS_N_BUCKETS];
-	uint64_t ingest_count;
-	double ingest_sum;
+	struct {
+		uint64_t buckets[METRICS_N_BUCKETS];
+		uint64_t count;
+		double sum;
+	} hist[METRICS_HIST__COUNT];
 	uint64_t tcp_pauses;
 	struct {
 		const char *name, *help;
@@ -60,14 +75,25 @@ void metrics_count_error(const char *code)
 	metrics.errors[i]++;
 }
 
-void metrics_observe_ingest(double seconds)
+void metrics_observe(enum metrics_hist h, double seconds)
 {
+	if (h >= METRICS_HIST__COUNT)
+		return;
 	for (size_t i = 0; i < METRICS_N_BUCKETS; i++) {
 		if (seconds <= metrics_buckets[i])
-			metrics.ingest_buckets[i]++;
+			metrics.hist[h].buckets[i]++;
 	}
-	metrics.ingest_count++;
-	metrics.ingest_sum += seconds;
+	metrics.hist[h].count++;
+	metrics.hist[h].sum += seconds;
+}
+
+double metrics_since(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) +
+	       (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
 void metrics_count_tcp_pause(void)
@@ -85,6 +111,23 @@ void metrics_register_gauge(const char *name, const char *help,
 	metrics.gauges[metrics.n_gauges].fn = fn;
 	metrics.gauges[metrics.n_gauges].arg = arg;
 	metrics.n_gauges++;
+}
+
+static void metrics_render_hist(FILE *f, enum metrics_hist h)
+{
+	const char *name = metrics_hist_text[h][0];
+
+	fprintf(f, "# HELP %s %s\n# TYPE %s histogram\n", name,
+		metrics_hist_text[h][1], name);
+	for (size_t i = 0; i < METRICS_N_BUCKETS; i++)
+		fprintf(f, "%s_bucket{le=\"%g\"} %llu\n", name,
+			metrics_buckets[i],
+			(unsigned long long)metrics.hist[h].buckets[i]);
+	fprintf(f, "%s_bucket{le=\"+Inf\"} %llu\n", name,
+		(unsigned long long)metrics.hist[h].count);
+	fprintf(f, "%s_sum %.6f\n", name, metrics.hist[h].sum);
+	fprintf(f, "%s_count %llu\n", name,
+		(unsigned long long)metrics.hist[h].count);
 }
 
 char *metrics_render(void)
@@ -109,17 +152,8 @@ char *metrics_render(void)
 		fprintf(f, "alertd_errors_total{code=\"%s\"} %llu\n",
 			metrics_error_codes[i],
 			(unsigned long long)metrics.errors[i]);
-	fputs("# HELP alertd_ingest_seconds Receive-to-answer time of accepted events.\n"
-	      "# TYPE alertd_ingest_seconds histogram\n", f);
-	for (size_t i = 0; i < METRICS_N_BUCKETS; i++)
-		fprintf(f, "alertd_ingest_seconds_bucket{le=\"%g\"} %llu\n",
-			metrics_buckets[i],
-			(unsigned long long)metrics.ingest_buckets[i]);
-	fprintf(f, "alertd_ingest_seconds_bucket{le=\"+Inf\"} %llu\n",
-		(unsigned long long)metrics.ingest_count);
-	fprintf(f, "alertd_ingest_seconds_sum %.6f\n", metrics.ingest_sum);
-	fprintf(f, "alertd_ingest_seconds_count %llu\n",
-		(unsigned long long)metrics.ingest_count);
+	for (int h = 0; h < METRICS_HIST__COUNT; h++)
+		metrics_render_hist(f, (enum metrics_hist)h);
 	fprintf(f, "# HELP alertd_tcp_pauses_total Device connections not read for a while because their last answers were all rate_limited.\n"
 		"# TYPE alertd_tcp_pauses_total counter\n"
 		"alertd_tcp_pauses_total %llu\n",
@@ -142,9 +176,7 @@ void metrics_reset(void)
 
 	memset(metrics.events, 0, sizeof(metrics.events));
 	memset(metrics.errors, 0, sizeof(metrics.errors));
-	memset(metrics.ingest_buckets, 0, sizeof(metrics.ingest_buckets));
-	metrics.ingest_count = 0;
-	metrics.ingest_sum = 0;
+	memset(metrics.hist, 0, sizeof(metrics.hist));
 	metrics.tcp_pauses = 0;
 	metrics.n_gauges = n;
 }

@@ -142,15 +142,6 @@ void pipeline_detach(struct pipeline_job *job)
 	job->arg = NULL;
 }
 
-static double pipeline_elapsed(const struct timespec *since)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (double)(now.tv_sec - since->tv_sec) +
-	       (double)(now.tv_nsec - since->tv_nsec) / 1e9;
-}
-
 static int64_t pipeline_mono_ms(const struct timespec *t)
 {
 	return (int64_t)t->tv_sec * 1000 + t->tv_nsec / 1000000;
@@ -253,7 +244,7 @@ static void pipeline_on_recorded(bool durable, void *arg)
 		return;
 	}
 	metrics_count_event(job->ev->type, job->outcome);
-	metrics_observe_ingest(pipeline_elapsed(&job->started));
+	metrics_observe(METRICS_INGEST, metrics_since(&job->started));
 	pipeline_finish(job, &ans);
 }
 

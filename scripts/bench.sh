@@ -194,6 +194,10 @@ stop_alertd() {
 	ALERTD_PID=""
 }
 
+scrape_metrics() { # file
+	curl -s -m 5 -o "$1" "http://127.0.0.1:$HTTP_PORT/metrics"
+}
+
 CLK_TCK=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 # ns the process's main thread was runnable but waited for a core
@@ -208,9 +212,12 @@ hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 # the loadgen's RESULT line, with the peak RSS (VmHWM, reset before the
 # run) and the CPU time per 1,000 answered events of PID, to $RES.
 run_lg() {
-	local name=$1 pid=$2 c0 c1 line acked cpu rc slow q0 q1 t0 t1 m0 m1
+	local name=$1 pid=$2 c0 c1 line acked cpu rc slow q0 q1 t0 t1 m0 m1 stages=""
 	shift 2
 	[ -n "$pid" ] && echo 5 >"/proc/$pid/clear_refs" 2>/dev/null
+	# alertd's stage histograms (Redis decide calls, audit batches)
+	# before and after: where its answer time went during this run.
+	[ "$pid" = "$ALERTD_PID" ] && scrape_metrics "$W/metrics-$name.0"
 	c0=$(cpu_ticks "$pid")
 	q0=$(runq_ns "$pid")
 	m0=$(machine_jiffies)
@@ -241,7 +248,11 @@ run_lg() {
 		d = y[2] - x[2]; printf "%.0f", (d > 0 ? 100 * (y[1] - x[1]) / d : 0) }')
 	runq=$(awk -v q0="$q0" -v q1="$q1" -v t0="$t0" -v t1="$t1" \
 		'BEGIN { printf "%.1f", (t1 > t0 ? 100 * (q1 - q0) / (t1 - t0) : 0) }')
-	line="$line rss_hwm_kb=$(hwm_kb "$pid") cpu_ms_per_1k=$cpu load1=$load1 slow_windows=$slow machine_busy_pct=$busy runq_wait_pct=$runq rc=$rc"
+	if [ "$pid" = "$ALERTD_PID" ] && scrape_metrics "$W/metrics-$name.1"; then
+		stages=$(python3 "$ROOT/scripts/metrics_stages.py" \
+			"$W/metrics-$name.0" "$W/metrics-$name.1" 2>>"$W/loadgen.log")
+	fi
+	line="$line ${stages:+$stages }rss_hwm_kb=$(hwm_kb "$pid") cpu_ms_per_1k=$cpu load1=$load1 slow_windows=$slow machine_busy_pct=$busy runq_wait_pct=$runq rc=$rc"
 	printf '%s\n' "$line" >>"$RES"
 	say "$line"
 	return "$rc"

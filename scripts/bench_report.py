@@ -141,6 +141,22 @@ def build(runs, limits, db, machine, versions, command):
             ("%s / %s" % (x["machine_busy_pct"], x["runq_wait_pct"])
              if "machine_busy_pct" in x and num(x, "rss_hwm_kb") else "—"),
             x.get("load1", "—")))
+    staged = [(n, x) for n, x in runs.items() if "ingest_events" in x]
+    if staged:
+        out.append("")
+        out.append("Inside alertd, from its own /metrics histograms scraped before and after each run (docs/operations.md): receive-to-answer, each Redis decide call, each audit batch sent to PostgreSQL until committed. Quantiles are interpolated inside the histogram's buckets; a p99 ingest far above both stages' p99 means events waited in alertd's queues (for a batch to finish), not in one slow call:")
+        out.append("")
+        out.append("| run | ingest p50 / p99 ms | decide calls (events per call) | decide p50 / p99 ms | audit batches (events per batch) | audit batch p50 / p99 ms |")
+        out.append("| --- | --- | --- | --- | --- | --- |")
+        for n, x in staged:
+            ev = num(x, "ingest_events")
+            dc, ab = num(x, "decide_calls"), num(x, "audit_batches")
+            out.append("| %s | %s / %s | %s (%s) | %s / %s | %s (%s) | %s / %s |" % (
+                n, fmt(num(x, "ingest_p50_ms")), fmt(num(x, "ingest_p99_ms")),
+                fmt(dc), "%.1f" % (ev / dc) if dc else "—",
+                fmt(num(x, "decide_p50_ms")), fmt(num(x, "decide_p99_ms")),
+                fmt(ab), "%.1f" % (ev / ab) if ab else "—",
+                fmt(num(x, "audit_p50_ms")), fmt(num(x, "audit_p99_ms"))))
     out.append("")
     out.append("The machine's limits, measured in the same run:")
     out.append("")

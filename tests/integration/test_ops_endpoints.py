@@ -79,22 +79,47 @@ def test_metrics_count_errors_by_code(alertd):
     assert value(s, "alertd_events_total", type="panic", outcome="new") == 0
 
 
-def test_metrics_ingest_histogram(alertd):
-    for _ in range(3):
-        assert post_event(alertd.http, make_event())[0] == 202
-    s, text = metrics(alertd)
-    assert "# TYPE alertd_ingest_seconds histogram" in text
-    count = value(s, "alertd_ingest_seconds_count")
-    assert count == 3
-    assert value(s, "alertd_ingest_seconds_sum") > 0
+def histogram(samples, text, name):
+    """The count of histogram NAME, after checking its shape."""
+    assert "# TYPE %s histogram" % name in text
+    count = value(samples, name + "_count")
     buckets = sorted(
         ((float(dict(ls)["le"].replace("+Inf", "inf")), v)
-         for (n, ls), v in s.items() if n == "alertd_ingest_seconds_bucket"),
+         for (n, ls), v in samples.items() if n == name + "_bucket"),
         key=lambda b: b[0])
     assert len(buckets) >= 3, buckets
     assert buckets[-1][0] == float("inf") and buckets[-1][1] == count
     counts = [v for _, v in buckets]
     assert counts == sorted(counts), "buckets are not cumulative"
+    if count:
+        assert value(samples, name + "_sum") > 0
+    return count
+
+
+def test_metrics_ingest_histogram(alertd):
+    for _ in range(3):
+        assert post_event(alertd.http, make_event())[0] == 202
+    s, text = metrics(alertd)
+    assert histogram(s, text, "alertd_ingest_seconds") == 3
+
+
+def test_metrics_stage_histograms_count_redis_calls_and_audit_batches(alertd):
+    s0, text = metrics(alertd)
+    d0 = histogram(s0, text, "alertd_decide_seconds")
+    a0 = histogram(s0, text, "alertd_audit_batch_seconds")
+    # One at a time: each event is its own decide call and its own batch.
+    for _ in range(3):
+        assert post_event(alertd.http, make_event())[0] == 202
+    s, text = metrics(alertd)
+    assert histogram(s, text, "alertd_decide_seconds") >= d0 + 3
+    assert histogram(s, text, "alertd_audit_batch_seconds") >= a0 + 3
+    # A refused event reaches neither Redis nor PostgreSQL.
+    assert post_event(alertd.http, make_event(type="bogus"))[0] == 400
+    s2, text = metrics(alertd)
+    assert histogram(s2, text, "alertd_decide_seconds") == \
+        value(s, "alertd_decide_seconds_count")
+    assert histogram(s2, text, "alertd_audit_batch_seconds") == \
+        value(s, "alertd_audit_batch_seconds_count")
 
 
 def test_unknown_path_is_404_json(alertd):
