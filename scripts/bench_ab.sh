@@ -7,7 +7,9 @@
 #
 # Each BUILD_DIR holds alertd, alertctl and loadgen (make a baseline with
 # `git worktree add /tmp/base REV && make -C /tmp/base build/alertd
-# build/alertctl build/loadgen`, then copy the three into build/base).
+# build/alertctl build/loadgen`, then copy the three into build/base; if
+# the schema changed since, copy its config/migrations to build/base/
+# migrations too, and bench.sh migrates that run's database with them).
 # Per run it prints the processes over 2 % of a core (utime+stime from
 # /proc over SAMPLE_S seconds, starting SAMPLE_AT seconds in; "wait": the
 # share of that time it was runnable but waited for a core) and the
