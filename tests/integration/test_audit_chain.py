@@ -5,12 +5,13 @@ reordering (done as the PostgreSQL superuser with the triggers off)."""
 
 import hashlib
 import re
+import struct
 import time
 
 import psycopg2
 import pytest
 
-from helpers import make_event, post_event
+from helpers import TcpClient, make_event, post_event, pb
 
 
 @pytest.fixture
@@ -190,6 +191,34 @@ def test_duplicate_delivery_does_not_move_the_chain(alertd, test_env):
         assert st == 202
     r = alertd.ctl("audit", "verify")
     assert "ok, 2 rows" in r.stdout, r.stdout
+
+
+def test_repeats_inside_one_batch_are_written_once(alertd):
+    """Every frame sent twice in one write, so that an event and its repeat
+    usually share a Redis call and an audit batch: acked twice, new then
+    duplicate, stored once, and the trigger did not move the head for the
+    repeat (the chain verifies with one link per row)."""
+    m = pb()
+    evs = [make_event() for _ in range(20)]
+    data = b"".join(struct.pack(">I", len(f)) + f
+                    for f in (TcpClient.signed_frame(ev) for ev in evs)
+                    for _ in range(2))
+    with TcpClient(*alertd.tcp) as c:
+        c.send_raw(data)
+        acks = [c.read_frame() for _ in range(40)]
+    outcomes = {}
+    for f in acks:
+        assert f.WhichOneof("msg") == "ack", f
+        outcomes.setdefault(f.ack.event_id, []).append(f.ack.outcome)
+    assert sorted(outcomes) == sorted(ev["event_id"] for ev in evs)
+    for got in outcomes.values():
+        assert sorted(got) == sorted([m.NEW, m.DUPLICATE]), got
+    conn = alertd.db()
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*), count(DISTINCT event_id) FROM events")
+        assert cur.fetchone() == (20, 20)
+    r = alertd.ctl("audit", "verify")
+    assert "ok, 40 rows" in r.stdout, r.stdout     # 20 events + 20 opened
 
 
 @pytest.mark.kill_after(180)
