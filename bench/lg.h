@@ -38,6 +38,8 @@ struct lg_opts {
 				   arrivals after the last answer */
 	double slow_ms;         /* > 0: print the 100 ms windows whose
 				   longest answer took more (SLOW lines) */
+	bool panic_trace;       /* print each panic's send time and Ack
+				 * latency at the end (PANIC lines) */
 };
 
 struct lg_stats {

@@ -239,6 +239,21 @@ static void lg_slow_report(void)
 			       (double)lg_slow_max[w] / 1e6);
 }
 
+/* --panic-trace: every panic's send time and Ack latency, printed after
+ * the run (not while it runs), to tell a stall every event waited in
+ * from panics waiting behind the backlog. */
+#define LG_PANIC_TRACE_MAX 100000
+static struct { int64_t sent_ns, latency_ns; } lg_panic_trace[LG_PANIC_TRACE_MAX];
+static size_t lg_panic_traced;
+
+static void lg_panic_trace_report(void)
+{
+	for (size_t i = 0; i < lg_panic_traced; i++)
+		printf("PANIC name=%s sent_s=%.3f ack_ms=%.1f\n", lg_opt.name,
+		       (double)(lg_panic_trace[i].sent_ns - lg_st.t0_ns) / 1e9,
+		       (double)lg_panic_trace[i].latency_ns / 1e6);
+}
+
 static void lg_answered(struct lg_conn *c, const char *event_id, int outcome,
 			bool ok, int64_t sent_ts)
 {
@@ -269,6 +284,11 @@ static void lg_answered(struct lg_conn *c, const char *event_id, int outcome,
 		if (sent_ts > 0 && now > sent_ts)
 			hist_record(&lg_st.ack_panic,
 				    (uint64_t)(now - sent_ts) / 1000);
+		if (lg_opt.panic_trace && sent_ts > 0 &&
+		    lg_panic_traced < LG_PANIC_TRACE_MAX) {
+			lg_panic_trace[lg_panic_traced].sent_ns = sent_ts;
+			lg_panic_trace[lg_panic_traced++].latency_ns = now - sent_ts;
+		}
 	} else if (ok && outcome != 2 && (k == 'h' || k == 'f')) {
 		lg_st.t_last_normal_ack_ns = now;
 	}
@@ -763,7 +783,8 @@ static void lg_usage(void)
 		"  [--window N] [--count N] [--duration S] [--timeout S]\n"
 		"  [--panic-pct P] [--dup-pct P] [--fault-pct P] [--secret S]\n"
 		"  [--run-id ID] [--echo] [--sse N --sse-port P --sse-token T]\n"
-		"  [--sink-port P] [--settle S] [--seed N] [--slow-ms MS]\n");
+		"  [--sink-port P] [--settle S] [--seed N] [--slow-ms MS]\n"
+		"  [--panic-trace]\n");
 	exit(2);
 }
 
@@ -781,7 +802,7 @@ static void lg_parse(int argc, char **argv)
 		{"sse-port", 1, 0, 'q'}, {"sse-token", 1, 0, 'T'},
 		{"sink-port", 1, 0, 'k'}, {"settle", 1, 0, 'x'},
 		{"seed", 1, 0, 'z'}, {"source-prefix", 1, 0, 'i'},
-		{"slow-ms", 1, 0, 'l'},
+		{"slow-ms", 1, 0, 'l'}, {"panic-trace", 0, 0, 'a'},
 		{0, 0, 0, 0},
 	};
 	static char run_id[24];
@@ -817,6 +838,7 @@ static void lg_parse(int argc, char **argv)
 		case 'x': lg_opt.settle_s = atof(optarg); break;
 		case 'z': lg_rng = strtoull(optarg, NULL, 0) | 1; break;
 		case 'l': lg_opt.slow_ms = atof(optarg); break;
+		case 'a': lg_opt.panic_trace = true; break;
 		default: lg_usage();
 		}
 	}
@@ -900,6 +922,7 @@ int main(int argc, char **argv)
 	event_base_dispatch(lg_base);
 	lg_report();
 	lg_slow_report();
+	lg_panic_trace_report();
 	event_free(lg_tick_ev);
 	event_free(lg_due_ev);
 	lg_sse_stop();

@@ -365,12 +365,19 @@ fi
 # The earthquake: BURST_COUNT events from 10,000 sources as fast as they go.
 if want burst; then
 before=$(psql_pg -d alertd -c "SELECT count(*) FROM events")
+# --panic-trace and --slow-ms 1: every panic's send time and Ack latency,
+# and the slowest Ack of every 100 ms, kept in build/bench-burst-trace.txt
+# whatever the outcome, so that a burst that did not put the panics first
+# can be read afterwards (a stall every event waited in, or panics
+# behind the backlog).
 run_lg burst "$ALERTD_PID" tcp "${TCP_ARGS[@]}" --conns 200 --window 64 \
 	--sources 10000 --count "$BURST_COUNT" --panic-pct 0.1 --dup-pct 1 \
 	--duration 600 --timeout 120 --settle 30 --run-id burst \
+	--panic-trace --slow-ms 1 \
 	"${SSE_ARGS[@]}"
 after=$(psql_pg -d alertd -c "SELECT count(*) FROM events")
 echo "DB name=burst rows=$((after - before))" >>"$RES"
+grep -E '^(PANIC|SLOW) ' "$W/lg-burst.out" >"$ROOT/build/bench-burst-trace.txt"
 fi
 stop_alertd
 
