@@ -10,11 +10,13 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 
 #include "codec_json.h"
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
+#include "netaddr.h"
 
 /* evhttp refuses (with its own plain-text 413) bodies above this; bodies
  * between max_body_bytes and this get alertd's JSON 413. It is the largest
@@ -155,23 +157,38 @@ struct http_server *http_server_new(struct event_base *base,
 
 bool http_server_listen(struct http_server *s, const char *hostport)
 {
-	char *host;
-	int port;
+	struct sockaddr_storage ss;
+	struct evconnlistener *l;
+	char *host = NULL;
+	int port = 0, len = 0;
 
-	if (!config_split_hostport(hostport, &host, &port)) {
-		log_error("http: bad listen address %s", hostport);
-		return false;
-	}
-	s->listener = evhttp_bind_socket_with_handle(s->http, host,
-						     (ev_uint16_t)port);
-	if (s->listener == NULL) {
-		log_error("http=%s: cannot listen (address in use or not local?)",
+	if (!config_split_hostport(hostport, &host, &port) ||
+	    !netaddr_parse(host, port, &ss, &len)) {
+		log_error("http: bad listen address %s (numeric host:port)",
 			  hostport);
 		free(host);
 		return false;
 	}
-	log_info("http=%s: listening", hostport);
 	free(host);
+	/* Our own listener rather than evhttp_bind_socket: that one listens
+	 * with a backlog of 128 (NETADDR_LISTEN_BACKLOG). */
+	l = evconnlistener_new_bind(s->base, NULL, NULL,
+				    LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE |
+					    LEV_OPT_CLOSE_ON_EXEC,
+				    NETADDR_LISTEN_BACKLOG,
+				    (struct sockaddr *)&ss, len);
+	if (l == NULL) {
+		log_error("http=%s: cannot listen: %s", hostport,
+			  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		return false;
+	}
+	s->listener = evhttp_bind_listener(s->http, l);
+	if (s->listener == NULL) {
+		log_error("http=%s: cannot listen", hostport);
+		evconnlistener_free(l);
+		return false;
+	}
+	log_info("http=%s: listening", hostport);
 	return true;
 }
 

@@ -843,7 +843,7 @@ bool ingest_tcp_listen(struct ingest_tcp *t, const char *hostport)
 	t->listener = evconnlistener_new_bind(
 		t->base, ingest_tcp_on_accept, t,
 		LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
-		-1, (struct sockaddr *)&ss, len);
+		NETADDR_LISTEN_BACKLOG, (struct sockaddr *)&ss, len);
 	if (t->listener == NULL) {
 		log_error("tcp=%s: cannot listen: %s", hostport,
 			  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));

@@ -6,6 +6,13 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
+/* The accept queue of the device listeners (TCP and HTTP): a city's
+ * devices reconnect together after a restart or a network cut, and
+ * libevent's default (128) drops the SYNs past it, which the devices
+ * resend only a second later (docs/operations.md). The kernel caps it at
+ * net.core.somaxconn. */
+#define NETADDR_LISTEN_BACKLOG 1024
+
 /* "127.0.0.1:5555", "[::1]:5555" or "unknown". */
 void netaddr_format(const struct sockaddr *sa, char *out, size_t len);
 

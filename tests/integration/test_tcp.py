@@ -287,3 +287,24 @@ def test_answers_to_a_device_that_reads_late_all_arrive(alertd):
         assert _ack(c.read_frame()).event_id == more["event_id"]
     finally:
         c.close()
+
+
+def _listen_backlog(port):
+    """The accept queue length of the LISTEN socket on port (ss's Send-Q)."""
+    import subprocess
+    out = subprocess.run(["ss", "-Hltn", "sport = :%d" % port],
+                         capture_output=True, text=True, check=True).stdout
+    lines = [l.split() for l in out.splitlines() if l.strip()]
+    assert len(lines) == 1, out
+    return int(lines[0][2])
+
+
+def test_device_listeners_take_a_fleet_reconnecting_at_once(alertd):
+    # libevent's default accept queue is 128: past it the kernel drops a
+    # SYN and the device resends it only a second later, which delays
+    # the panics of a fleet that reconnects together (after a restart).
+    with open("/proc/sys/net/core/somaxconn") as f:
+        want = min(1024, int(f.read()))
+    http_port = int(alertd.http.rsplit(":", 1)[1])
+    assert _listen_backlog(alertd.tcp[1]) == want
+    assert _listen_backlog(http_port) == want
