@@ -3,6 +3,7 @@ answered by Ack/Nack (possibly out of order, matched on event_id) once the
 event is durable; bad frames close only their own connection."""
 
 import struct
+import subprocess
 import time
 
 from helpers import TcpClient, make_event, pb, uid
@@ -291,7 +292,6 @@ def test_answers_to_a_device_that_reads_late_all_arrive(alertd):
 
 def _listen_backlog(port):
     """The accept queue length of the LISTEN socket on port (ss's Send-Q)."""
-    import subprocess
     out = subprocess.run(["ss", "-Hltn", "sport = :%d" % port],
                          capture_output=True, text=True, check=True).stdout
     lines = [l.split() for l in out.splitlines() if l.strip()]
