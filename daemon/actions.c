@@ -335,7 +335,8 @@ static void actions_on_decided(bool ok, const char *json, void *arg)
 		.at_ms = tzclock_now_ms(),
 	};
 	c->state = ACTS_RECORD;
-	audit_record(deps->audit, NULL, &row, actions_on_recorded, c);
+	/* The operator waits for the answer: not behind a heartbeat backlog. */
+	audit_record_urgent(deps->audit, NULL, &row, actions_on_recorded, c);
 	free(detail);
 	json_decref(r);
 	return;

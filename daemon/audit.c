@@ -5,9 +5,15 @@
  * go together as soon as it is done. One batch is one statement (below):
  * one round trip, one implicit transaction, one commit.
  *
- * Three lists hold the rows:
- *   queue  rows recorded while PostgreSQL works, not yet sent; their
- *          callbacks have not run;
+ * Four lists hold the rows:
+ *   urgent, queue
+ *          rows recorded while PostgreSQL works, not yet sent; their
+ *          callbacks have not run. A batch takes the urgent rows (a
+ *          person in danger, an operator waiting: audit_record_urgent)
+ *          before the others, so that an alarm's row never waits behind
+ *          a backlog of heartbeats' rows. The chain follows the order
+ *          rows are written in (docs/audit.md); their times and
+ *          accept_seq keep the order they happened in;
  *   batch  the rows in flight;
  *   retry  rows of failed batches, or recorded while PostgreSQL was down.
  *          Their callbacks have run (durable=false), except during the
@@ -49,8 +55,9 @@
 
 /* $1: JSON array of event rows, $2: JSON array of transition rows. Times
  * are unix milliseconds, turned into timestamptz exactly (no floating
- * point). WITH ORDINALITY keeps the rows in queue order, so that seq
- * follows it. The arrays are read as json, not jsonb: json_to_recordset
+ * point). WITH ORDINALITY keeps the rows in the batch's order (urgent
+ * rows first, audit_take_rows), so that chain_seq follows it. The
+ * arrays are read as json, not jsonb: json_to_recordset
  * parses the text once as it goes, jsonb would first build the whole
  * array as a jsonb value (3 % of PostgreSQL's time under tcp-max). */
 static const char audit_batch_sql[] =
@@ -118,6 +125,7 @@ struct audit {
 	struct event_base *base;
 	struct pg_conn *conn;
 	enum audit_state state;
+	struct audit_list urgent;
 	struct audit_list queue;
 	struct audit_list retry;
 	struct audit_batch *batch;
@@ -401,6 +409,7 @@ static void audit_fail_waiting(struct audit *a)
 
 	for (r = a->retry.head; r; r = r->next)
 		audit_row_answer(a, r, false);
+	audit_row_prepend(&a->queue, &a->urgent);
 	while ((r = audit_row_pop(&a->queue))) {
 		if (a->spool) {
 			audit_spool_row(a, r);
@@ -426,11 +435,12 @@ static void audit_arm_retry(struct audit *a)
 
 /* Takes the rows of the next batch: suspects of an isolation in progress
  * alone; else the retry backlog first, in order, keeping half of the batch
- * for queued rows so that a large backlog does not hold new rows back. */
+ * for queued rows so that a large backlog does not hold new rows back;
+ * of those, the urgent ones first. */
 static void audit_take_rows(struct audit *a, struct audit_batch *b)
 {
 	size_t max = audit_batch_max();
-	size_t n_retry;
+	size_t n_retry, n_queued = a->urgent.n + a->queue.n;
 	struct audit_row *r;
 
 	if (a->retry.head && a->retry.head->suspect) {
@@ -447,10 +457,12 @@ static void audit_take_rows(struct audit *a, struct audit_batch *b)
 	a->split_max = 0;
 	audit_spool_load(a, max);
 	n_retry = max;
-	if (a->queue.n > 0)
-		n_retry = max - (a->queue.n < max / 2 ? a->queue.n : max / 2);
+	if (n_queued > 0)
+		n_retry = max - (n_queued < max / 2 ? n_queued : max / 2);
 	while (b->rows.n < n_retry && a->retry.head)
 		audit_row_push(&b->rows, audit_row_pop(&a->retry));
+	while (b->rows.n < max && (r = audit_row_pop(&a->urgent)))
+		audit_row_push(&b->rows, r);
 	while (b->rows.n < max && (r = audit_row_pop(&a->queue)))
 		audit_row_push(&b->rows, r);
 	for (r = b->rows.head; r; r = r->next)
@@ -467,7 +479,7 @@ static void audit_flush(struct audit *a)
 	char *params[2] = {NULL, NULL};
 
 	if (a->state != AUDIT_IDLE ||
-	    (!a->queue.n && !a->retry.n &&
+	    (!a->urgent.n && !a->queue.n && !a->retry.n &&
 	     (!a->spool || spool_all_read(a->spool))))
 		return;
 	if (!pg_conn_ready(a->conn)) {
@@ -716,14 +728,15 @@ void audit_free(struct audit *a)
 	if (a->spool)
 		audit_spool_flush(a);
 	a->closing = true;
-	lost = a->queue.n + a->retry.n + (a->batch ? a->batch->rows.n : 0) -
-	       a->spool_loaded;
+	lost = a->urgent.n + a->queue.n + a->retry.n +
+	       (a->batch ? a->batch->rows.n : 0) - a->spool_loaded;
 	if (a->batch) {
 		for (r = a->batch->rows.head; r; r = r->next)
 			audit_row_answer(a, r, false);
 		a->batch->a = NULL;
 		a->batch = NULL;
 	}
+	audit_row_prepend(&a->queue, &a->urgent);
 	while ((r = audit_row_pop(&a->queue))) {
 		audit_row_answer(a, r, false);
 		audit_row_free(r);
@@ -744,9 +757,10 @@ void audit_free(struct audit *a)
 	free(a);
 }
 
-void audit_record(struct audit *a, const struct audit_event_row *ev,
-		  const struct audit_transition_row *tr, audit_done_cb cb,
-		  void *arg)
+static void audit_record_lane(struct audit *a,
+			      const struct audit_event_row *ev,
+			      const struct audit_transition_row *tr,
+			      audit_done_cb cb, void *arg, bool urgent)
 {
 	const char *why;
 	struct audit_row *r;
@@ -782,15 +796,29 @@ void audit_record(struct audit *a, const struct audit_event_row *ev,
 		audit_row_answer(a, r, false);
 		audit_trim_retry(a);
 	} else {
-		audit_row_push(&a->queue, r);
+		audit_row_push(urgent ? &a->urgent : &a->queue, r);
 		audit_flush(a);
 	}
 	audit_deliver(a);
 }
 
+void audit_record(struct audit *a, const struct audit_event_row *ev,
+		  const struct audit_transition_row *tr, audit_done_cb cb,
+		  void *arg)
+{
+	audit_record_lane(a, ev, tr, cb, arg, false);
+}
+
+void audit_record_urgent(struct audit *a, const struct audit_event_row *ev,
+			 const struct audit_transition_row *tr,
+			 audit_done_cb cb, void *arg)
+{
+	audit_record_lane(a, ev, tr, cb, arg, true);
+}
+
 size_t audit_pending(const struct audit *a)
 {
-	return a->queue.n + a->spool_queue.n +
+	return a->urgent.n + a->queue.n + a->spool_queue.n +
 	       (a->batch ? a->batch->rows.n - a->batch->n_spooled : 0);
 }
 

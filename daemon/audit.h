@@ -61,6 +61,12 @@ void audit_free(struct audit *a);
 void audit_record(struct audit *a, const struct audit_event_row *ev,
 		  const struct audit_transition_row *tr, audit_done_cb cb,
 		  void *arg);
+/* The same for rows someone is waiting for urgently (an alarm's event, an
+ * operator's action): the next batch takes them before the rows queued
+ * with audit_record, so they never wait behind a backlog. */
+void audit_record_urgent(struct audit *a, const struct audit_event_row *ev,
+			 const struct audit_transition_row *tr,
+			 audit_done_cb cb, void *arg);
 
 /* Rows waiting (queued + in flight), and rows kept for retry. */
 size_t audit_pending(const struct audit *a);

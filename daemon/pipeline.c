@@ -376,8 +376,11 @@ static void pipeline_on_decided(const struct decide_result *res, void *arg)
 		.detail_json = NULL,
 		.at_ms = res->first_seen_ms,
 	};
-	audit_record(job->p->audit, &row, res->opened ? &tr : NULL,
-		     pipeline_on_recorded, job);
+	/* An alarm's row goes ahead of the rows of heartbeats and faults
+	 * waiting for the next batch, as its job went ahead in the queues. */
+	(evt_type_urgent(ev->type) ? audit_record_urgent : audit_record)(
+		job->p->audit, &row, res->opened ? &tr : NULL,
+		pipeline_on_recorded, job);
 	free(payload);
 }
 
@@ -418,6 +421,20 @@ static size_t pipeline_limit(void)
 	return (size_t)(max > 0 ? max : 1);
 }
 
+/* The slots a normal job may take: all but a sixteenth (at least one),
+ * kept for urgent jobs. Without the reserve, a panic read while the
+ * backlog holds every slot waits until one frees, i.e. for an audit
+ * commit (tens of ms under load, and at the start of a burst several
+ * commits, since the first slots all free at about the same time). */
+static size_t pipeline_normal_limit(size_t limit)
+{
+	size_t reserve = limit / 16;
+
+	if (limit < 2)
+		return limit;
+	return limit - (reserve > 0 ? reserve : 1);
+}
+
 static struct pipeline_job *pipeline_queue_pop(struct pipeline_queue *q)
 {
 	struct pipeline_job *job = q->head;
@@ -432,18 +449,21 @@ static struct pipeline_job *pipeline_queue_pop(struct pipeline_queue *q)
 	return job;
 }
 
-/* Fills the free slots, the urgent queue first. A start that fails at once
- * finishes its job, which calls here again: the flag keeps that from
- * recursing, and this loop goes on. */
+/* Fills the free slots, the urgent queue first; normal jobs leave the
+ * reserve free. A start that fails at once finishes its job, which calls
+ * here again: the flag keeps that from recursing, and this loop goes on. */
 static void pipeline_pump(struct pipeline *p)
 {
 	if (p->pumping)
 		return;
 	p->pumping = true;
-	while (p->active < pipeline_limit()) {
-		struct pipeline_job *job = pipeline_queue_pop(&p->urgent);
+	for (;;) {
+		size_t limit = pipeline_limit();
+		struct pipeline_job *job = NULL;
 
-		if (job == NULL)
+		if (p->active < limit)
+			job = pipeline_queue_pop(&p->urgent);
+		if (job == NULL && p->active < pipeline_normal_limit(limit))
 			job = pipeline_queue_pop(&p->normal);
 		if (job == NULL)
 			break;
@@ -456,6 +476,9 @@ struct pipeline_job *pipeline_submit(struct pipeline *p, struct evt *ev,
 				     pipeline_answer_cb cb, void *arg)
 {
 	struct pipeline_job *job = calloc(1, sizeof(*job));
+	bool urgent = evt_type_urgent(ev->type);
+	size_t limit = pipeline_limit();
+	size_t room = urgent ? limit : pipeline_normal_limit(limit);
 	struct pipeline_queue *q;
 
 	if (job == NULL) {
@@ -474,14 +497,15 @@ struct pipeline_job *pipeline_submit(struct pipeline *p, struct evt *ev,
 	job->cb = cb;
 	job->arg = arg;
 	clock_gettime(CLOCK_MONOTONIC, &job->started);
-	/* A free slot and nobody waiting, or a held source (answered at
-	 * once, without a slot's work): start at once. */
-	if ((p->active < pipeline_limit() && p->urgent.len == 0 &&
-	     p->normal.len == 0) ||
+	/* A slot this job may take and nobody of its lane or a higher one
+	 * waiting, or a held source (answered at once, without a slot's
+	 * work): start at once. */
+	if ((p->active < room && p->urgent.len == 0 &&
+	     (urgent || p->normal.len == 0)) ||
 	    pipeline_held(p, ev->source_id) > 0)
 		return pipeline_start(job) ? job : NULL;
 	job->state = JOB_QUEUED;
-	q = evt_type_urgent(ev->type) ? &p->urgent : &p->normal;
+	q = urgent ? &p->urgent : &p->normal;
 	if (q->tail != NULL)
 		q->tail->next = job;
 	else

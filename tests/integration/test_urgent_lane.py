@@ -6,7 +6,8 @@ whatever the speed of the machine."""
 
 import struct
 
-from helpers import SseClient, TcpClient, http_get, make_event, uid
+from helpers import SseClient, TcpClient, http_get, make_event, uid, \
+    wait_until
 
 BACKLOG = 2000
 
@@ -81,6 +82,67 @@ def test_panic_overtakes_the_heartbeat_backlog(alertd_factory,
     text = metrics if isinstance(metrics, str) else str(metrics)
     assert "alertd_pipeline_queued_urgent 0" in text
     assert "alertd_pipeline_queued_normal 0" in text
+
+
+def _gauge(alertd, name):
+    _, text, _ = http_get(alertd.http, "/metrics")
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError("no %s in /metrics" % name)
+
+
+def test_an_alarm_starts_and_is_written_ahead_of_a_full_pipeline(
+        alertd_factory):
+    """Normal events leave the pipeline's last sixteenth of slots (at least
+    one) to alarms, and an alarm's audit row goes into the next batch ahead
+    of the rows queued before it. A second session holds the chain head,
+    so the first audit batch waits and every decided fault keeps its slot:
+    with 4 slots, 3 faults start and the 4th waits; a panic sent after
+    them is decided at once all the same, and once the head is free it is
+    written before the two faults decided ahead of it."""
+    alertd = alertd_factory(server={"pipeline_max_inflight": "4"})
+    faults = _noise(4)
+    panic = make_event(type="panic", attrs=None)
+    r = alertd.redis()
+    decided = lambda ev: r.exists(alertd.prefix + "evt:" + ev["event_id"])
+    locker = alertd.db()
+    with TcpClient(*alertd.tcp) as a, TcpClient(*alertd.tcp) as b:
+        try:
+            with locker.cursor() as cur:
+                cur.execute("SELECT 1 FROM audit_chain_head FOR UPDATE")
+            a.send_raw(_frames(faults))
+            wait_until(lambda: _gauge(alertd,
+                                      "alertd_pipeline_queued_normal") == 1,
+                       5, what="the 4th fault queued")
+            assert [bool(decided(ev)) for ev in faults] == \
+                [True, True, True, False]
+            b.send_raw(_frames([panic]))
+            wait_until(lambda: decided(panic), 3,
+                       what="the panic decided while the faults hold "
+                            "the other slots")
+            assert _gauge(alertd, "alertd_pipeline_queued_urgent") == 0
+            assert _gauge(alertd, "alertd_pipeline_queued_normal") == 1
+        finally:
+            locker.rollback()
+        assert _read_answers(b, 1) == [panic["event_id"]]
+        assert sorted(_read_answers(a, 4)) == \
+            sorted(ev["event_id"] for ev in faults)
+    ids = [ev["event_id"] for ev in faults + [panic]]
+    with alertd.db().cursor() as cur:
+        cur.execute("SELECT event_id FROM events WHERE event_id = ANY(%s)"
+                    " ORDER BY accept_seq", (ids,))
+        by_seq = [row[0] for row in cur.fetchall()]
+        cur.execute("SELECT event_id FROM events WHERE event_id = ANY(%s)"
+                    " ORDER BY chain_seq", (ids,))
+        by_chain = [row[0] for row in cur.fetchall()]
+    f = [ev["event_id"] for ev in faults]
+    p = panic["event_id"]
+    # Decided: three faults, the panic, the fault that waited for a slot.
+    assert by_seq == [f[0], f[1], f[2], p, f[3]]
+    # Written: the first batch (waiting for the head), then the panic
+    # ahead of the two faults queued for the next batch before it.
+    assert by_chain == [f[0], p, f[1], f[2], f[3]]
 
 
 def test_drain_answers_queued_events(alertd_factory):
