@@ -421,18 +421,17 @@ static size_t pipeline_limit(void)
 	return (size_t)(max > 0 ? max : 1);
 }
 
-/* The slots a normal job may take: all but a sixteenth (at least one),
- * kept for urgent jobs. Without the reserve, a panic read while the
- * backlog holds every slot waits until one frees, i.e. for an audit
- * commit (tens of ms under load, and at the start of a burst several
- * commits, since the first slots all free at about the same time). */
-static size_t pipeline_normal_limit(size_t limit)
+/* The slots an urgent job may take: pipeline_max_inflight and a
+ * sixteenth more (at least one), which normal jobs never take. Without
+ * them, a panic read while the backlog holds every slot waits until one
+ * frees, i.e. for an audit commit (tens of ms under load, several at the
+ * start of a burst, when the first slots all free together). On top of
+ * the limit rather than out of it: near saturation, a sixteenth fewer
+ * slots for the backlog made the 10k/s tail longer (docs/BENCHMARKS.md,
+ * optimisation 21). */
+static size_t pipeline_urgent_limit(size_t limit)
 {
-	size_t reserve = limit / 16;
-
-	if (limit < 2)
-		return limit;
-	return limit - (reserve > 0 ? reserve : 1);
+	return limit + (limit / 16 > 0 ? limit / 16 : 1);
 }
 
 static struct pipeline_job *pipeline_queue_pop(struct pipeline_queue *q)
@@ -450,7 +449,7 @@ static struct pipeline_job *pipeline_queue_pop(struct pipeline_queue *q)
 }
 
 /* Fills the free slots, the urgent queue first; normal jobs leave the
- * reserve free. A start that fails at once finishes its job, which calls
+ * urgent ones' extra slots free. A start that fails at once finishes its job, which calls
  * here again: the flag keeps that from recursing, and this loop goes on. */
 static void pipeline_pump(struct pipeline *p)
 {
@@ -461,9 +460,9 @@ static void pipeline_pump(struct pipeline *p)
 		size_t limit = pipeline_limit();
 		struct pipeline_job *job = NULL;
 
-		if (p->active < limit)
+		if (p->active < pipeline_urgent_limit(limit))
 			job = pipeline_queue_pop(&p->urgent);
-		if (job == NULL && p->active < pipeline_normal_limit(limit))
+		if (job == NULL && p->active < limit)
 			job = pipeline_queue_pop(&p->normal);
 		if (job == NULL)
 			break;
@@ -478,7 +477,7 @@ struct pipeline_job *pipeline_submit(struct pipeline *p, struct evt *ev,
 	struct pipeline_job *job = calloc(1, sizeof(*job));
 	bool urgent = evt_type_urgent(ev->type);
 	size_t limit = pipeline_limit();
-	size_t room = urgent ? limit : pipeline_normal_limit(limit);
+	size_t room = urgent ? pipeline_urgent_limit(limit) : limit;
 	struct pipeline_queue *q;
 
 	if (job == NULL) {

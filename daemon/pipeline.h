@@ -11,13 +11,13 @@
  * record) at a time; the others wait in two FIFO queues, urgent (panic,
  * silent_alarm, call_request, callback_request: a person in danger or
  * asking for one) and normal (fault, heartbeat, test), and a free slot
- * always takes the urgent queue first. Normal jobs never take the last
- * sixteenth of the slots (at least one), so an alarm starts at once even
- * when the backlog fills the pipeline; its audit row then goes ahead of
- * the backlog's rows too (audit_record_urgent). So an alarm never waits
- * behind the queued backlog, only behind the decide call and the audit
- * batch in flight; the bound also keeps the Redis queue far from its
- * command deadline. */
+ * always takes the urgent queue first. Urgent jobs may take a sixteenth
+ * more slots (at least one) that normal jobs never take, so an alarm
+ * starts at once even when the backlog fills the pipeline; its audit row
+ * then goes ahead of the backlog's rows too (audit_record_urgent). So an
+ * alarm never waits behind the queued backlog, only behind the decide
+ * call and the audit batch in flight; the bound also keeps the Redis
+ * queue far from its command deadline. */
 #ifndef ALERTD_PIPELINE_H
 #define ALERTD_PIPELINE_H
 

@@ -94,19 +94,21 @@ def _gauge(alertd, name):
 
 def test_an_alarm_starts_and_is_written_ahead_of_a_full_pipeline(
         alertd_factory):
-    """Normal events leave the pipeline's last sixteenth of slots (at least
-    one) to alarms, and an alarm's audit row goes into the next batch ahead
-    of the rows queued before it. A second session holds the chain head,
-    so the first audit batch waits and every decided fault keeps its slot:
-    with 4 slots, 3 faults start and the 4th waits; a panic sent after
-    them is decided at once all the same, and once the head is free it is
-    written before the two faults decided ahead of it."""
+    """Alarms may take a sixteenth more of the pipeline's slots (at least
+    one) than other events, and an alarm's audit row goes into the next
+    batch ahead of the rows queued before it. A second session holds the
+    chain head, so the first audit batch waits and every decided fault
+    keeps its slot: with 4 slots, 4 faults start and the 5th waits; a
+    panic sent after them is decided at once all the same, and once the
+    head is free it is written before the three faults decided ahead of
+    it."""
     alertd = alertd_factory(server={"pipeline_max_inflight": "4"})
-    faults = _noise(4)
+    faults = _noise(5)
     panic = make_event(type="panic", attrs=None)
     r = alertd.redis()
     decided = lambda ev: r.exists(alertd.prefix + "evt:" + ev["event_id"])
     locker = alertd.db()
+    locker.autocommit = False   # the lock is held until the rollback
     with TcpClient(*alertd.tcp) as a, TcpClient(*alertd.tcp) as b:
         try:
             with locker.cursor() as cur:
@@ -114,9 +116,9 @@ def test_an_alarm_starts_and_is_written_ahead_of_a_full_pipeline(
             a.send_raw(_frames(faults))
             wait_until(lambda: _gauge(alertd,
                                       "alertd_pipeline_queued_normal") == 1,
-                       5, what="the 4th fault queued")
+                       5, what="the 5th fault queued")
             assert [bool(decided(ev)) for ev in faults] == \
-                [True, True, True, False]
+                [True, True, True, True, False]
             b.send_raw(_frames([panic]))
             wait_until(lambda: decided(panic), 3,
                        what="the panic decided while the faults hold "
@@ -126,7 +128,7 @@ def test_an_alarm_starts_and_is_written_ahead_of_a_full_pipeline(
         finally:
             locker.rollback()
         assert _read_answers(b, 1) == [panic["event_id"]]
-        assert sorted(_read_answers(a, 4)) == \
+        assert sorted(_read_answers(a, 5)) == \
             sorted(ev["event_id"] for ev in faults)
     ids = [ev["event_id"] for ev in faults + [panic]]
     with alertd.db().cursor() as cur:
@@ -138,11 +140,11 @@ def test_an_alarm_starts_and_is_written_ahead_of_a_full_pipeline(
         by_chain = [row[0] for row in cur.fetchall()]
     f = [ev["event_id"] for ev in faults]
     p = panic["event_id"]
-    # Decided: three faults, the panic, the fault that waited for a slot.
-    assert by_seq == [f[0], f[1], f[2], p, f[3]]
+    # Decided: four faults, the panic, the fault that waited for a slot.
+    assert by_seq == [f[0], f[1], f[2], f[3], p, f[4]]
     # Written: the first batch (waiting for the head), then the panic
-    # ahead of the two faults queued for the next batch before it.
-    assert by_chain == [f[0], p, f[1], f[2], f[3]]
+    # ahead of the three faults queued for the next batch before it.
+    assert by_chain == [f[0], p, f[1], f[2], f[3], f[4]]
 
 
 def test_drain_answers_queued_events(alertd_factory):
