@@ -56,10 +56,10 @@
 /* $1: JSON array of event rows, $2: JSON array of transition rows. Times
  * are unix milliseconds, turned into timestamptz exactly (no floating
  * point). WITH ORDINALITY keeps the rows in the batch's order (urgent
- * rows first, audit_take_rows), so that chain_seq follows it. The
- * arrays are read as json, not jsonb: json_to_recordset
- * parses the text once as it goes, jsonb would first build the whole
- * array as a jsonb value (3 % of PostgreSQL's time under tcp-max). */
+ * rows first, audit_take_rows), so that chain_seq follows it. The arrays
+ * are read as json, not jsonb: json_to_recordset parses the text once as
+ * it goes, jsonb would first build the whole array as a jsonb value (3 %
+ * of PostgreSQL's time under tcp-max). */
 static const char audit_batch_sql[] =
 	"WITH ev AS ("
 	" INSERT INTO events (accept_seq, event_id, source_id, source_kind,"

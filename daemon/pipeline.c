@@ -449,8 +449,9 @@ static struct pipeline_job *pipeline_queue_pop(struct pipeline_queue *q)
 }
 
 /* Fills the free slots, the urgent queue first; normal jobs leave the
- * urgent ones' extra slots free. A start that fails at once finishes its job, which calls
- * here again: the flag keeps that from recursing, and this loop goes on. */
+ * urgent ones' extra slots free. A start that fails at once finishes its
+ * job, which calls here again: the flag keeps that from recursing, and
+ * this loop goes on. */
 static void pipeline_pump(struct pipeline *p)
 {
 	if (p->pumping)
