@@ -5,9 +5,10 @@ panic's Ack and its console change come before the backlog's last ones,
 whatever the speed of the machine."""
 
 import struct
+import threading
 
-from helpers import SseClient, TcpClient, http_get, make_event, uid, \
-    wait_until
+from helpers import SseClient, TcpClient, http_get, http_request, \
+    make_event, post_event, uid, wait_until
 
 BACKLOG = 2000
 
@@ -145,6 +146,66 @@ def test_an_alarm_starts_and_is_written_ahead_of_a_full_pipeline(
     # Written: the first batch (waiting for the head), then the panic
     # ahead of the three faults queued for the next batch before it.
     assert by_chain == [f[0], p, f[1], f[2], f[3], f[4]]
+
+
+def test_an_operators_action_is_written_ahead_of_queued_rows(
+        alertd_factory, add_operator_token):
+    """An operator waits for the answer to an action: its transition row
+    goes into the next audit batch ahead of the faults' rows queued before
+    it. The chain head is held from a second session, as above, and a
+    batch takes at most two rows, so the ack overtaking shows as a batch
+    earlier than the last fault's."""
+    alertd = alertd_factory(postgres={"batch_max": "2"})
+    token = add_operator_token("operator", "op-" + uid(8))
+    st, body, _ = post_event(alertd.http, make_event(type="panic",
+                                                     attrs=None))
+    assert st == 202, body
+    iid = body["incident_id"]
+    faults = _noise(3)
+    r = alertd.redis()
+    ikey = alertd.prefix + "inc:%d" % iid
+    locker = alertd.db()
+    locker.autocommit = False
+    answer = {}
+
+    def ack():
+        answer["ack"] = http_request(
+            alertd.http, "POST", "/v1/incidents/%d/ack" % iid, body=b"{}",
+            token=token, headers={"Content-Type": "application/json"},
+            timeout=30)
+
+    with TcpClient(*alertd.tcp) as a:
+        acker = threading.Thread(target=ack)
+        try:
+            with locker.cursor() as cur:
+                cur.execute("SELECT 1 FROM audit_chain_head FOR UPDATE")
+            a.send_raw(_frames(faults))
+            wait_until(lambda: all(
+                r.exists(alertd.prefix + "evt:" + ev["event_id"])
+                for ev in faults), 5, what="the faults decided")
+            acker.start()
+            wait_until(lambda: r.hget(ikey, "state") == "acknowledged",
+                       5, what="the ack decided while the head is held")
+        finally:
+            locker.rollback()
+        acker.join(30)
+        st, snap, _ = answer["ack"]
+        assert st == 200, snap
+        assert sorted(_read_answers(a, 3)) == \
+            sorted(ev["event_id"] for ev in faults)
+    with alertd.db().cursor() as cur:
+        cur.execute("SELECT event_id, chain_seq FROM events"
+                    " WHERE event_id = ANY(%s) ORDER BY accept_seq",
+                    ([ev["event_id"] for ev in faults],))
+        f = [row[1] for row in cur.fetchall()]
+        cur.execute("SELECT chain_seq FROM incident_transitions"
+                    " WHERE transition_id = %s", ("%d:2" % iid,))
+        acked = cur.fetchone()[0]
+    # The first fault was in flight; the next batch took the ack and the
+    # second fault (a batch writes its events, then its transitions); the
+    # third fault came last. First in, first out would have written the
+    # ack last.
+    assert f[0] < f[1] < acked < f[2], (f, acked)
 
 
 def test_drain_answers_queued_events(alertd_factory):
