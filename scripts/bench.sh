@@ -186,9 +186,10 @@ MIG_ARGS=()
 # Supervision every 15 min outlasts the whole bench, so the pauses
 # between runs open no device_offline incidents. No label: a registered
 # label would replace the event's, which carries the send time the
-# console latency is measured with. Not the default yet: with it, the
-# full bench's burst did not put the panics first (BENCHMARKS.md,
-# optimisation 20).
+# console latency is measured with. Not the default: the registry's
+# extra Redis work brings tcp-10k close to what this machine sustains,
+# so its row would not compare with earlier tables (BENCHMARKS.md,
+# optimisation 20 and "Found, not changed").
 if [ "${BENCH_FLEET:-0}" = 1 ]; then
 	{
 		echo "id,kind,zone,label,secret_group,supervision_s"
