@@ -144,9 +144,12 @@ static void daemon_on_janitor(evutil_socket_t fd, short what, void *arg)
 
 static void daemon_on_sighup(evutil_socket_t fd, short what, void *arg)
 {
+	struct daemon *d = arg;
+
 	sd_notify(0, "RELOADING=1");
 	log_info("config: SIGHUP, reloading %s", config_current()->path);
-	config_reload();
+	if (config_reload())
+		pipeline_release_held(d->pipeline);
 	sd_notify(0, "READY=1");
 }
 

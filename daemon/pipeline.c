@@ -136,6 +136,17 @@ size_t pipeline_queued_normal(const struct pipeline *p)
 	return p->normal.len;
 }
 
+void pipeline_release_held(struct pipeline *p)
+{
+	size_t n = json_object_size(p->held);
+
+	if (n == 0)
+		return;
+	json_object_clear(p->held);
+	log_info("pipeline: %zu rate-limited sources released after the "
+		 "reload; Redis decides their next events", n);
+}
+
 void pipeline_detach(struct pipeline_job *job)
 {
 	job->cb = NULL;

@@ -74,4 +74,9 @@ size_t pipeline_inflight(const struct pipeline *p);
 size_t pipeline_queued_urgent(const struct pipeline *p);
 size_t pipeline_queued_normal(const struct pipeline *p);
 
+/* The configuration was reloaded: forget the sources held as
+ * rate_limited, so that a raised flood limit applies to them at once
+ * (Redis decides their next event with the new rules). */
+void pipeline_release_held(struct pipeline *p);
+
 #endif

@@ -4,6 +4,7 @@
 other sources (compared with a baseline measured in the same test)."""
 
 import re
+import signal
 import threading
 import time
 
@@ -272,6 +273,38 @@ def test_hold_ends_with_the_flood_window(alertd_factory, pb):
         c.send_event(again)
         f = c.read_frames(1)[0]
     assert f.HasField("ack") and f.ack.event_id == again["event_id"]
+
+
+def test_reload_releases_held_sources(alertd_factory, pb):
+    """An operator who raises flood_hard for a source that is being
+    refused (a crowded ferry's button pressed again and again) reloads the
+    config: the source's next event is decided by Redis with the new
+    limit at once, not refused by alertd's memory of the old one until
+    the window ends."""
+    d = alertd_factory(dedup={"flood_soft": 1, "flood_hard": 2,
+                              "flood_window_s": 60})
+    ev = make_event()
+    _away_from_window_edge(60)
+    with TcpClient(*d.tcp) as c:
+        for _ in range(3):
+            c.send_event(make_event(source=ev["source"]))
+        frames = c.read_frames(3)
+        # (a refusal is answered before the Acks, which wait for the commit)
+        assert sorted(f.HasField("ack") for f in frames) == \
+            [False, True, True]
+        c.send_event(make_event(source=ev["source"]))
+        assert c.read_frames(1)[0].nack.code == "rate_limited"  # held
+        d.config.update(dedup={"flood_soft": 1, "flood_hard": 100,
+                               "flood_window_s": 60})
+        d.signal(signal.SIGHUP)
+        d.wait_log("config: reloaded", 10)
+        again = make_event(source=ev["source"])
+        c.send_event(again)
+        f = c.read_frames(1)[0]
+    assert f.HasField("ack") and f.ack.event_id == again["event_id"], f
+    # Redis was asked again: 3 counted before, the held one was not, and
+    # the one after the reload.
+    assert list(_rate_keys(d, ev["source"]["id"]).values()) == [4]
 
 
 def test_connection_ignoring_retry_after_is_paused_not_dropped(
