@@ -218,6 +218,13 @@ def _away_from_window_edge(window_s, margin=0.3):
         time.sleep(0.05)
 
 
+def _send_from(c, source, n):
+    """n new events of one source on TCP client c: their n answers."""
+    for _ in range(n):
+        c.send_event(make_event(source=source))
+    return c.read_frames(n)
+
+
 def test_held_source_is_refused_without_asking_redis(alertd_factory, pb):
     """Past the hard limit alertd remembers the refusal until the window
     ends and answers the source's next events itself: Redis counts only
@@ -228,12 +235,8 @@ def test_held_source_is_refused_without_asking_redis(alertd_factory, pb):
     ev = make_event()
     _away_from_window_edge(60)
     with TcpClient(*d.tcp) as c:
-        for _ in range(4):
-            c.send_event(make_event(source=ev["source"]))
-        first = c.read_frames(4)
-        for _ in range(6):
-            c.send_event(make_event(source=ev["source"]))
-        later = c.read_frames(6)
+        first = _send_from(c, ev["source"], 4)
+        later = _send_from(c, ev["source"], 6)
         other = make_event()
         c.send_event(other)
         ok = c.read_frames(1)[0]
@@ -258,9 +261,7 @@ def test_hold_ends_with_the_flood_window(alertd_factory, pb):
     while time.time() % 2 > 0.5:
         time.sleep(0.02)
     with TcpClient(*d.tcp) as c:
-        for _ in range(3):
-            c.send_event(make_event(source=ev["source"]))
-        frames = c.read_frames(3)
+        frames = _send_from(c, ev["source"], 3)
         assert [f.HasField("ack") for f in frames].count(True) == 2
         nack = [f.nack for f in frames if f.HasField("nack")][0]
         assert nack.code == "rate_limited"
@@ -286,9 +287,7 @@ def test_reload_releases_held_sources(alertd_factory, pb):
     ev = make_event()
     _away_from_window_edge(60)
     with TcpClient(*d.tcp) as c:
-        for _ in range(3):
-            c.send_event(make_event(source=ev["source"]))
-        frames = c.read_frames(3)
+        frames = _send_from(c, ev["source"], 3)
         # (a refusal is answered before the Acks, which wait for the commit)
         assert sorted(f.HasField("ack") for f in frames) == \
             [False, True, True]
@@ -318,9 +317,7 @@ def test_connection_ignoring_retry_after_is_paused_not_dropped(
     ev = make_event()
     _away_from_window_edge(60)
     with TcpClient(*d.tcp) as c:
-        for _ in range(3):
-            c.send_event(make_event(source=ev["source"]))
-        assert all(f.HasField("ack") for f in c.read_frames(3))
+        assert all(f.HasField("ack") for f in _send_from(c, ev["source"], 3))
         ids = []
         for _ in range(200):
             e = make_event(source=ev["source"])
