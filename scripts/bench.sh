@@ -432,6 +432,38 @@ for n in 100 512; do
 		grep -E '^tps' | head -n 1 | awk '{print $3}')
 	echo "LIMIT name=pg-batch-$n rate=$(awk -v t="${tps:-0}" -v n="$n" 'BEGIN{printf "%.0f", t*n}')" >>"$RES"
 done
+# The latency floor of a durable commit: PostgreSQL alone, open loop
+# (pgbench -R counts from the scheduled start, like loadgen), committing
+# the rows of 1k events/s one by one and of 10k events/s in 30-row
+# transactions (about the batches alertd makes at that rate; 10-row
+# transactions at 1,000/s cannot keep up here, 100-row ones at 100/s
+# have a higher p99). An Ack waits for at least one such commit. Each
+# starts from a clean state (CHECKPOINT, sync): the batch runs above
+# leave 200 MB of dirty pages whose writeback triples the p99.
+for spec in "1 1000" "30 333"; do
+	read -r rows rate <<<"$spec"
+	[ -f "$W/pg-$rows.sql" ] ||
+		sed "s/generate_series(1, 100)/generate_series(1, $rows)/" \
+			"$W/pg-100.sql" >"$W/pg-$rows.sql"
+	rm -f "$W/pgl-$rows".*
+	psql_pg -d alertd_limits -c "CHECKPOINT" >/dev/null
+	sync
+	# warm-up, not measured: the first second of a new client stalls
+	# once for up to 200 ms (plans, caches), which is not a floor
+	"$PG_BIN/pgbench" -h 127.0.0.1 -p "$PG_PORT" -U alertd -n -c 1 \
+		-R "$rate" -T 2 -f "$W/pg-$rows.sql" alertd_limits >/dev/null 2>&1
+	"$PG_BIN/pgbench" -h 127.0.0.1 -p "$PG_PORT" -U alertd -n -c 1 \
+		-R "$rate" -T 10 -l --log-prefix="$W/pgl-$rows" -f "$W/pg-$rows.sql" \
+		alertd_limits >/dev/null 2>&1
+	# per-transaction log: the third column is the latency in µs
+	cat "$W/pgl-$rows".* 2>/dev/null | awk '{print $3}' | sort -n |
+		awk -v n="$rows" -v r="$rate" '{a[NR] = $1}
+		END { if (NR == 0) { printf "LIMIT name=pg-commit-%s rate=0\n", n; exit }
+			printf "LIMIT name=pg-commit-%s rate=%s count=%d p50_ms=%.2f p99_ms=%.2f p999_ms=%.2f\n",
+				n, r, NR, a[int(NR * 0.5) + 1] / 1000,
+				a[int(NR * 0.99) + 1] / 1000,
+				a[int(NR * 0.999) + 1] / 1000 }' >>"$RES"
+done
 fi
 
 # --- the peer: Prometheus Alertmanager --------------------------------------

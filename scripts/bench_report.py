@@ -61,11 +61,17 @@ def build(runs, limits, db, machine, versions, command):
                % (fmt(tcp), fmt(limit), ratio(tcp, limit)))
     out.append("| durable HTTP/JSON ingest, events/s (256 keep-alive conns) | %s | ≥ 20,000 | Alertmanager %s (not durable) | %s |"
                % (fmt(http), fmt(am), ratio(http, am)))
-    for n, rate in (("tcp-1k", "1k"), ("tcp-10k", "10k")):
+    for n, rate, rows in (("tcp-1k", "1k", 1), ("tcp-10k", "10k", 30)):
         x = r(n)
         sat = ("machine %s %% busy, alertd waited for a core %s %% of the run"
                % (x["machine_busy_pct"], x["runq_wait_pct"])
                if "machine_busy_pct" in x else "")
+        # The floor an Ack cannot go under: one durable commit of the
+        # rows arriving at this rate, PostgreSQL alone (bench.sh limit-pg).
+        c = limits.get("pg-commit-%d" % rows, {})
+        if num(c, "count"):
+            sat += "%sPostgreSQL alone commits %d-row batches at this rate with p99 %s ms" % (
+                "; " if sat else "", rows, fmt(num(c, "p99_ms")))
         out.append("| device ack latency at %s ev/s, p50 / p99 / p99.9 ms | %s / %s / %s | p99 ≤ 10 ms at 10k | %s | |"
                    % (rate, fmt(num(x, "ack_p50_ms")), fmt(num(x, "ack_p99_ms")),
                       fmt(num(x, "ack_p999_ms")), sat))
@@ -176,6 +182,13 @@ def build(runs, limits, db, machine, versions, command):
     for n in (100, 512):
         out.append("| PostgreSQL, %d-row batches, synchronous_commit=on | %s rows/s | `pgbench -c 1 -T 10`, one INSERT ... SELECT of %d event rows per transaction |"
                    % (n, fmt(lim.get("pg-batch-%d" % n)), n))
+    for n, what in ((1, "1-row transactions at 1,000/s (the commits of tcp-1k)"),
+                    (30, "30-row transactions at 333/s (10,000 rows/s, about the batches of tcp-10k)")):
+        c = limits.get("pg-commit-%d" % n, {})
+        if num(c, "count"):
+            out.append("| latency floor of a durable commit: PostgreSQL alone, %s | p50 / p99 / p99.9 %s / %s / %s ms | `pgbench -c 1 -R %s -T 10`, open loop (from each transaction's scheduled start), the same INSERT ... SELECT, `synchronous_commit=on`: an Ack waits for at least one such commit |"
+                       % (what, fmt(num(c, "p50_ms")), fmt(num(c, "p99_ms")),
+                          fmt(num(c, "p999_ms")), c.get("rate", "")))
     out.append("")
     out.append("Machine: " + "; ".join(machine) + ".  ")
     out.append("Versions: " + "; ".join(versions) + ".  ")
