@@ -329,10 +329,25 @@ want tcp-max && run_lg tcp-max "$ALERTD_PID" tcp "${TCP_ARGS[@]}" --conns 64 --w
 	--sources 10000 --count 300000 --duration 60 --timeout 60
 want http-max && run_lg http-max "$ALERTD_PID" http --port "$HTTP_PORT" --secret "$SECRET" \
 	--conns "${BENCH_HTTP_CONNS:-256}" --sources 10000 --count 150000 --duration 60 --timeout 60
+# The 1k/s runs last 45 s: heartbeats make no incident, so only about
+# 2 % of the events reach the console, and a console p99 over 15 s (300
+# changes, the third slowest) swung from 1.4 to 9.7 ms with one stall.
+K1_COUNT=${BENCH_1K_COUNT:-45000}
 want tcp-1k && run_lg tcp-1k "$ALERTD_PID" tcp "${TCP_ARGS[@]}" --conns 100 --window 256 \
-	--sources 10000 --rate 1000 --count 15000 "${SSE_ARGS[@]}"
-want tcp-10k && run_lg tcp-10k "$ALERTD_PID" tcp "${TCP_ARGS[@]}" --slow-ms 20 --conns 100 --window 256 \
-	--sources 10000 --rate 10000 --count 150000 "${SSE_ARGS[@]}"
+	--sources 10000 --rate 1000 --count "$K1_COUNT" "${SSE_ARGS[@]}"
+# The 10k/s tail of one build differs up to tenfold from one run to the
+# next on this machine (docs/BENCHMARKS.md), so tcp-10k runs
+# BENCH_10K_RUNS times (3; tcp-10k, tcp-10k-2, ...) and the summary table
+# shows the run with the median ack p99. Every run is in the runs table.
+if want tcp-10k; then
+	for ((i = 1; i <= ${BENCH_10K_RUNS:-3}; i++)); do
+		name=tcp-10k
+		[ "$i" -gt 1 ] && name=tcp-10k-$i
+		run_lg "$name" "$ALERTD_PID" tcp "${TCP_ARGS[@]}" --slow-ms 20 \
+			--conns 100 --window 256 --sources 10000 --rate 10000 \
+			--count 150000 "${SSE_ARGS[@]}"
+	done
+fi
 
 # One source floods (closed loop, one connection) while the others send at
 # 1k/s: their ingest-to-console latency.
@@ -352,12 +367,13 @@ if want tcp-1k-flood; then
 # window (and its refusals) into them.
 "$B/loadgen" tcp "${TCP_ARGS[@]}" --conns 1 --window 256 --sources 1 \
 	--source-prefix flood- \
-	--count 0 --duration 25 --timeout 30 --dup-pct 0 --panic-pct 0 \
+	--count 0 --duration $((K1_COUNT / 1000 + 10)) \
+	--timeout $((K1_COUNT / 1000 + 15)) --dup-pct 0 --panic-pct 0 \
 	--fault-pct 0 --name flood >>"$W/flood.txt" 2>>"$W/loadgen.log" &
 FLOOD_PID=$!
 sleep 2
 run_lg tcp-1k-flood "$ALERTD_PID" tcp "${TCP_ARGS[@]}" --conns 100 \
-	--window 256 --sources 10000 --rate 1000 --count 15000 "${SSE_ARGS[@]}"
+	--window 256 --sources 10000 --rate 1000 --count "$K1_COUNT" "${SSE_ARGS[@]}"
 wait "$FLOOD_PID"
 FLOOD_PID=""
 grep '^RESULT' "$W/flood.txt" | sed 's/$/ rss_hwm_kb=0 cpu_ms_per_1k=0 rc=0/' >>"$RES"

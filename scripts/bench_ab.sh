@@ -50,7 +50,7 @@ snap() {
 hz=$(getconf CLK_TCK)
 for ((r = 1; r <= ROUNDS; r++)); do
 	for b in "${BUILDS[@]}"; do
-		BENCH_BUILD=$b BENCH_ONLY="$SC" bash scripts/bench.sh \
+		BENCH_BUILD=$b BENCH_ONLY="$SC" BENCH_10K_RUNS=1 bash scripts/bench.sh \
 			>"build/bench-ab.log" 2>&1 &
 		run=$!
 		sleep "$SAMPLE_AT"
