@@ -455,7 +455,8 @@ done
 # transactions at 1,000/s cannot keep up here, 100-row ones at 100/s
 # have a higher p99). An Ack waits for at least one such commit. Each
 # starts from a clean state (CHECKPOINT, sync): the batch runs above
-# leave 200 MB of dirty pages whose writeback triples the p99.
+# leave 200 MB of dirty pages whose writeback made the p99 seven times
+# longer (161 against 22 ms; docs/BENCHMARKS.md, 22.).
 for spec in "1 1000" "30 333"; do
 	read -r rows rate <<<"$spec"
 	[ -f "$W/pg-$rows.sql" ] ||

@@ -78,8 +78,8 @@ def build(runs, limits, db, machine, versions, command):
                 x.get("name", ""), len(tens),
                 " / ".join(fmt(num(t, "ack_p99_ms")) for t in
                            sorted(tens, key=lambda t: t.get("name", ""))))
-        # The floor an Ack cannot go under: one durable commit of the
-        # rows arriving at this rate, PostgreSQL alone (bench.sh limit-pg).
+        # What one durable commit of the rows arriving at this rate takes
+        # with PostgreSQL alone (bench.sh limit-pg): every Ack waits for one.
         c = limits.get("pg-commit-%d" % rows, {})
         if num(c, "count"):
             sat += "%sPostgreSQL alone commits %d-row batches at this rate with p99 %s ms" % (
@@ -88,8 +88,8 @@ def build(runs, limits, db, machine, versions, command):
                    % (rate, runs_note, fmt(num(x, "ack_p50_ms")), fmt(num(x, "ack_p99_ms")),
                       fmt(num(x, "ack_p999_ms")), sat))
     q, f, a = r("tcp-1k"), r("tcp-1k-flood"), r("am-1k")
-    # Heartbeats make no incident: of 15,000 events about 300 reach the
-    # console, so its p99 is their third slowest; the count goes with it.
+    # Heartbeats make no incident: only about 2 % of the events reach the
+    # console, so the number of changes the p99 is over goes with it.
     out.append("| ingest-to-console at 1k ev/s, p50 / p99 ms (%d changes) | %s / %s | p99 ≤ 5 ms | Alertmanager POST-to-webhook %s / %s | %s (p99) |"
                % (num(q, "con_seen"), fmt(num(q, "con_p50_ms")), fmt(num(q, "con_p99_ms")),
                   fmt(num(a, "con_p50_ms")), fmt(num(a, "con_p99_ms")),
