@@ -14,12 +14,14 @@ has a timeout.
     wait_until(fn, timeout)                (poll with a kill switch)
 """
 
+import atexit
 import hashlib
 import hmac
 import http.client
 import json
 import os
 import pathlib
+import shutil
 import socket
 import struct
 import subprocess
@@ -74,6 +76,8 @@ def pb():
         out = os.environ.get("ALERTD_PB_OUT")
         if not out:
             out = tempfile.mkdtemp(prefix="alertd-pb-")
+            # the module is loaded once and never read again from disk
+            atexit.register(shutil.rmtree, out, ignore_errors=True)
         proto_dir = REPO / "proto"
         subprocess.run(
             ["protoc", "--python_out=" + out, "-I", str(proto_dir),
