@@ -34,7 +34,9 @@ struct audit_event_row {
 	const char *outcome;     /* "new" or "merged": the decided outcome */
 	int64_t incident_id;
 	int priority;
-	int64_t occurred_at_ms;  /* 0: absent */
+	bool has_occurred_at;    /* false: occurred_at absent (NULL) */
+	int64_t occurred_at_ms;  /* valid when has_occurred_at; 0 is the
+				  * epoch, which clockless devices send */
 	int64_t received_at_ms;
 	const char *payload_json;
 };

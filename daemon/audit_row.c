@@ -98,7 +98,7 @@ static char *audit_row_encode_event(const struct audit_event_row *e)
 	jsonw_int(&w, e->priority);
 	jsonw_lit(&w, ",\"received_at_ms\":");
 	jsonw_int(&w, e->received_at_ms);
-	if (e->occurred_at_ms != 0) {
+	if (e->has_occurred_at) {
 		jsonw_lit(&w, ",\"occurred_at_ms\":");
 		jsonw_int(&w, e->occurred_at_ms);
 	}

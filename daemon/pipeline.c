@@ -370,6 +370,7 @@ static void pipeline_on_decided(const struct decide_result *res, void *arg)
 		.outcome = evt_outcome_name(res->original_outcome),
 		.incident_id = res->incident_id,
 		.priority = res->priority,
+		.has_occurred_at = ev->occurred_at != NULL,
 		.occurred_at_ms = ev->occurred_at != NULL ? ev->occurred_at_ms : 0,
 		.received_at_ms = ev->received_at_ms,
 		.payload_json = payload,

@@ -164,6 +164,23 @@ def test_minimal_event_and_no_content_type(alertd):
     assert len(event_rows(db, ev["event_id"])) == 1
 
 
+def test_occurred_at_the_epoch_is_stored(alertd):
+    """A device without a clock sends 1970-01-01T00:00:00Z: the audit
+    row keeps that time (it once stored NULL, as if it were absent)."""
+    db = alertd.db()
+    ev = make_event(occurred_at="1970-01-01T00:00:00Z")
+    absent = make_event(occurred_at=None)
+    for e in (ev, absent):
+        st, body, _ = post_event(alertd.http, e)
+        assert st == 202, body
+    with db.cursor() as cur:
+        cur.execute("SELECT event_id, extract(epoch FROM occurred_at)"
+                    " FROM events WHERE event_id IN (%s, %s)",
+                    (ev["event_id"], absent["event_id"]))
+        got = dict(cur.fetchall())
+    assert got == {ev["event_id"]: 0, absent["event_id"]: None}
+
+
 def test_ferry_source_with_its_own_secret(alertd):
     """[device_secrets] ferry-* = ferry-secret comes before * in the test
     config: a ferry signs with its own secret."""

@@ -30,7 +30,7 @@ static char *jansson_event(const struct audit_event_row *e, json_t *payload)
 	json_object_set_new(o, "priority", json_integer(e->priority));
 	json_object_set_new(o, "received_at_ms",
 			    json_integer(e->received_at_ms));
-	if (e->occurred_at_ms != 0)
+	if (e->has_occurred_at)
 		json_object_set_new(o, "occurred_at_ms",
 				    json_integer(e->occurred_at_ms));
 	json_object_set_new(o, "payload", payload);
@@ -46,7 +46,8 @@ TEST(audit_row_event_json_is_janssons)
 		.accept_seq = 9007199254740993LL, .event_id = "e\"1\\x",
 		.source_id = "bus-\xc3\xa7\x01\x1f", .source_kind = "bus",
 		.type = "panic", .outcome = "new", .incident_id = -1,
-		.priority = 999, .occurred_at_ms = 1795271158055LL,
+		.priority = 999, .has_occurred_at = true,
+		.occurred_at_ms = 1795271158055LL,
 		.received_at_ms = 1795271158056LL, .payload_json = payload,
 	};
 	const char *why = NULL;
@@ -60,7 +61,7 @@ TEST(audit_row_event_json_is_janssons)
 	free(want);
 
 	/* No occurred_at; a payload with a raw newline goes as a string. */
-	e.occurred_at_ms = 0;
+	e.has_occurred_at = false;
 	e.payload_json = "{\"a\":\n1}";
 	r = audit_row_new(&e, NULL, &why);
 	want = jansson_event(&e, json_string(e.payload_json));
@@ -69,6 +70,15 @@ TEST(audit_row_event_json_is_janssons)
 	CHECK_STR(r->ev_json, want);
 	audit_row_free(r);
 	free(want);
+
+	/* occurred_at at the epoch (a device without a clock) is a time,
+	 * not an absent member. */
+	e.has_occurred_at = true;
+	e.occurred_at_ms = 0;
+	r = audit_row_new(&e, NULL, &why);
+	REQUIRE(r != NULL);
+	CHECK(strstr(r->ev_json, ",\"occurred_at_ms\":0,") != NULL);
+	audit_row_free(r);
 }
 
 TEST(audit_row_transition_json_is_janssons)
