@@ -15,6 +15,7 @@
  * are "***" unless the caller's role is in [audit] personal_roles. */
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -26,6 +27,7 @@
 
 #include "audit_query.h"
 #include "config.h"
+#include "evt.h"
 #include "http_server.h"
 #include "log.h"
 #include "operators.h"
@@ -180,7 +182,30 @@ static bool api_audit_parse(struct evhttp_request *req,
 	call->q.from = v[3];
 	call->q.to = v[4];
 	call->q.by = v[6];
-	call->q.limit = v[7] ? atoi(v[7]) : 0;
+	/* Checked here, so that a bad value is answered without a query. */
+	for (int i = 3; i <= 4; i++) {
+		int64_t ms;
+
+		if (v[i] && !evt_parse_time(v[i], &ms)) {
+			http_reply_error(req, 400, "invalid_field",
+					 api_audit_names[i],
+					 "from and to are RFC 3339 times "
+					 "(2026-11-21T22:14:03Z)", 0);
+			return false;
+		}
+	}
+	if (v[7]) {
+		long n;
+
+		errno = 0;
+		n = strtol(v[7], &end, 10);
+		if (*end || errno || n <= 0 || n > INT_MAX) {
+			http_reply_error(req, 400, "invalid_field", "limit",
+					 "limit is a positive integer", 0);
+			return false;
+		}
+		call->q.limit = (int)n;
+	}
 	if (v[0]) {
 		errno = 0;
 		call->q.incident_id = strtoll(v[0], &end, 10);

@@ -217,6 +217,31 @@ def test_audit_api_roles_and_masking(history, alertd, add_operator_token):
     assert st == 400
 
 
+def test_audit_api_checks_its_parameters(history, alertd,
+                                         add_operator_token):
+    """A bad from, to or limit is answered by alertd itself, naming the
+    parameter (PostgreSQL's refusal names none), without a query."""
+    auditor = add_operator_token("auditor")
+    bad = [("from", "not-a-time"), ("to", "2026-13-01T00:00:00Z"),
+           ("from", "2026-11-21%2022:14"), ("limit", "abc"), ("limit", "0"),
+           ("limit", "-1"), ("limit", "99999999999"), ("limit", "5x")]
+    for name, value in bad:
+        st, body, _ = http_get(alertd.http, "/v1/audit?source_id=bus-101&"
+                               "%s=%s" % (name, value), token=auditor)
+        assert st == 400, (name, value, body)
+        assert body["error"] == "invalid_field", body
+        assert body["field"] == name, body
+    # RFC 3339 as the contract allows it: lower-case t and an offset.
+    frm = iso(T0).replace("T", "t").replace("Z", "+00:00")
+    to = iso(T0 + timedelta(seconds=15))
+    st, body, _ = http_get(alertd.http, "/v1/audit?source_id=bus-101&from="
+                           + frm.replace("+", "%2B") + "&to=" + to +
+                           "&limit=3", token=auditor)
+    assert st == 200, body
+    assert [r["ref"] for r in body["rows"]] == [
+        "gen-101", "101:new", "gen-101b"]
+
+
 def test_personal_attrs_stored_hashed_not_logged(alertd, test_env):
     ev = make_event(kind="support_line", type="call_request",
                     attrs={"caller_phone": PHONE, "line": "women"})
