@@ -250,8 +250,9 @@ static void console_on_snapshot(bool ok, const char *json, void *arg)
 	console_go_live(c);
 }
 
-static void console_on_replay(bool ok, size_t n, const char *const *ids,
-			      const char *const *snaps, void *arg)
+static void console_on_replay(bool ok, bool gap, size_t n,
+			      const char *const *ids, const char *const *snaps,
+			      void *arg)
 {
 	struct console_conn *c = arg;
 
@@ -259,6 +260,14 @@ static void console_on_replay(bool ok, size_t n, const char *const *ids,
 		return;
 	if (!ok) {
 		console_error(c, "unavailable", "cannot replay now");
+		return;
+	}
+	if (gap) {
+		/* The client must drop what it shows: told so, and it
+		 * subscribes again for the open queue (docs/api.md). */
+		console_error(c, "resync_required",
+			      "the changes since last_event_id are no longer "
+			      "kept; subscribe again without it");
 		return;
 	}
 	for (size_t i = 0; i < n; i++)

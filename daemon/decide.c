@@ -88,6 +88,7 @@ struct decide_call {
 	struct decide_call *qnext;
 	struct decide_call *members;
 	size_t n_members;
+	size_t max_changes;   /* DECIDE_CALL_CHANGES: the caller's max */
 	struct timespec sent; /* for alertd_decide_seconds */
 	int argc;
 	const char *argv[DECIDE_ARGS_MAX];
@@ -403,17 +404,24 @@ static void decide_answer_changes(struct decide_call *call,
 	size_t n = 0;
 
 	if (reply == NULL) {
-		call->cb.changes(false, 0, NULL, NULL, call->arg);
+		call->cb.changes(false, false, 0, NULL, NULL, call->arg);
 		return;
 	}
 	if (!decide_reply_changes(reply, &ids, &snaps, &n)) {
 		log_warn("decide: XRANGE: %s",
 			 reply->type == REDIS_REPLY_ERROR ? reply->str
 							  : "unexpected reply");
-		call->cb.changes(false, 0, NULL, NULL, call->arg);
+		call->cb.changes(false, false, 0, NULL, NULL, call->arg);
 		return;
 	}
-	call->cb.changes(true, n, ids, snaps, call->arg);
+	/* The range starts at last_id itself (argv[2]), COUNT max + 1: its
+	 * entry first proves that nothing after it was trimmed. */
+	if (n == 0 || strcmp(ids[0], call->argv[2]) != 0 ||
+	    n > call->max_changes)
+		call->cb.changes(true, true, 0, NULL, NULL, call->arg);
+	else
+		call->cb.changes(true, false, n - 1, ids + 1, snaps + 1,
+				 call->arg);
 	free(ids);
 	free(snaps);
 }
@@ -883,14 +891,11 @@ bool decide_changes_since(struct decide *d, const char *last_id, size_t max,
 {
 	struct decide_call *call;
 
-	if (!decide_stream_id_valid(last_id)) {
-		log_warn("decide: ignoring a malformed change id (%zu chars)",
+	if (!decide_stream_id_valid(last_id) || max == 0) {
+		log_warn("decide: a malformed change id to resume after "
+			 "(%zu chars)",
 			 last_id != NULL ? strlen(last_id) : (size_t)0);
-		cb(true, 0, NULL, NULL, arg);
-		return true;
-	}
-	if (max == 0) {
-		cb(true, 0, NULL, NULL, arg);
+		cb(true, true, 0, NULL, NULL, arg);
 		return true;
 	}
 	call = decide_call_new(d, DECIDE_CALL_CHANGES, false, arg);
@@ -899,10 +904,11 @@ bool decide_changes_since(struct decide *d, const char *last_id, size_t max,
 	call->cb.changes = cb;
 	decide_call_arg(call, "XRANGE", false);
 	decide_call_arg2(call, config_current()->redis_prefix, "changes");
-	decide_call_arg2(call, "(", last_id); /* exclusive: Redis >= 6.2 */
+	decide_call_arg(call, last_id, true); /* inclusive: see the answer */
 	decide_call_arg(call, "+", false);
 	decide_call_arg(call, "COUNT", false);
-	decide_call_argf(call, "%zu", max);
+	decide_call_argf(call, "%zu", max + 1);
+	call->max_changes = max;
 	if (!decide_send(d, call))
 		goto fail;
 	return true;

@@ -62,8 +62,12 @@ struct decide_item {
 typedef void (*decide_event_cb)(const struct decide_result *res, void *arg);
 /* ok false: Redis unavailable. json NULL with ok true: not found. */
 typedef void (*decide_json_cb)(bool ok, const char *json, void *arg);
-/* ok false: Redis unavailable. Changes after last_id, oldest first. */
-typedef void (*decide_changes_cb)(bool ok, size_t n, const char *const *ids,
+/* ok false: Redis unavailable. Else the changes after last_id, oldest
+ * first, or gap true (and n 0): they cannot all be read back, because
+ * last_id's own entry is no longer in the stream (trimmed by its cap, or
+ * an id this stream never had) or `max` or more changes followed it. */
+typedef void (*decide_changes_cb)(bool ok, bool gap, size_t n,
+				  const char *const *ids,
 				  const char *const *snapshots, void *arg);
 
 /* ok false: Redis unavailable. The items are valid during the call. */
@@ -102,9 +106,9 @@ bool decide_queue(struct decide *d, decide_json_cb cb, void *arg)
 bool decide_incident(struct decide *d, int64_t incident_id, decide_json_cb cb,
 		     void *arg) __attribute__((warn_unused_result));
 
-/* The recorded changes after last_id (a stream id), at most `max`. A
- * malformed last_id (or max 0) is answered ok with no changes before this
- * returns. */
+/* The recorded changes after last_id (a stream id), fewer than `max`, or
+ * a gap (decide_changes_cb). A malformed last_id is answered as a gap
+ * before this returns. */
 bool decide_changes_since(struct decide *d, const char *last_id, size_t max,
 			  decide_changes_cb cb, void *arg)
 	__attribute__((warn_unused_result));

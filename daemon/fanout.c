@@ -290,13 +290,31 @@ static void fanout_go_live(struct fanout_client *c)
 	}
 }
 
-static void fanout_on_replay(bool ok, size_t n, const char *const *ids,
+static void fanout_on_snapshot(bool ok, const char *json, void *arg);
+
+static void fanout_on_replay(bool ok, bool gap, size_t n,
+			     const char *const *ids,
 			     const char *const *snapshots, void *arg)
 {
 	struct fanout_client *c = arg;
 
 	if (c->state == SSE_ORPHANED) {
 		fanout_client_free(c);
+		return;
+	}
+	if (ok && gap) {
+		/* Replaying what is left would leave the console without the
+		 * incidents whose changes were trimmed: it starts over from
+		 * the open queue, told to drop what it shows. */
+		log_warn("stream operator=%s: the changes since %s are no "
+			 "longer kept; sending the open queue again",
+			 c->name, c->last_id);
+		fanout_write_comment(c, "event: reset\n"
+				     "data: {\"reason\":\"changes_lost\"}\n\n");
+		c->last_id[0] = '\0';
+		if (!decide_script(c->f->decide, "stream_snapshot", 0,
+				   NULL, fanout_on_snapshot, c))
+			fanout_on_snapshot(false, NULL, c);
 		return;
 	}
 	if (!ok) {
@@ -458,7 +476,7 @@ void fanout_attach_sse(struct fanout *f, struct evhttp_request *req,
 	c->state = SSE_REPLAYING;
 	if (!decide_changes_since(f->decide, last_event_id, FANOUT_REPLAY_MAX,
 				  fanout_on_replay, c))
-		fanout_on_replay(false, 0, NULL, NULL, c);
+		fanout_on_replay(false, false, 0, NULL, NULL, c);
 }
 
 static void fanout_hold_back(struct fanout_client *c, const char *change_id,

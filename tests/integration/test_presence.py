@@ -153,6 +153,38 @@ def test_tcp_console_stream(alertd_factory, make_config, alertctl,
             f.error.code == "unauthorized", f
 
 
+def test_tcp_console_resume_after_trimmed_changes(alertd_factory,
+                                                  make_config, alertctl):
+    """A last_event_id whose changes were trimmed (or one the stream
+    never had) cannot be resumed: Error resync_required, and the console
+    subscribes again without it for the open queue."""
+    import json
+    from conftest import free_port
+    cfg = make_config(server__console_tcp_listen="127.0.0.1:%d" % free_port())
+    alertd = alertd_factory(config=cfg)
+    tok = alertctl("operator", "add", "tr-%s" % uuid.uuid4().hex[:6],
+                   "--role", "supervisor").stdout.strip().splitlines()[-1]
+    a = _open(alertd, type="panic")
+    with _subscribe(alertd, cfg, tok) as c:
+        f = c.read_frame(10)
+        assert json.loads(f.incident.snapshot_json)["id"] == a
+        last = f.incident.id
+    b = _open(alertd, type="fault")
+    _open(alertd, type="call_request")
+    alertd.redis().xtrim(alertd.prefix + "changes", maxlen=1,
+                         approximate=False)
+    for resume in (last, "1-0", "garbage"):
+        with _subscribe(alertd, cfg, tok, resume) as c:
+            f = c.read_frame(10)
+            assert f.WhichOneof("msg") == "error", f
+            assert f.error.code == "resync_required", f
+            assert c.is_closed(5)
+    with _subscribe(alertd, cfg, tok) as c:
+        ids = {json.loads(c.read_frame(10).incident.snapshot_json)["id"]
+               for _ in range(3)}
+        assert a in ids and b in ids
+
+
 def test_queue_and_incident_filtered_and_masked(alertd, alertctl,
                                                 add_operator_token):
     name = "qz-%s" % uuid.uuid4().hex[:6]

@@ -104,6 +104,52 @@ def test_reconnect_with_last_event_id_gets_only_missed(alertd,
             b1["incident_id"], 3)
 
 
+def _queue_ids(sse, n):
+    """The n incident ids of a snapshot, checking they share one id and
+    end with `: snapshot end`."""
+    evs = [_incident_event(sse) for _ in range(n)]
+    assert len({e["id"] for e in evs}) == 1, evs
+    return [e["json"]["id"] for e in evs]
+
+
+def test_resume_after_trimmed_changes_starts_over(alertd, operator_token):
+    """A console that was away longer than the change stream remembers
+    (its cap trimmed the changes after its Last-Event-ID) must not resume
+    from what is left: an incident opened in the trimmed part would never
+    reach it. It gets `event: reset` and the open queue again."""
+    with SseClient(alertd.http, operator_token) as sse:
+        b1 = _post(alertd, make_event())
+        last_id = _incident_event(sse)["id"]
+    b2 = _post(alertd, make_event(type="call_request"))
+    b3 = _post(alertd, make_event(type="fault"))
+    # The cap trims the oldest entries: b1's change and b2's go.
+    r = alertd.redis()
+    key = alertd.prefix + "changes"
+    assert r.xtrim(key, maxlen=1, approximate=False) >= 2
+    with SseClient(alertd.http, operator_token,
+                   last_event_id=last_id) as sse:
+        assert sse.status == 200, sse.body
+        reset = sse.next_event(10)
+        assert reset["event"] == "reset", reset
+        assert reset["json"] == {"reason": "changes_lost"}
+        got = _queue_ids(sse, 3)
+        assert sorted(got) == sorted([b1["incident_id"], b2["incident_id"],
+                                      b3["incident_id"]])
+        assert sse.no_event_within(0.5), sse.unexpected
+        assert "snapshot end" in sse.comments
+        # ... and live changes follow.
+        b4 = _post(alertd, make_event())
+        assert _incident_event(sse)["json"]["id"] == b4["incident_id"]
+    alertd.wait_log("are no longer kept")
+
+    # An id this stream never had, or no id at all: the same.
+    for bad in ("1-0", "not-an-id"):
+        with SseClient(alertd.http, operator_token,
+                       last_event_id=bad) as sse:
+            assert sse.next_event(10)["event"] == "reset"
+            assert len(_queue_ids(sse, 4)) == 4
+
+
 def test_stream_needs_a_token(alertd):
     with SseClient(alertd.http, None) as sse:
         assert sse.status == 401
