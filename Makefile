@@ -5,6 +5,7 @@
 PKGS     := libevent hiredis libprotobuf-c libpq libsystemd inih jansson libcrypto zlib
 B        ?= build
 SAN      ?= 0
+FUZZ     ?= 0
 CC       ?= cc
 
 CFLAGS_PKG := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -16,6 +17,10 @@ LDFLAGS  :=
 ifeq ($(SAN),1)
 CFLAGS   += -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined
 LDFLAGS  += -fsanitize=address,undefined
+endif
+# FUZZ=1 (with CC=clang, SAN=1): coverage for libFuzzer (scripts/fuzz.sh).
+ifeq ($(FUZZ),1)
+CFLAGS   += -fsanitize=fuzzer-no-link -DALERTD_LIBFUZZER
 endif
 
 # Modules of the daemon: everything in daemon/ but the two mains and the
@@ -32,9 +37,10 @@ CTL_OBJS := $(B)/obj/alertctl.o $(B)/obj/config.o $(B)/obj/log.o \
             $(B)/obj/tzclock.o \
             $(patsubst daemon/%.c,$(B)/obj/%.o,$(CTL_SRC))
 UNIT_SRC := $(wildcard tests/unit/*.c)
-UNIT_OBJS:= $(patsubst tests/unit/%.c,$(B)/obj/unit_%.o,$(UNIT_SRC))
+UNIT_OBJS:= $(patsubst tests/unit/%.c,$(B)/obj/unit_%.o,$(UNIT_SRC)) \
+            $(B)/obj/fuzz_ingest.o
 
-.PHONY: all test run clean deps check-config install bench bench-smoke
+.PHONY: all test run clean deps check-config install bench bench-smoke fuzz
 all: $(B)/alertd $(B)/alertctl
 
 $(B)/gen/alertd.pb-c.c $(B)/gen/alertd.pb-c.h &: proto/alertd.proto
@@ -54,9 +60,13 @@ $(B)/obj/%.o: daemon/%.c $(B)/gen/alertd.pb-c.h $(wildcard daemon/*.h)
 	@mkdir -p $(B)/obj
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-$(B)/obj/unit_%.o: tests/unit/%.c $(B)/gen/alertd.pb-c.h $(wildcard daemon/*.h tests/unit/*.h)
+$(B)/obj/unit_%.o: tests/unit/%.c $(B)/gen/alertd.pb-c.h $(wildcard daemon/*.h tests/unit/*.h tests/fuzz/*.h)
 	@mkdir -p $(B)/obj
-	$(CC) $(CFLAGS) -Itests/unit -c -o $@ $<
+	$(CC) $(CFLAGS) -Itests/unit -Itests/fuzz -c -o $@ $<
+
+$(B)/obj/fuzz_%.o: tests/fuzz/fuzz_%.c $(B)/gen/alertd.pb-c.h $(wildcard daemon/*.h tests/fuzz/*.h)
+	@mkdir -p $(B)/obj
+	$(CC) $(CFLAGS) -Itests/fuzz -c -o $@ $<
 
 $(B)/alertd: $(B)/obj/main.o $(MOD_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
@@ -88,6 +98,18 @@ bench:
 
 bench-smoke:
 	@scripts/bench.sh --smoke
+
+# Fuzzing what devices send (tests/fuzz/fuzz_ingest.c) with clang's
+# libFuzzer, ASan and UBSan: FUZZ_SECONDS (default 300) from the kept
+# corpus; new inputs go to build/fuzz/corpus, a failing one to
+# build/fuzz/crash-*. Not part of `make test`, which replays
+# tests/fuzz/corpus/ through the same checks (tests/unit/test_fuzz_corpus.c).
+FUZZ_SECONDS ?= 300
+$(B)/fuzz_ingest: $(B)/obj/fuzz_ingest.o $(MOD_OBJS)
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LIBS)
+
+fuzz:
+	@scripts/fuzz.sh $(FUZZ_SECONDS)
 
 # The whole test suite on the sanitizer build against real Redis and
 # PostgreSQL started on free loopback ports. Last line: "N passed, N failed".

@@ -1,0 +1,29 @@
+#!/bin/bash
+# `make fuzz [FUZZ_SECONDS=N]`: tests/fuzz/fuzz_ingest.c under libFuzzer
+# (clang, ASan, UBSan) for N seconds (default 300), starting from the kept
+# corpus tests/fuzz/corpus/. New interesting inputs are written to
+# build/fuzz/corpus/; an input that breaks a check or crashes is written to
+# build/fuzz/crash-* and the run fails. Keep such an input (and the fix) by
+# copying it to tests/fuzz/corpus/found-<what>: `make test` replays it.
+# To keep what a run found that reaches new code (the files named by their
+# SHA-1 in tests/fuzz/corpus/ came so):
+#   build/fuzz/fuzz_ingest -merge=1 tests/fuzz/corpus build/fuzz/corpus
+set -eu
+cd "$(dirname "$0")/.."
+secs="${1:-300}"
+B=build/fuzz
+
+if ! command -v clang >/dev/null; then
+	echo "fuzz.sh: installing clang" >&2
+	apt-get install -y --no-install-recommends clang
+fi
+scripts/deps.sh
+make -s -j"$(nproc)" CC=clang SAN=1 FUZZ=1 B="$B" "$B/fuzz_ingest"
+mkdir -p "$B/corpus"
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+# -max_len: an HTTP event body may be 64 KiB, but everything a reader
+# checks fits in far less; longer inputs only slow the search.
+exec "$B/fuzz_ingest" -max_total_time="$secs" -max_len=4096 \
+	-timeout=10 -rss_limit_mb=2048 -artifact_prefix="$B/" \
+	-print_final_stats=1 "$B/corpus" tests/fuzz/corpus
