@@ -65,8 +65,8 @@ for ((r = 1; r <= ROUNDS; r++)); do
 				     if (u > 2) printf "%.1f %s %.1f\n", u, $2, q }' \
 			build/bench-ab.1 build/bench-ab.2 | sort -rn |
 			awk '{printf "%s=%s%%(wait %s%%) ", $2, $1, $3}')
-		res=$(grep "name=$SC " build/bench-results.txt | tail -n 1 |
-			grep -oE "(throughput|ack_p50_ms|ack_p99_ms|con_p99_ms|cpu_ms_per_1k|slow_windows)=[^ ]*" |
+		res=$(grep "^RESULT name=$SC " build/bench-results.txt | tail -n 1 |
+			grep -oE "(throughput|ack_p50_ms|ack_p99_ms|ack_panic_p99_ms|con_p99_ms|cpu_ms_per_1k|slow_windows)=[^ ]*" |
 			tr '\n' ' ')
 		echo "$b round $r: $cpu| $res"
 	done
