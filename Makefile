@@ -37,8 +37,9 @@ CTL_OBJS := $(B)/obj/alertctl.o $(B)/obj/config.o $(B)/obj/log.o \
             $(B)/obj/tzclock.o \
             $(patsubst daemon/%.c,$(B)/obj/%.o,$(CTL_SRC))
 UNIT_SRC := $(wildcard tests/unit/*.c)
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 UNIT_OBJS:= $(patsubst tests/unit/%.c,$(B)/obj/unit_%.o,$(UNIT_SRC)) \
-            $(B)/obj/fuzz_ingest.o
+            $(patsubst tests/fuzz/%.c,$(B)/obj/%.o,$(FUZZ_SRC))
 
 .PHONY: all test run clean deps check-config install bench bench-smoke fuzz
 all: $(B)/alertd $(B)/alertctl
@@ -99,13 +100,13 @@ bench:
 bench-smoke:
 	@scripts/bench.sh --smoke
 
-# Fuzzing what devices send (tests/fuzz/fuzz_ingest.c) with clang's
-# libFuzzer, ASan and UBSan: FUZZ_SECONDS (default 300) from the kept
-# corpus; new inputs go to build/fuzz/corpus, a failing one to
-# build/fuzz/crash-*. Not part of `make test`, which replays
-# tests/fuzz/corpus/ through the same checks (tests/unit/test_fuzz_corpus.c).
+# Fuzzing what devices send (tests/fuzz/fuzz_ingest.c) and the config
+# (fuzz_config.c) with clang's libFuzzer, ASan and UBSan: FUZZ_SECONDS
+# (default 300) each, from the kept corpora; see scripts/fuzz.sh. Not part
+# of `make test`, which replays the kept corpora through the same checks
+# (tests/unit/test_fuzz_corpus.c).
 FUZZ_SECONDS ?= 300
-$(B)/fuzz_ingest: $(B)/obj/fuzz_ingest.o $(MOD_OBJS)
+$(B)/fuzz_%: $(B)/obj/fuzz_%.o $(MOD_OBJS)
 	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LIBS)
 
 fuzz:

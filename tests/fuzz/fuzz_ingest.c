@@ -36,7 +36,7 @@
 #include "codec_pb.h"
 #include "config.h"
 #include "evt.h"
-#include "fuzz_ingest.h"
+#include "fuzz.h"
 #include "personal.h"
 
 static const struct evt_limits fuzz_limits = {

@@ -1,15 +1,13 @@
-/* Every input kept in tests/fuzz/corpus/ (seeds, and what `make fuzz`
- * found) through the fuzz target's checks, so that what was fixed once
+/* Every input kept in the fuzz corpora (seeds, and what `make fuzz`
+ * found) through the fuzz targets' checks, so that what was fixed once
  * stays fixed without clang or libFuzzer. */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "fuzz_ingest.h"
+#include "fuzz.h"
 #include "unit.h"
-
-#define FUZZ_CORPUS "tests/fuzz/corpus"
 
 /* The file's bytes (malloc'd) and their count; NULL if unreadable. */
 static uint8_t *fuzz_read(const char *path, size_t *len)
@@ -32,13 +30,16 @@ static uint8_t *fuzz_read(const char *path, size_t *len)
 	return buf;
 }
 
-TEST(fuzz_corpus_replays)
+/* Replays dir through one; the number of inputs. */
+static size_t fuzz_replay(const char *dir,
+			  const char *(*one)(const uint8_t *, size_t))
 {
-	DIR *d = opendir(FUZZ_CORPUS);
+	DIR *d = opendir(dir);
 	struct dirent *de;
 	size_t inputs = 0;
 
-	REQUIRE(d != NULL);
+	if (!CHECK(d != NULL))
+		return 0;
 	while ((de = readdir(d)) != NULL) {
 		char path[512];
 		size_t len = 0;
@@ -47,17 +48,28 @@ TEST(fuzz_corpus_replays)
 
 		if (de->d_name[0] == '.')
 			continue;
-		snprintf(path, sizeof(path), "%s/%s", FUZZ_CORPUS, de->d_name);
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
 		buf = fuzz_read(path, &len);
 		if (!CHECK(buf != NULL))
 			continue;
-		if ((why = fuzz_ingest_one(buf, len)) != NULL)
+		if ((why = one(buf, len)) != NULL)
 			fprintf(stderr, "  %s: %s\n", path, why);
 		CHECK(why == NULL);
 		free(buf);
 		inputs++;
 	}
 	closedir(d);
+	return inputs;
+}
+
+TEST(fuzz_corpus_ingest_replays)
+{
 	/* The seeds of every reader at least. */
-	CHECK(inputs >= 10);
+	CHECK(fuzz_replay("tests/fuzz/corpus", fuzz_ingest_one) >= 15);
+}
+
+TEST(fuzz_corpus_config_replays)
+{
+	/* The shipped configs at least. */
+	CHECK(fuzz_replay("tests/fuzz/corpus-config", fuzz_config_one) >= 2);
 }

@@ -1,0 +1,16 @@
+/* The fuzz targets' checks, one input each: NULL if every property held,
+ * else the first one broken. What each reads and checks is said at the
+ * top of its file. */
+#ifndef ALERTD_FUZZ_H
+#define ALERTD_FUZZ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* What a device sends (tests/fuzz/fuzz_ingest.c). */
+const char *fuzz_ingest_one(const uint8_t *data, size_t size);
+
+/* An alertd.ini (tests/fuzz/fuzz_config.c). */
+const char *fuzz_config_one(const uint8_t *data, size_t size);
+
+#endif
