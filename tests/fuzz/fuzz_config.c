@@ -70,16 +70,5 @@ const char *fuzz_config_one(const uint8_t *data, size_t size)
 }
 
 #ifdef ALERTD_LIBFUZZER
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
-	const char *why = fuzz_config_one(data, size);
-
-	if (why) {
-		fprintf(stderr, "fuzz_config: %s\n", why);
-		abort();
-	}
-	return 0;
-}
+FUZZ_LIBFUZZER_ENTRY(fuzz_config_one)
 #endif

@@ -251,16 +251,5 @@ const char *fuzz_ingest_one(const uint8_t *data, size_t size)
 }
 
 #ifdef ALERTD_LIBFUZZER
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
-	const char *why = fuzz_ingest_one(data, size);
-
-	if (why) {
-		fprintf(stderr, "fuzz_ingest: %s\n", why);
-		abort();
-	}
-	return 0;
-}
+FUZZ_LIBFUZZER_ENTRY(fuzz_ingest_one)
 #endif
