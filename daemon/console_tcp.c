@@ -200,17 +200,6 @@ static void console_write(struct console_conn *c, const char *id,
 	free(copy);
 }
 
-static int console_id_cmp(const char *a, const char *b)
-{
-	unsigned long long ams = 0, aseq = 0, bms = 0, bseq = 0;
-
-	sscanf(a, "%llu-%llu", &ams, &aseq);
-	sscanf(b, "%llu-%llu", &bms, &bseq);
-	if (ams != bms)
-		return ams < bms ? -1 : 1;
-	return aseq < bseq ? -1 : aseq > bseq;
-}
-
 static void console_go_live(struct console_conn *c)
 {
 	struct console_held *h;
@@ -218,7 +207,7 @@ static void console_go_live(struct console_conn *c)
 	c->state = CON_LIVE;
 	while ((h = STAILQ_FIRST(&c->held)) != NULL) {
 		STAILQ_REMOVE_HEAD(&c->held, next);
-		if (c->last_id[0] == '\0' || console_id_cmp(h->id, c->last_id) > 0)
+		if (c->last_id[0] == '\0' || fanout_id_cmp(h->id, c->last_id) > 0)
 			console_write(c, h->id, h->json);
 		free(h->id);
 		free(h->json);

@@ -84,8 +84,7 @@ size_t fanout_clients(const struct fanout *f)
 	return f->n_clients;
 }
 
-/* Compares two stream ids "<ms>-<seq>" numerically. */
-static int fanout_id_cmp(const char *a, const char *b)
+int fanout_id_cmp(const char *a, const char *b)
 {
 	unsigned long long ams = 0, aseq = 0, bms = 0, bseq = 0;
 

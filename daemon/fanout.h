@@ -42,14 +42,18 @@ void fanout_on_operators_changed(struct operators *ops, void *arg);
  * open stream here, comma-separated (caller frees; NULL: no memory). */
 char *fanout_on_duty(const struct fanout *f);
 
-/* What a console of this role and zones ("" = all) may see of a
- * snapshot: NULL if outside its zones, else the JSON to send (json itself
- * or a masked copy put in *copy, which the caller frees). */
 /* true when the snapshot's zone is one of an operator's zones (never for
  * other roles or an operator without zones): zone_mode = first lists
  * those incidents first. */
 bool fanout_own_zone(enum auth_role role, const char *zones, const char *json);
 
+/* Compares two change ids "<ms>-<seq>" numerically (< 0, 0, > 0): both
+ * console streams skip the held-back changes a replay already covered. */
+int fanout_id_cmp(const char *a, const char *b);
+
+/* What a console of this role and zones ("" = all) may see of a
+ * snapshot: NULL if outside its zones, else the JSON to send (json itself
+ * or a masked copy put in *copy, which the caller frees). */
 const char *fanout_view(enum auth_role role, const char *zones,
 			const char *json, char **copy);
 
