@@ -42,6 +42,20 @@ void log_set_level(enum log_level level)
 							  : EVENT_DBG_NONE);
 }
 
+/* A message may quote what a client sent (an id, a header): a line break
+ * in it would forge a line of its own, an escape sequence would drive the
+ * reader's terminal. White space becomes a space, any other control byte
+ * '?'; UTF-8 (bytes >= 0x80) is left as it is. */
+void log_neutralise(char *msg)
+{
+	for (unsigned char *p = (unsigned char *)msg; *p != '\0'; p++) {
+		if (*p == '\n' || *p == '\r' || *p == '\t')
+			*p = ' ';
+		else if (*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	}
+}
+
 static void log_vwrite(enum log_level level, const char *fmt, va_list ap)
 {
 	char line[2048];
@@ -67,6 +81,7 @@ static void log_vwrite(enum log_level level, const char *fmt, va_list ap)
 	if (n < 0)
 		return;
 	vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+	log_neutralise(line + n);
 	/* One write per line so that lines from a crash do not interleave. */
 	fprintf(stderr, "%s\n", line);
 }

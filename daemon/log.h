@@ -34,6 +34,10 @@ void log_write(enum log_level level, const char *fmt, ...)
 #define log_warn(...) log_at(LOG_LVL_WARN, __VA_ARGS__)
 #define log_error(...) log_at(LOG_LVL_ERROR, __VA_ARGS__)
 
+/* Control bytes of a formatted message made harmless, in place (every
+ * line goes through it). */
+void log_neutralise(char *msg);
+
 /* Start-up only: log and exit(status). */
 void die(int status, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3), noreturn));
