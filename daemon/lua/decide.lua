@@ -402,8 +402,11 @@ local function decide_one(A, R)
 	end
 	base = clamp(math.floor(base), 0, 999)
 
-	-- (a) idempotency: the same event_id answers the first result.
-	local evt_key = P .. 'evt:' .. event_id
+	-- (a) idempotency: the same event_id from the same source answers
+	-- the first result. The key has the source: a sender chooses its ids,
+	-- so another device's "000123" is another event, never a duplicate
+	-- that would swallow it. '/' is in neither id's alphabet.
+	local evt_key = P .. 'evt:' .. source_id .. '/' .. event_id
 	local stored = redis.call('GET', evt_key)
 	if stored then
 		local o = cjson.decode(stored)

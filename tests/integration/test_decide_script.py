@@ -172,9 +172,9 @@ def test_duplicate_of_merged_event(s):
 
 
 def test_idempotency_key_has_ttl(s):
-    eid = uid("e")
-    s.decide(eid, uid("bus"), "panic", ttl=321)
-    ttl = s.r.ttl(s.prefix + "evt:" + eid)
+    eid, src = uid("e"), uid("bus")
+    s.decide(eid, src, "panic", ttl=321)
+    ttl = s.r.ttl(s.prefix + "evt:" + src + "/" + eid)
     assert 0 < ttl <= 321
 
 

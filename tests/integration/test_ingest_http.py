@@ -76,6 +76,28 @@ def test_same_event_id_with_other_content_is_duplicate(alertd):
     assert len(event_rows(db, ev["event_id"])) == 1
 
 
+def test_same_event_id_from_another_source_is_another_event(alertd):
+    """A sender chooses its event ids: two devices counting from 1 both
+    send "000123". The second is its own event (its own incident and
+    audit row), never a duplicate that would swallow a panic."""
+    db = alertd.db()
+    eid = "000123-" + uid(8)
+    a = make_event(event_id=eid)
+    b = make_event(event_id=eid, type="panic")
+    assert b["source"]["id"] != a["source"]["id"]
+    st, ba, _ = post_event(alertd.http, a)
+    assert st == 202 and ba["outcome"] == "new", ba
+    st, bb, _ = post_event(alertd.http, b)
+    assert st == 202 and bb["outcome"] == "new", bb
+    assert bb["incident_id"] != ba["incident_id"]
+    assert len(event_rows(db, eid)) == 2
+    # Each source's retry is still its own duplicate.
+    st, bb2, _ = post_event(alertd.http, b)
+    assert st == 202 and bb2["outcome"] == "duplicate", bb2
+    assert bb2["incident_id"] == bb["incident_id"]
+    assert len(event_rows(db, eid)) == 2
+
+
 def test_second_event_same_source_merges(alertd, operator_token):
     db = alertd.db()
     ev1 = make_event(type="panic")

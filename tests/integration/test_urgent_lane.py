@@ -107,7 +107,8 @@ def test_an_alarm_starts_and_is_written_ahead_of_a_full_pipeline(
     faults = _noise(5)
     panic = make_event(type="panic", attrs=None)
     r = alertd.redis()
-    decided = lambda ev: r.exists(alertd.prefix + "evt:" + ev["event_id"])
+    decided = lambda ev: r.exists(
+        alertd.prefix + "evt:" + ev["source"]["id"] + "/" + ev["event_id"])
     locker = alertd.db()
     locker.autocommit = False   # the lock is held until the rollback
     with TcpClient(*alertd.tcp) as a, TcpClient(*alertd.tcp) as b:
@@ -181,7 +182,8 @@ def test_an_operators_action_is_written_ahead_of_queued_rows(
                 cur.execute("SELECT 1 FROM audit_chain_head FOR UPDATE")
             a.send_raw(_frames(faults))
             wait_until(lambda: all(
-                r.exists(alertd.prefix + "evt:" + ev["event_id"])
+                r.exists(alertd.prefix + "evt:" + ev["source"]["id"] +
+                         "/" + ev["event_id"])
                 for ev in faults), 5, what="the faults decided")
             acker.start()
             wait_until(lambda: r.hget(ikey, "state") == "acknowledged",
