@@ -318,7 +318,6 @@ static void actions_on_decided(bool ok, const char *json, void *arg)
 		http_reply_json(c->req, 200, c->snapshot);
 		goto done;
 	}
-	fanout_publish(deps->fanout, change_id, snap);
 	log_info("action incident=%lld %s by %s: %s -> %s",
 		 (long long)c->incident_id, actions_names[c->kind], c->actor,
 		 from, to);

@@ -394,7 +394,10 @@ static void console_on_publish(const char *id, const char *json, void *arg)
 	for (c = LIST_FIRST(&t->conns); c != NULL; c = tmp) {
 		tmp = LIST_NEXT(c, next);
 		if (c->state == CON_LIVE) {
-			console_write(c, id, json);
+			/* Covered by its snapshot or replay already? */
+			if (c->last_id[0] == '\0' ||
+			    fanout_id_cmp(id, c->last_id) > 0)
+				console_write(c, id, json);
 		} else if (c->state == CON_REPLAYING) {
 			struct console_held *h = calloc(1, sizeof(*h));
 
@@ -425,13 +428,29 @@ static void console_on_operators(struct operators *ops, void *arg)
 	}
 }
 
+/* fanout tap: the live feed missed changes; every console starts over. */
+static void console_on_changes_lost(void *arg)
+{
+	struct console_tcp *t = arg;
+	struct console_conn *c, *tmp;
+
+	for (c = LIST_FIRST(&t->conns); c != NULL; c = tmp) {
+		tmp = LIST_NEXT(c, next);
+		if (c->state == CON_LIVE || c->state == CON_REPLAYING)
+			console_error(c, "resync_required",
+				      "changes were missed; subscribe again "
+				      "without last_event_id");
+	}
+}
+
 struct console_tcp *console_tcp_new(struct event_base *base,
 				    struct decide *decide,
 				    struct operators *operators,
 				    struct fanout *fanout)
 {
 	struct console_tcp *t = calloc(1, sizeof(*t));
-	struct fanout_tap tap = {console_on_publish, console_on_operators, t};
+	struct fanout_tap tap = {console_on_publish, console_on_operators,
+				 console_on_changes_lost, t};
 
 	if (t == NULL)
 		return NULL;

@@ -167,7 +167,6 @@ static void escalate_fired(struct escalate *e, json_t *f)
 		return;
 	log_info("escalate: incident=%lld level %d fired", (long long)id,
 		 level);
-	fanout_publish(e->fanout, cid, snap);
 	snprintf(tid, sizeof(tid), "%lld:%lld", (long long)id,
 		 (long long)version);
 	snprintf(detail, sizeof(detail), "{\"level\":%d}", level);

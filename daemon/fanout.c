@@ -508,8 +508,22 @@ void fanout_publish(struct fanout *f, const char *change_id,
 		tmp = LIST_NEXT(c, next);
 		if (c->state == SSE_REPLAYING)
 			fanout_hold_back(c, change_id, snapshot_json);
-		else
+		else if (c->last_id[0] == '\0' ||
+			 fanout_id_cmp(change_id, c->last_id) > 0)
 			fanout_write(c, change_id, snapshot_json);
+	}
+}
+
+void fanout_changes_lost(struct fanout *f)
+{
+	struct fanout_client *c;
+
+	if (f->tap.changes_lost != NULL)
+		f->tap.changes_lost(f->tap.arg);
+	while ((c = LIST_FIRST(&f->clients)) != NULL) {
+		log_info("stream operator=%s: changes were missed, cutting the "
+			 "stream (it resumes with Last-Event-ID)", c->name);
+		fanout_client_close(c, true);
 	}
 }
 

@@ -30,9 +30,17 @@ void fanout_attach_sse(struct fanout *f, struct evhttp_request *req,
 		       const struct operator_info *op,
 		       const char *last_event_id);
 
-/* One changed incident, to every console. */
+/* One changed incident, to every console (daemon/follow.c calls it for
+ * each entry of the change stream, in order). A live console skips a
+ * change not newer than the last one it got: its snapshot or replay may
+ * have covered it already. */
 void fanout_publish(struct fanout *f, const char *change_id,
 		    const char *snapshot_json);
+
+/* The live feed missed changes (daemon/follow.c): every console stream is
+ * cut; an SSE console resumes with Last-Event-ID and its replay sends the
+ * open queue again, a TCP console is told resync_required. */
+void fanout_changes_lost(struct fanout *f);
 
 /* operators_changed_cb: ends the streams whose token was revoked. */
 struct operators;
@@ -63,6 +71,7 @@ struct fanout_tap {
 	void (*publish)(const char *change_id, const char *snapshot_json,
 			void *arg);
 	void (*operators_changed)(struct operators *ops, void *arg);
+	void (*changes_lost)(void *arg);
 	void *arg;
 };
 void fanout_set_tap(struct fanout *f, const struct fanout_tap *tap);

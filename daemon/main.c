@@ -17,6 +17,7 @@
 #include "decide.h"
 #include "escalate.h"
 #include "fanout.h"
+#include "follow.h"
 #include "http_server.h"
 #include "ingest_tcp.h"
 #include "log.h"
@@ -52,6 +53,7 @@ struct daemon {
 	struct audit *audit;
 	struct operators *operators;
 	struct fanout *fanout;
+	struct follow *follow;  /* the change stream, to the consoles */
 	struct notify *notify;     /* escalation channels (issue 5) */
 	struct escalate *escalate;
 	struct presence *presence;
@@ -317,6 +319,10 @@ static void daemon_build(struct daemon *d, const struct config *cfg)
 	if (d->decide == NULL || d->audit == NULL || d->operators == NULL ||
 	    d->fanout == NULL)
 		die(1, "out of memory at start-up");
+	d->follow = follow_new(d->base, cfg->redis_host, cfg->redis_port,
+			       cfg->redis_timeout_ms, d->fanout);
+	if (d->follow == NULL)
+		die(1, "out of memory at start-up");
 	operators_set_on_change(d->operators, fanout_on_operators_changed,
 				d->fanout);
 	d->notify = notify_new(d->base, d->pg_ops);
@@ -378,6 +384,7 @@ static void daemon_start(struct daemon *d)
 	if (sd_watchdog_enabled(0, &d->watchdog_usec) <= 0)
 		d->watchdog_usec = 0;
 	redis_pool_start(d->redis);
+	follow_start(d->follow);
 	pg_conn_start(d->pg_audit);
 	pg_conn_start(d->pg_ops);
 	pg_conn_start(d->pg_query);
@@ -393,6 +400,7 @@ static void daemon_free(struct daemon *d)
 	if (d->decide != NULL)
 		decide_flush(d->decide); /* into the pool, answered just below */
 	redis_pool_free(d->redis);
+	follow_free(d->follow);
 	pg_conn_free(d->pg_audit);
 	pg_conn_free(d->pg_ops);
 	pg_conn_free(d->pg_query);

@@ -303,8 +303,6 @@ static void pipeline_record_resolved(struct pipeline_job *job,
 		.at_ms = job->decided_at_ms,
 	};
 
-	fanout_publish(job->p->fanout, res->resolved_change_id,
-		       res->resolved_snapshot);
 	snprintf(transition_id, sizeof(transition_id), "%" PRId64 ":%" PRId64,
 		 res->resolved_id, res->resolved_version);
 	/* event_id is [A-Za-z0-9._:-]: no JSON escaping needed. */
@@ -345,10 +343,8 @@ static void pipeline_on_decided(const struct decide_result *res, void *arg)
 		  ev->event_id, ev->source_id, evt_outcome_name(res->outcome),
 		  res->incident_id, res->priority);
 
-	if (res->snapshot_json != NULL && res->change_id != NULL)
-		fanout_publish(job->p->fanout, res->change_id,
-			       res->snapshot_json);
-
+	/* The consoles get the change from the change stream
+	 * (daemon/follow.c), like every instance's. */
 	/* Personal attrs are stored as [audit] personal_store says. */
 	payload = codec_json_encode_event(ev);
 	if (payload != NULL && ev->n_attrs > 0) {

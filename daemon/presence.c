@@ -148,7 +148,6 @@ static void presence_on_resolved(bool ok, const char *json, void *arg)
 		json_decref(s);
 	}
 	version = json_integer_value(json_object_get(r, "version"));
-	fanout_publish(p->fanout, cid, snap);
 	snprintf(tid, sizeof(tid), "%lld:%lld", (long long)id,
 		 (long long)version);
 	row = (struct audit_transition_row){

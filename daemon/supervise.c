@@ -100,7 +100,6 @@ static void supervise_on_swept(bool ok, size_t n,
 			 it->last_seen_ms);
 		log_info("incident=%" PRId64 ": device_offline opened",
 			 it->incident_id);
-		fanout_publish(s->fanout, it->change_id, it->snapshot_json);
 		audit_record(s->audit, NULL, &tr, supervise_on_recorded, NULL);
 		s->opened++;
 	}
@@ -114,9 +113,7 @@ static void supervise_on_aged(bool ok, size_t n,
 	s->age = SUPERVISE_IDLE;
 	if (!ok)
 		return;
-	for (size_t i = 0; i < n; i++)
-		fanout_publish(s->fanout, items[i].change_id,
-			       items[i].snapshot_json);
+	(void)items; /* the consoles read the changes from the stream */
 	s->aged += n;
 }
 

@@ -2,6 +2,8 @@
 `event: incident` with its snapshot, and a reconnect with Last-Event-ID
 gets exactly the changes it missed."""
 
+import pytest
+
 from helpers import SseClient, make_event, post_event, uid
 
 
@@ -158,3 +160,79 @@ def test_stream_needs_a_token(alertd):
     with SseClient(alertd.http, "nope-" + uid()) as sse:
         assert sse.status == 401
         assert sse.body["error"] == "unauthorized"
+
+
+def test_console_sees_the_changes_of_another_instance(alertd_factory,
+                                                      test_env,
+                                                      operator_token):
+    """Several instances share one Redis and any of them takes any event
+    (DESIGN.md): a console connected to instance A must get the panic
+    that instance B took, and B's operator actions, from the change
+    stream; not only what A itself decided."""
+    a = alertd_factory()
+    b = alertd_factory(spool={"path": str(test_env.tmp / "spool-b")})
+    with SseClient(a.http, operator_token) as sse:
+        assert sse.status == 200, sse.body
+        assert sse.no_event_within(0.3)       # the (empty) queue is sent
+        body = _post(b, make_event(type="panic"))
+        e = _incident_event(sse, timeout=5)
+        assert e["json"]["id"] == body["incident_id"]
+        assert e["json"]["state"] == "new"
+        # Its own events still arrive, in stream order after B's.
+        mine = _post(a, make_event(type="fault"))
+        e2 = _incident_event(sse, timeout=5)
+        assert e2["json"]["id"] == mine["incident_id"]
+        assert _id(e2["id"]) > _id(e["id"])
+
+
+def _id(change_id):
+    return tuple(int(x) for x in change_id.split("-"))
+
+
+def _kill_follower_and_trim(alertd):
+    """Cuts every connection blocked in XREAD (the consoles' live feed)
+    and, in the same round trip, so before any reconnect, adds an entry
+    and trims the stream to it: what the follower had not read is gone."""
+    r = alertd.redis()
+    ids = [c["id"] for c in r.client_list() if c.get("cmd") == "xread"]
+    assert ids, r.client_list()
+    key = alertd.prefix + "changes"
+    p = r.pipeline(transaction=False)
+    for i in ids:
+        p.execute_command("CLIENT", "KILL", "ID", i)
+    p.xadd(key, {"incident": "0", "snapshot": "{}"})
+    p.xtrim(key, maxlen=1, approximate=False)
+    p.execute()
+
+
+def test_missed_live_changes_cut_the_consoles(alertd_factory, make_config,
+                                              operator_token):
+    """If the live feed lost its connection and the stream was trimmed
+    past what it had read, some changes never reached the consoles: each
+    one is cut (SSE) or told resync_required (TCP console), and resumes
+    through its own replay, which sends the open queue again."""
+    from conftest import free_port
+    from test_presence import _subscribe
+    cfg = make_config(
+        server__console_tcp_listen="127.0.0.1:%d" % free_port())
+    alertd = alertd_factory(config=cfg)
+    first = _post(alertd, make_event(type="panic"))
+    with SseClient(alertd.http, operator_token) as sse, \
+            _subscribe(alertd, cfg, operator_token) as tcp:
+        last = _incident_event(sse)["id"]     # the queue: one incident
+        assert tcp.read_frame(10).WhichOneof("msg") == "incident"
+        _kill_follower_and_trim(alertd)
+        with pytest.raises(EOFError):
+            sse.next_event(10)
+        f = tcp.read_frame(10)
+        assert f.WhichOneof("msg") == "error", f
+        assert f.error.code == "resync_required", f
+        alertd.wait_log("were trimmed while the change stream was not read")
+    # The console resumes with its Last-Event-ID: reset and the queue.
+    with SseClient(alertd.http, operator_token, last_event_id=last) as sse:
+        assert sse.next_event(10)["event"] == "reset"
+        assert _queue_ids(sse, 1) == [first["incident_id"]]
+        # ... and the live feed runs again.
+        b = _post(alertd, make_event())
+        assert _incident_event(sse, timeout=5)["json"]["id"] == \
+            b["incident_id"]
