@@ -64,7 +64,7 @@ static const struct config_setting config_table[] = {
 	{"operators", "zone_mode", CFG_STR, "only", true, OFF(zone_mode), 0, 0},
 	{"redis", "host", CFG_STR, "127.0.0.1", false, OFF(redis_host), 0, 0},
 	{"redis", "port", CFG_INT, "6379", false, OFF(redis_port), 1, 65535},
-	{"redis", "timeout_ms", CFG_INT, "2000", true, OFF(redis_timeout_ms), 10, 600000},
+	{"redis", "timeout_ms", CFG_INT, "2000", false, OFF(redis_timeout_ms), 10, 600000},
 	{"redis", "prefix", CFG_STR, "alertd:", false, OFF(redis_prefix), 0, 0},
 	{"postgres", "conninfo", CFG_STR, "host=127.0.0.1 port=5432 dbname=alertd user=alertd", false, OFF(pg_conninfo), 0, 0},
 	{"postgres", "timeout_ms", CFG_INT, "5000", true, OFF(pg_timeout_ms), 10, 600000},
