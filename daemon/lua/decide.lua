@@ -671,11 +671,14 @@ local function mode_action()
 		return action_refuse('not_found', nil)
 	end
 	local state = h.state or 'new'
-	if want ~= '' and want ~= json_int(h.version) then
-		return action_refuse('stale', h)
-	end
+	-- The zone first: a refusal for any other reason names the
+	-- incident's state, version and holder, which an operator of other
+	-- zones may not see.
 	if not override and not action_in_zones(zones, h.zone or '') then
 		return action_refuse('zone', h)
+	end
+	if want ~= '' and want ~= json_int(h.version) then
+		return action_refuse('stale', h)
 	end
 	local held = state == 'acknowledged' and h.acked_by ~= nil and
 		h.acked_by ~= '' and h.acked_by ~= actor

@@ -265,3 +265,24 @@ def test_transfer_zone_mode_first_any_operator(alertd_factory, alertctl,
     assert st == 200 and snap["acked_by"] == karsi, snap
     assert act(d, tk, iid, "resolve", {"note": "done"})[0] == 200
 
+
+def test_stale_version_out_of_zone_is_forbidden(alertd, alertctl,
+                                                add_operator_token):
+    """The zone check comes first: a wrong version on another zone's
+    incident is 403, not a 409 naming its state, version and holder."""
+    karsi = _name("karsi")
+    r = alertctl("operator", "add", karsi, "--role", "operator",
+                 "--zones", "Karsiyaka")
+    tk = r.stdout.strip().splitlines()[-1]
+    holder = _name("holder")
+    th = add_operator_token("operator", holder)
+    iid = _open(alertd, zone="Bornova")
+    assert act(alertd, th, iid, "ack")[0] == 200
+    for action, body in (("note", {"note": "x", "version": 99}),
+                         ("ack", {"version": 99}),
+                         ("transfer", {"to_zone": "Karsiyaka",
+                                       "version": 99})):
+        st, err = act(alertd, tk, iid, action, body)
+        assert st == 403 and err["error"] == "forbidden", (action, err)
+        assert holder not in json.dumps(err) and "version" not in err, err
+
