@@ -156,7 +156,7 @@ static bool actions_parse_body(struct evhttp_request *req,
 	bool ok = false;
 
 	if (len > (size_t)config_current()->max_body_bytes) {
-		http_reply_error(req, 413, "too_large", NULL,
+		http_reply_error(req, 413, "body_too_large", NULL,
 				 "the body is over the size limit", 0);
 		return false;
 	}

@@ -286,3 +286,15 @@ def test_stale_version_out_of_zone_is_forbidden(alertd, alertctl,
         assert st == 403 and err["error"] == "forbidden", (action, err)
         assert holder not in json.dumps(err) and "version" not in err, err
 
+
+def test_oversized_action_body_is_body_too_large(alertd, add_operator_token):
+    """docs/api.md: 413 body_too_large, the code metrics counts."""
+    tok = add_operator_token("operator")
+    iid = _open(alertd)
+    st, err = act(alertd, tok, iid, "note", {"note": "x" * 20000})
+    assert st == 413 and err["error"] == "body_too_large", err
+    st, text, _ = http_request(alertd.http, "GET", "/metrics")
+    text = text if isinstance(text, str) else text.decode()
+    line = [ln for ln in text.splitlines()
+            if ln.startswith('alertd_errors_total{code="body_too_large"}')]
+    assert line and int(line[0].split()[-1]) >= 1, line
