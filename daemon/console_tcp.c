@@ -221,6 +221,7 @@ static void console_on_snapshot(bool ok, const char *json, void *arg)
 	json_t *r = NULL, *it;
 	const char *last;
 	size_t i;
+	bool first;
 
 	if (!console_call_done(c))
 		return;
@@ -231,9 +232,20 @@ static void console_on_snapshot(bool ok, const char *json, void *arg)
 			      "unavailable; reconnect later");
 		return;
 	}
-	json_array_foreach(json_object_get(r, "queue"), i, it)
-		if (json_is_string(it))
-			console_write(c, last, json_string_value(it));
+	/* zone_mode = first: the operator's own zones in a first pass, as
+	 * the SSE stream does (fanout_on_snapshot). */
+	first = config_current()->zone_first && c->role == AUTH_ROLE_OPERATOR &&
+		c->zones[0] != '\0';
+	for (int pass = first ? 0 : 1; pass < 2; pass++) {
+		json_array_foreach(json_object_get(r, "queue"), i, it) {
+			const char *snap = json_string_value(it);
+
+			if (snap == NULL || (first && fanout_own_zone(c->role,
+					     c->zones, snap) != (pass == 0)))
+				continue;
+			console_write(c, last, snap);
+		}
+	}
 	snprintf(c->last_id, sizeof(c->last_id), "%s", last);
 	json_decref(r);
 	console_go_live(c);

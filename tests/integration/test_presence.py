@@ -235,3 +235,27 @@ def test_zone_mode_first_puts_own_zone_first(alertd_factory, alertctl):
                                token=tok,
                                headers={"Content-Type": "application/json"})
     assert st == 200 and snap["acked_by"] == name, snap
+
+
+def test_tcp_console_zone_first_snapshot_order(alertd_factory, make_config,
+                                               alertctl):
+    """docs/operations.md: zone_mode = first puts the own zones first in
+    the snapshot a console gets on connect; docs/api.md: the TCP stream is
+    filtered exactly like GET /v1/stream."""
+    import json
+    from conftest import free_port
+    cfg = make_config(server__console_tcp_listen="127.0.0.1:%d" % free_port(),
+                      operators__zone_mode="first")
+    d = alertd_factory(config=cfg)
+    name = "karsi-%s" % uuid.uuid4().hex[:6]
+    tok = alertctl("operator", "add", name, "--role", "operator",
+                   "--zones", "Karsiyaka").stdout.strip().splitlines()[-1]
+    other = _open(d, type="panic", zone="Bornova")
+    own = _open(d, type="fault", zone="Karsiyaka")
+    with SseClient(d.http, tok) as sse:
+        ids = [ev["json"]["id"] for ev in _incidents(sse, 2)]
+        assert ids == [own, other]
+    with _subscribe(d, cfg, tok) as c:
+        ids = [json.loads(c.read_frame(10).incident.snapshot_json)["id"]
+               for _ in range(2)]
+        assert ids == [own, other]
