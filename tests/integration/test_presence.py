@@ -259,3 +259,35 @@ def test_tcp_console_zone_first_snapshot_order(alertd_factory, make_config,
         ids = [json.loads(c.read_frame(10).incident.snapshot_json)["id"]
                for _ in range(2)]
         assert ids == [own, other]
+
+
+def test_tcp_console_error_frame_then_orderly_close(alertd_factory,
+                                                    make_config):
+    """An Error frame goes after what is queued and the connection ends
+    with a FIN once it is written: input still arriving (the rest of an
+    oversized frame) is read and dropped meanwhile, so the close is not a
+    reset that could cost the console the Error frame."""
+    import socket
+    import struct
+    import threading
+    from conftest import free_port
+    from helpers import TcpClient
+    port = free_port()
+    cfg = make_config(server__console_tcp_listen="127.0.0.1:%d" % port)
+    alertd_factory(config=cfg)
+    with TcpClient("127.0.0.1", port) as c:
+        def flood():
+            try:
+                c.sock.sendall(struct.pack(">I", 70000) + b"x" * 300000)
+            except OSError:
+                pass
+        t = threading.Thread(target=flood)
+        t.start()
+        f = c.read_frame(10)
+        assert f is not None and f.WhichOneof("msg") == "error", f
+        assert f.error.code == "frame_too_large", f
+        assert c.buf == b""
+        c.sock.settimeout(10)
+        assert c.sock.recv(65536) == b""    # FIN, not a reset
+        t.join(10)
+        c.sock.shutdown(socket.SHUT_WR)
