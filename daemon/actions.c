@@ -11,7 +11,13 @@
  * change record, escalation stop) -> audit transition row -> fan-out to
  * the consoles -> reply with the new snapshot once the row is committed
  * (or kept for retry when PostgreSQL is down). Refusals change nothing and
- * are not audited: 409 names who holds the incident and its version. */
+ * are not audited: 409 names who holds the incident and its version.
+ *
+ * A transfer to an operator makes them the holder and stops escalation,
+ * so the target must be someone who can see and resolve the incident: an
+ * active operator, supervisor or admin, and an operator with zones only
+ * for an incident of those zones (the zone is checked in the script,
+ * against the incident's zone at that moment). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -150,7 +156,7 @@ static bool actions_parse_body(struct evhttp_request *req,
 	bool ok = false;
 
 	if (len > (size_t)config_current()->max_body_bytes) {
-		http_reply_error(req, 413, "too_large", NULL,
+		http_reply_error(req, 413, "body_too_large", NULL,
 				 "the body is over the size limit", 0);
 		return false;
 	}
@@ -247,7 +253,12 @@ static void actions_refused(struct actions_call *c, json_t *r,
 				 "the incident is not in your zones", 0);
 		return;
 	}
-	if (strcmp(status, "stale") == 0) {
+	if (strcmp(status, "target_zone") == 0) {
+		code = "target_out_of_zone";
+		snprintf(detail, sizeof(detail),
+			 "%s does not work on the incident's zone",
+			 c->to != NULL ? c->to : "the operator");
+	} else if (strcmp(status, "stale") == 0) {
 		code = "stale_version";
 		snprintf(detail, sizeof(detail),
 			 "the incident changed: it is at version %lld",
@@ -349,8 +360,9 @@ static void actions_on_operator(const struct operator_info *op,
 {
 	struct actions_call *c = arg;
 	const struct http_deps *deps = http_server_deps(c->server);
-	char id[24], now_ms[24], now_iso[32];
-	const char *params[10];
+	const struct operator_info *target = NULL;
+	char id[24], now_ms[24], now_iso[32], detail[160];
+	const char *params[11];
 	int64_t now = tzclock_now_ms();
 
 	if (op == NULL) {
@@ -373,11 +385,23 @@ static void actions_on_operator(const struct operator_info *op,
 				 0);
 		goto fail;
 	}
-	if (c->kind == ACT_TRANSFER && strcmp(c->to_kind, "operator") == 0 &&
-	    !operators_name_active(deps->operators, c->to)) {
-		http_reply_error(c->req, 400, "invalid_field", "to_operator",
-				 "no active operator of that name", 0);
-		goto fail;
+	if (c->kind == ACT_TRANSFER && strcmp(c->to_kind, "operator") == 0) {
+		target = operators_by_name(deps->operators, c->to);
+		if (target == NULL) {
+			http_reply_error(c->req, 400, "invalid_field",
+					 "to_operator",
+					 "no active operator of that name", 0);
+			goto fail;
+		}
+		if (!operators_role_can_act(target->role)) {
+			snprintf(detail, sizeof(detail),
+				 "%s has the role %s, which cannot hold "
+				 "incidents",
+				 target->name, auth_role_name(target->role));
+			http_reply_error(c->req, 400, "invalid_field",
+					 "to_operator", detail, 0);
+			goto fail;
+		}
 	}
 	if ((c->actor = strdup(op->name)) == NULL) {
 		actions_unavailable(c->req, "memory");
@@ -400,8 +424,14 @@ static void actions_on_operator(const struct operator_info *op,
 		    : c->note != NULL       ? c->note : "";
 	params[9] = c->kind == ACT_TRANSFER ? c->to
 		    : c->outcome != NULL    ? c->outcome : "";
+	/* The zones the transfer target works on ("" any): only an
+	 * operator's zones limit them, and not with zone_mode = first. */
+	params[10] = target != NULL && target->role == AUTH_ROLE_OPERATOR &&
+			     target->zones != NULL &&
+			     !config_current()->zone_first
+			     ? target->zones : "";
 	c->state = ACTS_DECIDE;
-	if (!decide_script(deps->decide, actions_names[c->kind], 10, params,
+	if (!decide_script(deps->decide, actions_names[c->kind], 11, params,
 			   actions_on_decided, c)) {
 		actions_unavailable(c->req, "the incident store");
 		goto fail;

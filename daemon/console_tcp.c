@@ -5,7 +5,12 @@
  * the token and answers with the open queue (or the changes after
  * last_event_id), then every change, filtered and masked for the
  * operator's role and zones like the SSE stream. A revoked token gets an
- * Error frame "token_revoked" and the connection ends. */
+ * Error frame "token_revoked" and the connection ends.
+ *
+ * An Error frame goes to the end of the output, after the complete frames
+ * queued before it (never inside one that the socket took only part of);
+ * the connection then closes once it is written and the console's FIN is
+ * in, or after CONSOLE_CLOSING_S, whichever comes first. */
 #include "console_tcp.h"
 
 #include <arpa/inet.h>
@@ -33,6 +38,10 @@
 #define CONSOLE_FRAME_MAX 65536
 #define CONSOLE_OUT_MAX (4 * 1024 * 1024)
 #define CONSOLE_REPLAY_MAX 10000
+/* How long a connection that got an Error frame may take to read what
+ * was queued before it (at most CONSOLE_OUT_MAX and one frame) and to
+ * close its side; then it is cut, wherever the output is. */
+#define CONSOLE_CLOSING_S 5
 
 enum console_state {
 	CON_WAIT_SUBSCRIBE, /* reading the Subscribe frame */
@@ -40,6 +49,10 @@ enum console_state {
 	CON_REPLAYING,      /* snapshot or replay read in flight; live
 			       changes are held back */
 	CON_LIVE,           /* every change is written at once */
+	CON_CLOSING,        /* an Error frame is queued last: nothing more
+			       is written; closed once it is out and the
+			       peer's FIN is in (input discarded), or when
+			       the closing timer fires */
 	CON_CLOSED,         /* freed on the next loop turn (or when the
 			       call in flight answers) */
 };
@@ -61,6 +74,9 @@ struct console_conn {
 	char last_id[48];
 	char *resume;          /* Subscribe.last_event_id */
 	STAILQ_HEAD(, console_held) held;
+	const char *why;       /* CON_CLOSING: the error code, for the log */
+	bool peer_eof;         /* CON_CLOSING: the console closed its side */
+	struct event *closing; /* CON_CLOSING: the CONSOLE_CLOSING_S bound */
 };
 
 struct console_tcp {
@@ -72,6 +88,9 @@ struct console_tcp {
 	LIST_HEAD(, console_conn) conns;
 	LIST_HEAD(, console_conn) dead;
 };
+
+static void console_on_read(struct bufferevent *bev, void *arg);
+static void console_on_event(struct bufferevent *bev, short what, void *arg);
 
 static void console_held_clear(struct console_conn *c)
 {
@@ -91,6 +110,8 @@ static void console_conn_free(struct console_conn *c)
 	if (c->bev != NULL)
 		bufferevent_free(c->bev);
 	console_held_clear(c);
+	if (c->closing != NULL)
+		event_free(c->closing);
 	free(c->name);
 	free(c->zones);
 	free(c->resume);
@@ -109,17 +130,18 @@ static void console_on_reap(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-/* A callback of c's call arrived: false (and c reaped) if c was closed
- * meanwhile. */
+/* A callback of c's call arrived: false if c was closed (then reaped) or
+ * got an Error frame meanwhile. */
 static bool console_call_done(struct console_conn *c)
 {
 	struct timeval now = {0, 0};
 
 	c->call_in_flight = false;
-	if (c->state != CON_CLOSED)
-		return true;
-	event_add(c->owner->reaper, &now);
-	return false;
+	if (c->state == CON_CLOSED) {
+		event_add(c->owner->reaper, &now);
+		return false;
+	}
+	return c->state != CON_CLOSING;
 }
 
 /* Never frees c here: it moves to the dead list, reaped next turn. */
@@ -132,6 +154,8 @@ static void console_close(struct console_conn *c, const char *why)
 	log_info("console tcp operator=%s: closed (%s)",
 		 c->name ? c->name : "-", why);
 	c->state = CON_CLOSED;
+	if (c->closing != NULL)
+		event_del(c->closing);
 	if (c->bev != NULL) {
 		bufferevent_free(c->bev);
 		c->bev = NULL;
@@ -141,24 +165,60 @@ static void console_close(struct console_conn *c, const char *why)
 	event_add(c->owner->reaper, &now);
 }
 
-/* An Error frame, then close once written (best effort). */
+static void console_on_closing_timeout(evutil_socket_t fd, short what,
+				       void *arg)
+{
+	struct console_conn *c = arg;
+
+	console_close(c, "the Error frame was not read in time");
+}
+
+/* CON_CLOSING: the output, the Error frame last, is written (write
+ * callback, low watermark 0). Our side is closed; the peer's FIN (or the
+ * closing timer) ends the connection, so that input still in flight does
+ * not make the kernel reset it before the console has read the frame. */
+static void console_on_written(struct bufferevent *bev, void *arg)
+{
+	struct console_conn *c = arg;
+	evutil_socket_t fd = bufferevent_getfd(bev);
+
+	if (c->state != CON_CLOSING)
+		return;
+	if (c->peer_eof || fd < 0 || shutdown(fd, SHUT_WR) != 0)
+		console_close(c, c->why);
+}
+
+/* An Error frame after what is queued, then close (CON_CLOSING). */
 static void console_error(struct console_conn *c, const char *code,
 			  const char *detail)
 {
-	size_t len;
-	uint8_t *buf = codec_pb_frame_error(code, detail, &len);
+	struct timeval tmo = {CONSOLE_CLOSING_S, 0};
+	size_t len = 0;
+	uint8_t *buf;
+	int rc = -1;
 
-	if (buf != NULL && c->bev != NULL) {
-		/* Written straight to the socket: the connection ends now. */
-		evutil_socket_t fd = bufferevent_getfd(c->bev);
-
-		bufferevent_flush(c->bev, EV_WRITE, BEV_FLUSH);
-		evbuffer_write(bufferevent_get_output(c->bev), fd);
-		if (send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-			log_debug("console tcp: error frame not sent");
-	}
+	if (c->state == CON_CLOSED || c->state == CON_CLOSING)
+		return;
+	buf = codec_pb_frame_error(code, detail, &len);
+	if (buf != NULL && c->bev != NULL)
+		rc = bufferevent_write(c->bev, buf, len);
 	free(buf);
-	console_close(c, code);
+	if (rc != 0 || (c->closing = evtimer_new(c->owner->base,
+						 console_on_closing_timeout,
+						 c)) == NULL) {
+		console_close(c, code);
+		return;
+	}
+	log_debug("console tcp operator=%s: %s; closing once written",
+		  c->name ? c->name : "-", code);
+	c->state = CON_CLOSING;
+	c->why = code;
+	console_held_clear(c);
+	bufferevent_setcb(c->bev, console_on_read, console_on_written,
+			  console_on_event, c);
+	bufferevent_set_timeouts(c->bev, NULL, NULL);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	evtimer_add(c->closing, &tmo);
 }
 
 /* Writes one change if the operator may see it. */
@@ -172,7 +232,8 @@ static void console_write(struct console_conn *c, const char *id,
 	uint8_t hdr[4], *buf;
 	size_t n;
 
-	if (c->state == CON_CLOSED || c->bev == NULL)
+	if (c->state == CON_CLOSED || c->state == CON_CLOSING ||
+	    c->bev == NULL)
 		return;
 	out = bufferevent_get_output(c->bev);
 	if (evbuffer_get_length(out) > CONSOLE_OUT_MAX) {
@@ -221,6 +282,7 @@ static void console_on_snapshot(bool ok, const char *json, void *arg)
 	json_t *r = NULL, *it;
 	const char *last;
 	size_t i;
+	bool first;
 
 	if (!console_call_done(c))
 		return;
@@ -231,9 +293,20 @@ static void console_on_snapshot(bool ok, const char *json, void *arg)
 			      "unavailable; reconnect later");
 		return;
 	}
-	json_array_foreach(json_object_get(r, "queue"), i, it)
-		if (json_is_string(it))
-			console_write(c, last, json_string_value(it));
+	/* zone_mode = first: the operator's own zones in a first pass, as
+	 * the SSE stream does (fanout_on_snapshot). */
+	first = config_current()->zone_first && c->role == AUTH_ROLE_OPERATOR &&
+		c->zones[0] != '\0';
+	for (int pass = first ? 0 : 1; pass < 2; pass++) {
+		json_array_foreach(json_object_get(r, "queue"), i, it) {
+			const char *snap = json_string_value(it);
+
+			if (snap == NULL || (first && fanout_own_zone(c->role,
+					     c->zones, snap) != (pass == 0)))
+				continue;
+			console_write(c, last, snap);
+		}
+	}
 	snprintf(c->last_id, sizeof(c->last_id), "%s", last);
 	json_decref(r);
 	console_go_live(c);
@@ -355,8 +428,18 @@ static void console_on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct console_conn *c = arg;
 
-	console_close(c, (what & BEV_EVENT_TIMEOUT) ? "no Subscribe in time"
-						    : "peer left");
+	if (c->state == CON_CLOSING && (what & BEV_EVENT_EOF) &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
+		/* Done sending, perhaps still reading: finish the output. */
+		c->peer_eof = true;
+		return;
+	}
+	if (c->state == CON_CLOSING)
+		console_close(c, c->why);
+	else
+		console_close(c, (what & BEV_EVENT_TIMEOUT)
+					 ? "no Subscribe in time"
+					 : "peer left");
 }
 
 static void console_on_accept(struct evconnlistener *l, evutil_socket_t fd,

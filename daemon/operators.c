@@ -419,12 +419,13 @@ bool operators_active(const struct operators *ops, const char *hash)
 	return operators_find(ops, hash) != NULL;
 }
 
-bool operators_name_active(const struct operators *ops, const char *name)
+const struct operator_info *operators_by_name(const struct operators *ops,
+					      const char *name)
 {
 	for (size_t i = 0; i < ops->n_entries; i++)
 		if (strcmp(ops->entries[i].info.name, name) == 0)
-			return true;
-	return false;
+			return &ops->entries[i].info;
+	return NULL;
 }
 
 /* Incident actions (ack, resolve, note, transfer): not the auditor, who

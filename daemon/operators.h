@@ -39,8 +39,10 @@ void operators_set_on_change(struct operators *ops, operators_changed_cb cb,
 			     void *arg);
 /* true while the token of this hash is known and not revoked. */
 bool operators_active(const struct operators *ops, const char *hash);
-/* true while an operator of this name has a token that is not revoked. */
-bool operators_name_active(const struct operators *ops, const char *name);
+/* The operator of this name while its token is not revoked, else NULL;
+ * valid until the next refresh (use it at once). */
+const struct operator_info *operators_by_name(const struct operators *ops,
+					      const char *name);
 /* true if the role may do what the API route needs. */
 bool operators_role_can_act(enum auth_role role);
 bool operators_role_can_supervise(enum auth_role role);

@@ -610,7 +610,7 @@ end
 -- ---- Operator actions (docs/redis.md, "Actions") ----
 --
 --   ack|resolve|note|transfer|reopen  prefix incident_id actor version
---       now_ms now_iso changes_maxlen zones may_override a1 a2
+--       now_ms now_iso changes_maxlen zones may_override a1 a2 [to_zones]
 --     version: "" or the version the operator acted on; another one is
 --       refused as stale.
 --     zones: "" (any) or the comma-separated zones the actor works on.
@@ -618,11 +618,15 @@ end
 --       another operator holds (supervisor, admin).
 --     resolve: a1 note, a2 outcome code; note: a1 text; transfer: a1
 --       "operator" or "zone", a2 the operator or zone; reopen: a1 note.
+--     to_zones (optional, default ""): transfer to an operator: "" (any)
+--       or the comma-separated zones the target works on; an incident
+--       outside them is refused ("target_zone"): its holder could not see
+--       it, and escalation would stop.
 --   -> one string, a JSON object:
 --     {"status":"ok","from":..,"to":..,"version":..,"change_id":..,
 --      "snapshot":"<snapshot JSON as a string>"}
 --     or {"status":"not_found"|"stale"|"held"|"resolved"|"not_resolved"|
---         "zone", "version":.., "acked_by":.., "state":..}
+--         "zone"|"target_zone", "version":.., "acked_by":.., "state":..}
 --   An ack by the operator who already holds it is "ok" with
 --   change_id "" (nothing changed). Every change bumps the version,
 --   appends to the change stream and stops or re-arms escalation (key
@@ -651,14 +655,14 @@ local function action_in_zones(zones, zone)
 end
 
 local function mode_action()
-	if #ARGV ~= 12 then
-		return fail(mode .. ' wants 12 arguments, got ' .. #ARGV)
+	if #ARGV ~= 12 and #ARGV ~= 13 then
+		return fail(mode .. ' wants 12 or 13 arguments, got ' .. #ARGV)
 	end
 	local id, actor, want = ARGV[3], ARGV[4], ARGV[5]
 	local now_ms, now_iso = ARGV[6], ARGV[7]
 	local maxlen = tonumber(ARGV[8])
 	local zones, override = ARGV[9], ARGV[10] == '1'
-	local a1, a2 = ARGV[11], ARGV[12]
+	local a1, a2, to_zones = ARGV[11], ARGV[12], ARGV[13] or ''
 	if not is_uint(id) or actor == '' or not is_uint(now_ms) or
 	    maxlen == nil or maxlen < 1 or (want ~= '' and not is_uint(want)) then
 		return fail(mode .. ': bad incident_id, actor, now_ms, ' ..
@@ -670,11 +674,14 @@ local function mode_action()
 		return action_refuse('not_found', nil)
 	end
 	local state = h.state or 'new'
-	if want ~= '' and want ~= json_int(h.version) then
-		return action_refuse('stale', h)
-	end
+	-- The zone first: a refusal for any other reason names the
+	-- incident's state, version and holder, which an operator of other
+	-- zones may not see.
 	if not override and not action_in_zones(zones, h.zone or '') then
 		return action_refuse('zone', h)
+	end
+	if want ~= '' and want ~= json_int(h.version) then
+		return action_refuse('stale', h)
 	end
 	local held = state == 'acknowledged' and h.acked_by ~= nil and
 		h.acked_by ~= '' and h.acked_by ~= actor
@@ -729,6 +736,9 @@ local function mode_action()
 		detail.to_kind = a1
 		detail.to = a2
 		if a1 == 'operator' then
+			if not action_in_zones(to_zones, h.zone or '') then
+				return action_refuse('target_zone', h)
+			end
 			to = 'acknowledged'
 			h.acked_by = a2
 			h.acked_at = now_iso

@@ -213,3 +213,88 @@ def test_operator_list_and_revoke_cuts_the_stream(alertd, alertctl):
     listed = json.loads(alertctl("operator", "list", "--json").stdout)
     assert [o for o in listed if o["name"] == name][0]["revoked_at"]
     alertd.wait_log("token revoked")
+
+
+def test_transfer_only_to_someone_who_can_hold_the_incident(
+        alertd, alertctl, add_operator_token):
+    """A transfer makes the target the holder and stops escalation: a
+    target limited to other zones, or an auditor, could neither see nor
+    resolve it, and nobody would be alerted. Refused, nothing changes."""
+    karsi = _name("karsi")
+    r = alertctl("operator", "add", karsi, "--role", "operator",
+                 "--zones", "Karsiyaka")
+    tk = r.stdout.strip().splitlines()[-1]
+    aud = _name("aud")
+    add_operator_token("auditor", aud)
+    me = add_operator_token("operator")
+    iid = _open(alertd, zone="Bornova")
+    before = get(alertd, me, iid)
+    st, err = act(alertd, me, iid, "transfer", {"to_operator": karsi})
+    assert st == 409 and err["error"] == "target_out_of_zone", err
+    assert karsi in err["detail"] and err["state"] == "new", err
+    assert err["version"] == before["version"]
+    st, err = act(alertd, me, iid, "transfer", {"to_operator": aud})
+    assert st == 400 and err["error"] == "invalid_field", err
+    assert err["field"] == "to_operator" and "auditor" in err["detail"], err
+    assert get(alertd, me, iid) == before
+    # Escalation still armed: the incident is in esc:due.
+    assert alertd.redis().zscore(alertd.prefix + "esc:due", str(iid)) \
+        is not None
+    # Into the target's zone first, then the transfer is fine.
+    sup = add_operator_token("supervisor")
+    assert act(alertd, sup, iid, "transfer",
+               {"to_zone": "Karsiyaka"})[0] == 200
+    st, snap = act(alertd, me, iid, "transfer", {"to_operator": karsi})
+    assert st == 200 and snap["acked_by"] == karsi, snap
+    assert get(alertd, tk, iid)["acked_by"] == karsi
+    st, snap = act(alertd, tk, iid, "resolve", {"note": "done"})
+    assert st == 200 and snap["state"] == "resolved", snap
+
+
+def test_transfer_zone_mode_first_any_operator(alertd_factory, alertctl,
+                                               add_operator_token):
+    """With zone_mode = first every operator may act on every zone, so a
+    zoned operator may also be given another zone's incident."""
+    d = alertd_factory(operators__zone_mode="first")
+    karsi = _name("karsi")
+    tk = alertctl("operator", "add", karsi, "--role", "operator",
+                  "--zones", "Karsiyaka").stdout.strip().splitlines()[-1]
+    me = add_operator_token("operator")
+    iid = _open(d, zone="Bornova")
+    st, snap = act(d, me, iid, "transfer", {"to_operator": karsi})
+    assert st == 200 and snap["acked_by"] == karsi, snap
+    assert act(d, tk, iid, "resolve", {"note": "done"})[0] == 200
+
+
+def test_stale_version_out_of_zone_is_forbidden(alertd, alertctl,
+                                                add_operator_token):
+    """The zone check comes first: a wrong version on another zone's
+    incident is 403, not a 409 naming its state, version and holder."""
+    karsi = _name("karsi")
+    r = alertctl("operator", "add", karsi, "--role", "operator",
+                 "--zones", "Karsiyaka")
+    tk = r.stdout.strip().splitlines()[-1]
+    holder = _name("holder")
+    th = add_operator_token("operator", holder)
+    iid = _open(alertd, zone="Bornova")
+    assert act(alertd, th, iid, "ack")[0] == 200
+    for action, body in (("note", {"note": "x", "version": 99}),
+                         ("ack", {"version": 99}),
+                         ("transfer", {"to_zone": "Karsiyaka",
+                                       "version": 99})):
+        st, err = act(alertd, tk, iid, action, body)
+        assert st == 403 and err["error"] == "forbidden", (action, err)
+        assert holder not in json.dumps(err) and "version" not in err, err
+
+
+def test_oversized_action_body_is_body_too_large(alertd, add_operator_token):
+    """docs/api.md: 413 body_too_large, the code metrics counts."""
+    tok = add_operator_token("operator")
+    iid = _open(alertd)
+    st, err = act(alertd, tok, iid, "note", {"note": "x" * 20000})
+    assert st == 413 and err["error"] == "body_too_large", err
+    st, text, _ = http_request(alertd.http, "GET", "/metrics")
+    text = text if isinstance(text, str) else text.decode()
+    line = [ln for ln in text.splitlines()
+            if ln.startswith('alertd_errors_total{code="body_too_large"}')]
+    assert line and int(line[0].split()[-1]) >= 1, line

@@ -16,6 +16,9 @@ from helpers import http_get, make_event, post_event
 
 T0 = datetime(2026, 1, 10, 10, 0, 0, tzinfo=timezone.utc)
 PHONE = "+905551234567"
+# A support-line label may name the caller: shown like personal attrs.
+LABEL = "caller Zeynep K. 0532"
+BUS_LABEL = "ESHOT 101, line 90"
 
 # (incident, zone, kind, priority, operator, tta_s, ttr_s or None)
 HISTORY = [
@@ -51,10 +54,13 @@ def insert_history(conn):
             opened = T0 + timedelta(minutes=10 * n)
             src = "%s-%d" % (kind.replace("_", ""), inc)
             attrs = {"route": "90"}
+            label = BUS_LABEL
             if kind == "support_line":
                 attrs = {"caller_phone": PHONE, "caller_name": "Zeynep K."}
+                label = LABEL
             payload = {"event_id": "gen-%d" % inc,
-                       "source": {"id": src, "kind": kind, "zone": zone},
+                       "source": {"id": src, "kind": kind, "zone": zone,
+                                  "label": label},
                        "type": "panic" if kind == "bus" else "call_request",
                        "attrs": attrs}
             cur.execute(
@@ -172,6 +178,11 @@ def test_table_and_csv_output(history, alertctl):
     assert table[0].split()[:3] == ["at", "kind", "incident_id"]
     assert len(table) == 1 + 4
     assert PHONE not in "\n".join(table)        # masked by default
+    assert LABEL not in "\n".join(table)
+    assert ctl_json(alertctl, "incident", "106")[0]["data"]["source"][
+        "label"] == "***"
+    assert ctl_json(alertctl, "incident", "101")[0]["data"]["source"][
+        "label"] == BUS_LABEL
     out = alertctl("audit", "stats", "--by", "operator", "--format",
                    "csv").stdout
     rows = list(csv.DictReader(io.StringIO(out)))
@@ -179,7 +190,7 @@ def test_table_and_csv_output(history, alertctl):
             and r["metric"] == "acknowledge"][0]
     assert ayse["count"] == "3" and float(ayse["p50_s"]) == 20.0
     raw = alertctl("audit", "incident", "106", "--personal").stdout
-    assert PHONE in raw
+    assert PHONE in raw and LABEL in raw
 
 
 def test_audit_api_roles_and_masking(history, alertd, add_operator_token):
@@ -197,13 +208,20 @@ def test_audit_api_roles_and_masking(history, alertd, add_operator_token):
     ev = [r for r in body["rows"] if r["kind"] == "event"][0]
     assert ev["data"]["attrs"] == {"caller_phone": "***",
                                    "caller_name": "***"}
-    assert PHONE not in json.dumps(body)
+    # The label too, as the stream and GET /v1/incidents show it.
+    assert ev["data"]["source"]["label"] == "***", ev
+    assert PHONE not in json.dumps(body) and LABEL not in json.dumps(body)
+    st, body, _ = http_get(alertd.http, "/v1/audit?incident_id=101",
+                           token=auditor)
+    ev = [r for r in body["rows"] if r["kind"] == "event"][0]
+    assert ev["data"]["source"]["label"] == BUS_LABEL, ev
 
     admin = add_operator_token("admin")
     st, body, _ = http_get(alertd.http, "/v1/audit?incident_id=106",
                            token=admin)
     ev = [r for r in body["rows"] if r["kind"] == "event"][0]
     assert ev["data"]["attrs"]["caller_phone"] == PHONE
+    assert ev["data"]["source"]["label"] == LABEL
 
     st, body, _ = http_get(alertd.http, "/v1/audit?stats=1&by=operator",
                            token=auditor)

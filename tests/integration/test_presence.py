@@ -235,3 +235,59 @@ def test_zone_mode_first_puts_own_zone_first(alertd_factory, alertctl):
                                token=tok,
                                headers={"Content-Type": "application/json"})
     assert st == 200 and snap["acked_by"] == name, snap
+
+
+def test_tcp_console_zone_first_snapshot_order(alertd_factory, make_config,
+                                               alertctl):
+    """docs/operations.md: zone_mode = first puts the own zones first in
+    the snapshot a console gets on connect; docs/api.md: the TCP stream is
+    filtered exactly like GET /v1/stream."""
+    import json
+    from conftest import free_port
+    cfg = make_config(server__console_tcp_listen="127.0.0.1:%d" % free_port(),
+                      operators__zone_mode="first")
+    d = alertd_factory(config=cfg)
+    name = "karsi-%s" % uuid.uuid4().hex[:6]
+    tok = alertctl("operator", "add", name, "--role", "operator",
+                   "--zones", "Karsiyaka").stdout.strip().splitlines()[-1]
+    other = _open(d, type="panic", zone="Bornova")
+    own = _open(d, type="fault", zone="Karsiyaka")
+    with SseClient(d.http, tok) as sse:
+        ids = [ev["json"]["id"] for ev in _incidents(sse, 2)]
+        assert ids == [own, other]
+    with _subscribe(d, cfg, tok) as c:
+        ids = [json.loads(c.read_frame(10).incident.snapshot_json)["id"]
+               for _ in range(2)]
+        assert ids == [own, other]
+
+
+def test_tcp_console_error_frame_then_orderly_close(alertd_factory,
+                                                    make_config):
+    """An Error frame goes after what is queued and the connection ends
+    with a FIN once it is written: input still arriving (the rest of an
+    oversized frame) is read and dropped meanwhile, so the close is not a
+    reset that could cost the console the Error frame."""
+    import socket
+    import struct
+    import threading
+    from conftest import free_port
+    from helpers import TcpClient
+    port = free_port()
+    cfg = make_config(server__console_tcp_listen="127.0.0.1:%d" % port)
+    alertd_factory(config=cfg)
+    with TcpClient("127.0.0.1", port) as c:
+        def flood():
+            try:
+                c.sock.sendall(struct.pack(">I", 70000) + b"x" * 300000)
+            except OSError:
+                pass
+        t = threading.Thread(target=flood)
+        t.start()
+        f = c.read_frame(10)
+        assert f is not None and f.WhichOneof("msg") == "error", f
+        assert f.error.code == "frame_too_large", f
+        assert c.buf == b""
+        c.sock.settimeout(10)
+        assert c.sock.recv(65536) == b""    # FIN, not a reset
+        t.join(10)
+        c.sock.shutdown(socket.SHUT_WR)
