@@ -3,14 +3,20 @@
  * verify walks the hash chain of config/migrations/002_audit_chain.sql in
  * chain_seq order inside one read-only REPEATABLE READ transaction, with
  * a cursor (10,000 rows per fetch), and for every row checks:
- *   - chain_seq is the previous one + 1       (else: a row deleted)
+ *   - its chain columns are not NULL and chain_seq lies in 1..head
+ *                                             (else: a row inserted with
+ *                                              the triggers off)
+ *   - chain_seq is the previous one + 1       (else: a row deleted, or one
+ *                                              chain_seq in two tables)
  *   - prev_hash is the previous row's row_hash (else: deleted/inserted/
  *                                                reordered)
  *   - row_hash = SHA-256(prev_hash || audit_canon(row)), computed here
  *     with OpenSSL                             (else: the row edited)
  * and, for the whole chain, that the last row is the one the head names
- * (else: rows cut off the end, or inserted after it). The first broken
- * link is printed with its row, exit status 1. */
+ * (else: rows cut off the end, or inserted after it). The whole chain is
+ * every row of every chained table, whatever its chain_seq: a forged row
+ * outside 1..head is part of the audit trail too. The first broken link
+ * is printed with its row, exit status 1. */
 #include "ctl_audit.h"
 
 #include <inttypes.h>
@@ -118,14 +124,21 @@ static bool ctl_audit_link_hash(const char *prev_hex, const char *canon,
 
 /* Every chained row of every audit table comes from the view
  * audit_chain_rows (migration 005): a new audit table joins the
- * verification by extending the view. */
+ * verification by extending the view. The whole chain is every row of
+ * the view, with no condition on chain_seq: rows below 1 come first,
+ * rows with a NULL chain_seq last (one ordered pass per table, a merge of
+ * the chain_seq indexes). Ties (one chain_seq in two tables) in a fixed
+ * order, so that the same row is named twice over. */
+#define CTL_AUDIT_COLS \
+	" SELECT chain_seq, tbl, seq, ref, encode(prev_hash, 'hex')," \
+	"  encode(row_hash, 'hex'), canon FROM audit_chain_rows"
+static const char ctl_audit_all_sql[] =
+	"DECLARE audit_verify NO SCROLL CURSOR FOR" CTL_AUDIT_COLS
+	" ORDER BY chain_seq, tbl, seq";
 static const char ctl_audit_chain_sql[] =
-	"DECLARE audit_verify NO SCROLL CURSOR FOR"
-	" SELECT chain_seq, tbl, seq, ref, encode(prev_hash, 'hex'),"
-	"  encode(row_hash, 'hex'), canon"
-	" FROM audit_chain_rows"
+	"DECLARE audit_verify NO SCROLL CURSOR FOR" CTL_AUDIT_COLS
 	" WHERE chain_seq BETWEEN $1::bigint AND $2::bigint"
-	" ORDER BY 1";
+	" ORDER BY chain_seq, tbl, seq";
 
 /* Any audit row's chain_seq by recorded time: min of those at or after
  * $1 (from) or max of those before $1 (to). */
@@ -146,6 +159,8 @@ struct ctl_verify {
 	char head_hash[65];
 	int64_t rows;
 	bool whole;             /* no --to: the head must be the last row */
+	char last[200];         /* "<table> row seq=<seq> key=<ref>" of the
+				 * row before, for a chain_seq seen twice */
 };
 
 static int64_t ctl_audit_int(PGresult *res, int i, int c)
@@ -153,53 +168,83 @@ static int64_t ctl_audit_int(PGresult *res, int i, int c)
 	return strtoll(PQgetvalue(res, i, c), NULL, 10);
 }
 
-static void ctl_audit_broken(int64_t seq, PGresult *res, int i,
-			     const char *why)
+static void ctl_audit_broken(PGresult *res, int i, const char *why)
 {
-	printf("audit verify: BROKEN at chain_seq %" PRId64 ": %s row seq=%s "
-	       "key=%s: %s\n", seq, PQgetvalue(res, i, 1),
-	       PQgetvalue(res, i, 2), PQgetvalue(res, i, 3), why);
+	printf("audit verify: BROKEN at chain_seq %s: %s row seq=%s "
+	       "key=%s: %s\n",
+	       PQgetisnull(res, i, 0) ? "NULL" : PQgetvalue(res, i, 0),
+	       PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
+	       PQgetvalue(res, i, 3), why);
+}
+
+/* Why row i cannot be a link of the chain before its hashes are looked
+ * at (NULL if it can): NULL chain columns, a chain_seq outside 1..head,
+ * a chain_seq seen twice or skipped. Such rows were written with the
+ * triggers off, or moved. */
+static const char *ctl_audit_misplaced(const struct ctl_verify *v,
+				       PGresult *res, int i, int64_t seq,
+				       char *why, size_t len)
+{
+	if (PQgetisnull(res, i, 0))
+		return "chain_seq is NULL (row inserted with the triggers "
+		       "off?)";
+	if (PQgetisnull(res, i, 4) || PQgetisnull(res, i, 5))
+		return "prev_hash or row_hash is NULL (row inserted with the "
+		       "triggers off?)";
+	if (seq < 1 || seq > v->head_seq) {
+		snprintf(why, len, "chain_seq %" PRId64 " is outside the chain "
+			 "1..%" PRId64 " that the head names (row inserted?)",
+			 seq, v->head_seq);
+		return why;
+	}
+	if (seq < v->expect_seq) {
+		snprintf(why, len, "chain_seq %" PRId64 " appears twice, also "
+			 "as %s (row inserted?)", seq, v->last);
+		return why;
+	}
+	if (seq > v->expect_seq) {
+		snprintf(why, len, "chain_seq %" PRId64 " is missing (row "
+			 "deleted?)", v->expect_seq);
+		return why;
+	}
+	return NULL;
 }
 
 /* Checks the rows of one fetch; false at the first broken link. */
 static bool ctl_audit_check_rows(struct ctl_verify *v, PGresult *res)
 {
-	char why[160], hash[65];
+	char why[320], hash[65];
+	const char *bad;
 
 	for (int i = 0; i < PQntuples(res); i++) {
 		int64_t seq = ctl_audit_int(res, i, 0);
 		const char *prev = PQgetvalue(res, i, 4);
 		const char *row = PQgetvalue(res, i, 5);
 
-		if (seq != v->expect_seq) {
-			snprintf(why, sizeof(why),
-				 seq > v->expect_seq
-					 ? "chain_seq %" PRId64 " is missing (row deleted?)"
-					 : "chain_seq %" PRId64 " appears twice (row inserted?)",
-				 v->expect_seq);
-			ctl_audit_broken(seq, res, i, why);
-			return false;
-		}
-		if (v->whole && seq > v->head_seq) {
-			ctl_audit_broken(seq, res, i,
-					 "row after the chain head (inserted?)");
+		if ((bad = ctl_audit_misplaced(v, res, i, seq, why,
+					       sizeof(why)))) {
+			ctl_audit_broken(res, i, bad);
 			return false;
 		}
 		if (strcmp(prev, v->prev) != 0) {
-			ctl_audit_broken(seq, res, i,
+			ctl_audit_broken(res, i,
 					 "prev_hash is not the row_hash of the "
 					 "row before (deleted, inserted or "
 					 "reordered rows)");
 			return false;
 		}
-		if (!ctl_audit_link_hash(prev, PQgetvalue(res, i, 6), hash) ||
+		if (PQgetisnull(res, i, 6) ||
+		    !ctl_audit_link_hash(prev, PQgetvalue(res, i, 6), hash) ||
 		    strcmp(hash, row) != 0) {
-			ctl_audit_broken(seq, res, i,
+			ctl_audit_broken(res, i,
 					 "row_hash does not match the row's "
 					 "content (row edited?)");
 			return false;
 		}
 		snprintf(v->prev, sizeof(v->prev), "%s", row);
+		snprintf(v->last, sizeof(v->last), "%s row seq=%s key=%s",
+			 PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
+			 PQgetvalue(res, i, 3));
 		v->expect_seq = seq + 1;
 		v->rows++;
 	}
@@ -246,8 +291,9 @@ static int ctl_audit_prev_of(PGconn *pg, struct ctl_verify *v, int64_t start)
 	return CTL_A_OK;
 }
 
-static int ctl_audit_walk(PGconn *pg, struct ctl_verify *v, int64_t start,
-			  int64_t end)
+/* Walks chain_seq start..end, or every row when all (start is 1). */
+static int ctl_audit_walk(PGconn *pg, struct ctl_verify *v, bool all,
+			  int64_t start, int64_t end)
 {
 	char s[24], e[24];
 	const char *p[2] = {s, e};
@@ -256,7 +302,9 @@ static int ctl_audit_walk(PGconn *pg, struct ctl_verify *v, int64_t start,
 
 	snprintf(s, sizeof(s), "%" PRId64, start);
 	snprintf(e, sizeof(e), "%" PRId64, end);
-	if (!(res = ctl_audit_exec(pg, "verify", ctl_audit_chain_sql, 2, p)))
+	res = all ? ctl_audit_exec(pg, "verify", ctl_audit_all_sql, 0, NULL)
+		  : ctl_audit_exec(pg, "verify", ctl_audit_chain_sql, 2, p);
+	if (!res)
 		return CTL_A_FAIL;
 	PQclear(res);
 	v->expect_seq = start;
@@ -279,6 +327,7 @@ static int ctl_audit_walk(PGconn *pg, struct ctl_verify *v, int64_t start,
 static int ctl_audit_verify(PGconn *pg, const char *from, const char *to)
 {
 	struct ctl_verify v = {.whole = to == NULL};
+	bool all = !from && !to;
 	int64_t start = 1, end = INT64_MAX;
 	PGresult *res;
 	int status;
@@ -304,7 +353,7 @@ static int ctl_audit_verify(PGconn *pg, const char *from, const char *to)
 	if ((status = ctl_audit_prev_of(pg, &v, start)) != CTL_A_OK)
 		return status;
 	if (start <= end &&
-	    (status = ctl_audit_walk(pg, &v, start, end)) != CTL_A_OK)
+	    (status = ctl_audit_walk(pg, &v, all, start, end)) != CTL_A_OK)
 		return status;
 	if (v.whole && (v.expect_seq - 1 != v.head_seq ||
 			(v.head_seq > 0 && strcmp(v.prev, v.head_hash) != 0))) {

@@ -42,11 +42,12 @@ def verify(d, *args):
 
 def assert_broken(r, seq, key):
     assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
-    m = re.search(r"BROKEN at chain_seq (\d+): (\S+) row seq=\d+ key=(\S+):",
-                  r.stdout)
+    m = re.search(r"BROKEN at chain_seq (-?\d+|NULL): (\S+) row seq=\d+ "
+                  r"key=(\S+):", r.stdout)
     assert m, r.stdout
-    assert int(m.group(1)) == seq, r.stdout
+    assert m.group(1) == str(seq), r.stdout
     assert m.group(3) == key, r.stdout
+    return m.group(2)
 
 
 def test_untouched_chain_verifies(chain):
@@ -145,6 +146,74 @@ def test_inserted_row_is_found(chain):
             (prev, hashlib.sha256(b"forged").digest()))
     r = verify(d)
     assert_broken(r, 4, "forged-1")
+
+
+FORGED_ACK = (
+    "INSERT INTO incident_transitions (transition_id, incident_id, "
+    "from_state, to_state, actor, detail, at, chain_seq, prev_hash, "
+    "row_hash) VALUES ('1:99', 1, 'new', 'acknowledged', 'ayse', NULL, "
+    "now() - interval '1 hour', %s, %s, %s)")
+
+
+@pytest.mark.parametrize("seq", [0, -5, 1000])
+def test_forged_row_outside_the_walked_range_is_found(chain, seq):
+    """rev3 #1. A row inserted with the triggers off and a chain_seq
+    outside 1..head (0, below, after the head) is part of the audit trail
+    (audit_log, the queries); verify used to walk only chain_seq BETWEEN 1
+    AND head and said ok. It must be BROKEN, naming the table and key."""
+    d, admin = chain
+    with admin.cursor() as cur:
+        cur.execute(FORGED_ACK, (seq, b"\x00", b"\x00"))
+        cur.execute("SELECT count(*) FROM audit_log WHERE actor = 'ayse'")
+        assert cur.fetchone()[0] == 1   # the forged ack is in the trail
+    r = verify(d)
+    assert assert_broken(r, seq, "1:99") == "incident_transitions"
+    assert "outside the chain 1..7" in r.stdout
+
+
+def test_row_with_null_chain_columns_is_found(chain):
+    """rev3 #1. The NOT NULL constraints dropped too: a row with no
+    chain_seq, prev_hash or row_hash is BROKEN, not skipped."""
+    d, admin = chain
+    with admin.cursor() as cur:
+        cur.execute("ALTER TABLE incident_transitions "
+                    "ALTER COLUMN chain_seq DROP NOT NULL, "
+                    "ALTER COLUMN prev_hash DROP NOT NULL, "
+                    "ALTER COLUMN row_hash DROP NOT NULL")
+        cur.execute(FORGED_ACK, (None, None, None))
+    r = verify(d)
+    assert assert_broken(r, "NULL", "1:99") == "incident_transitions"
+    with admin.cursor() as cur:
+        cur.execute("UPDATE incident_transitions SET chain_seq = 8 "
+                    "WHERE transition_id = '1:99'")
+    r = verify(d)
+    assert_broken(r, 8, "1:99")
+    assert "prev_hash or row_hash is NULL" in r.stdout
+
+
+def test_one_chain_seq_in_two_tables_is_found(chain):
+    """rev3 #1. chain_seq is unique per table only: a forged notification
+    that takes chain_seq 3 with a correct prev_hash and a recomputed
+    row_hash (a link as good as the real one) is BROKEN, both rows
+    named."""
+    d, admin = chain
+    seq, tbl, key = rows(admin)[2]
+    with admin.cursor() as cur:
+        cur.execute("SELECT row_hash FROM audit_chain_rows "
+                    "WHERE chain_seq = 2")
+        prev = bytes(cur.fetchone()[0])
+        cur.execute(
+            "INSERT INTO notifications (idempotency_key, attempt, "
+            "incident_id, level, channel, target, outcome, at, chain_seq, "
+            "prev_hash, row_hash) VALUES ('x:1', 1, 1, 1, 'sms', "
+            "'+90***0000', 'sent', now(), 3, %s, '\\x00')", (prev,))
+        cur.execute("UPDATE notifications n SET row_hash = sha256(prev_hash "
+                    "|| convert_to(audit_canon('notifications', n), 'UTF8'))")
+    r = verify(d)
+    assert r.returncode == 1, r.stdout
+    assert "chain_seq 3 appears twice" in r.stdout, r.stdout
+    assert "key=x:1#1:sent" in r.stdout and "key=%s" % key in r.stdout, \
+        r.stdout
 
 
 def test_reordered_rows_are_found(chain):
