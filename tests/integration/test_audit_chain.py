@@ -231,8 +231,9 @@ def test_reordered_rows_are_found(chain):
     assert_broken(r, s1, k2)
 
 
-def test_verify_a_time_range(chain):
-    d, admin = chain
+def _t_mid(d):
+    """A time between the chain fixture's 7 rows and one more event's 2
+    (chain_seq 8, 9)."""
     time.sleep(0.05)
     now = time.time()  # one reading: seconds and fraction must agree
     t_mid = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + \
@@ -240,17 +241,104 @@ def test_verify_a_time_range(chain):
     time.sleep(0.05)
     st, body, _ = post_event(d.http, make_event())
     assert st == 202
+    return t_mid
+
+
+def test_verify_a_time_range(chain):
+    d, admin = chain
+    t_mid = _t_mid(d)
     r = verify(d, "--from", t_mid)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "ok, 2 rows (chain_seq 8..9)" in r.stdout
+    assert "ok, 2 rows (chain_seq 8..9), linked to chain_seq 7 before " \
+        "and the head after" in r.stdout
     r = verify(d, "--to", t_mid)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "ok, 7 rows (chain_seq 1..7)" in r.stdout
-    # an edit outside the range is not seen, inside it is
+    assert "ok, 7 rows (chain_seq 1..7), linked to the genesis before and " \
+        "chain_seq 8 after" in r.stdout
+    # an edit outside the range and its edge rows is not seen, inside it
+    # is
+    seq, tbl, key = rows(admin)[8]
+    with admin.cursor() as cur:
+        cur.execute("UPDATE %s SET incident_id = 99 WHERE chain_seq = 9"
+                    % tbl)
+    assert verify(d, "--to", t_mid).returncode == 0
+    assert_broken(verify(d, "--from", t_mid), 9, key)
+
+
+def test_a_range_checks_its_edge_rows(chain):
+    """rev3 #2. The row after the range (and the one before) is read too:
+    its link to the range's last row and its content are checked, so an
+    edge row's edit is BROKEN; the rows beyond are not read."""
+    d, admin = chain
+    t_mid = _t_mid(d)
+    rs = rows(admin)
+    with admin.cursor() as cur:
+        cur.execute("UPDATE %s SET incident_id = 99 WHERE chain_seq = 9"
+                    % rs[8][1])
+    assert verify(d, "--to", t_mid).returncode == 0
     with admin.cursor() as cur:
         cur.execute("UPDATE events SET priority = 1 WHERE chain_seq = 8")
-    assert verify(d, "--to", t_mid).returncode == 0
-    assert verify(d, "--from", t_mid).returncode == 1
+    assert_broken(verify(d, "--to", t_mid), 8, rs[7][2])
+
+
+def test_range_with_its_last_row_deleted_is_broken(chain):
+    """rev3 #2. --to T: the last row recorded before T is deleted (rows
+    after T exist). The deleted row belonged to the range; verify used to
+    walk 1..6 and say ok."""
+    d, admin = chain
+    t_mid = _t_mid(d)
+    assert "chain_seq 1..7" in verify(d, "--to", t_mid).stdout
+    rs = rows(admin)
+    seq, tbl, key = rs[6]      # chain_seq 7, recorded before T
+    assert seq == 7
+    with admin.cursor() as cur:
+        cur.execute("DELETE FROM %s WHERE chain_seq = 7" % tbl)
+    r = verify(d, "--to", t_mid)
+    assert_broken(r, 8, rs[7][2])
+    assert "chain_seq 7 is missing" in r.stdout
+
+
+def test_range_with_its_first_row_deleted_is_broken(chain):
+    """rev3 #2. --from T: the first row recorded at or after T is
+    deleted; the range would start one row later."""
+    d, admin = chain
+    t_mid = _t_mid(d)
+    rs = rows(admin)
+    with admin.cursor() as cur:
+        cur.execute("DELETE FROM %s WHERE chain_seq = 8" % rs[7][1])
+    r = verify(d, "--from", t_mid)
+    assert_broken(r, 9, rs[8][2])
+    assert "chain_seq 8 is missing" in r.stdout
+
+
+@pytest.mark.parametrize("edge", ["last", "first"])
+def test_range_edge_row_moved_out_by_its_time_is_broken(chain, edge):
+    """rev3 #2. recorded_at of the range's last (--to) or first (--from)
+    row edited so that it falls outside the range: the range shrinks by
+    that row, which is then its edge row, whose content no longer
+    matches its hash."""
+    d, admin = chain
+    t_mid = _t_mid(d)
+    rs = rows(admin)
+    seq, tbl, key = rs[6] if edge == "last" else rs[7]
+    shift = "+ interval '1 hour'" if edge == "last" else \
+        "- interval '1 hour'"
+    with admin.cursor() as cur:
+        cur.execute("UPDATE %s SET recorded_at = recorded_at %s "
+                    "WHERE chain_seq = %%s" % (tbl, shift), (seq,))
+    r = verify(d, "--to" if edge == "last" else "--from", t_mid)
+    assert_broken(r, seq, key)
+    assert "edited" in r.stdout
+
+
+def test_a_range_finds_rows_outside_the_chain(chain):
+    """rev3 #1 for a ranged verify: a row with chain_seq NULL or outside
+    1..head is found by the chain_seq indexes wherever it lies in time."""
+    d, admin = chain
+    t_mid = _t_mid(d)
+    with admin.cursor() as cur:
+        cur.execute(FORGED_ACK, (-1, b"\x00", b"\x00"))
+    assert_broken(verify(d, "--from", t_mid), -1, "1:99")
 
 
 def test_duplicate_delivery_does_not_move_the_chain(alertd, test_env):
