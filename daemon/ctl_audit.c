@@ -162,12 +162,12 @@ static const char ctl_audit_stray_sql[] =
 	") s ORDER BY chain_seq, tbl, seq LIMIT 1";
 
 /* Any audit row's chain_seq by recorded time: min of those at or after
- * $1 (from) or max of those before $1 (to). */
+ * $1 (from) or max of those before $1 (to); NULL if there is none. */
 static const char ctl_audit_from_sql[] =
-	"SELECT coalesce(min(chain_seq), 9223372036854775807)"
+	"SELECT min(chain_seq)"
 	" FROM audit_chain_rows WHERE recorded_at >= $1::timestamptz";
 static const char ctl_audit_to_sql[] =
-	"SELECT coalesce(max(chain_seq), 0)"
+	"SELECT max(chain_seq)"
 	" FROM audit_chain_rows WHERE recorded_at < $1::timestamptz";
 
 struct ctl_verify {
@@ -284,16 +284,17 @@ static bool ctl_audit_check_rows(struct ctl_verify *v, PGresult *res)
 	return true;
 }
 
-/* *seq from one of the bound queries. */
+/* *seq from one of the bound queries; none_seq if no row is recorded
+ * on that side of t. */
 static bool ctl_audit_bound(PGconn *pg, const char *sql, const char *t,
-			    int64_t *seq)
+			    int64_t none_seq, int64_t *seq)
 {
 	const char *p[1] = {t};
 	PGresult *res = ctl_audit_exec(pg, "verify", sql, 1, p);
 
 	if (!res)
 		return false;
-	*seq = ctl_audit_int(res, 0, 0);
+	*seq = PQgetisnull(res, 0, 0) ? none_seq : ctl_audit_int(res, 0, 0);
 	PQclear(res);
 	return true;
 }
@@ -372,6 +373,30 @@ static int ctl_audit_walk(PGconn *pg, struct ctl_verify *v, bool all)
 	return ok ? CTL_A_OK : CTL_A_FAIL;
 }
 
+static void ctl_audit_print_ok(const struct ctl_verify *v, bool all)
+{
+	char b[40] = "the genesis", a[40] = "the head";
+
+	if (v->before)
+		snprintf(b, sizeof(b), "chain_seq %" PRId64, v->before);
+	if (v->after)
+		snprintf(a, sizeof(a), "chain_seq %" PRId64, v->after);
+	if (all && v->head_seq == 0)
+		printf("audit verify: ok, 0 rows (the chain is empty)");
+	else if (all)
+		printf("audit verify: ok, %" PRId64 " rows (chain_seq 1..%"
+		       PRId64 ")", v->rows, v->end);
+	else if (v->start > v->end)
+		printf("audit verify: ok, 0 rows (nothing recorded in the "
+		       "range, which lies between %s and %s)", b,
+		       v->after ? a : "the end of the chain");
+	else
+		printf("audit verify: ok, %" PRId64 " rows (chain_seq %" PRId64
+		       "..%" PRId64 "), linked to %s before and %s after",
+		       v->rows, v->start, v->end, b, a);
+	printf("; head %" PRId64 " %s\n", v->head_seq, v->head_hash);
+}
+
 static int ctl_audit_verify(PGconn *pg, const char *from, const char *to)
 {
 	struct ctl_verify v = {.start = 1};
@@ -397,9 +422,16 @@ static int ctl_audit_verify(PGconn *pg, const char *from, const char *to)
 	PQclear(res);
 	if (!all && (status = ctl_audit_strays(pg, &v)) != CTL_A_OK)
 		return status;
-	if ((from && !ctl_audit_bound(pg, ctl_audit_from_sql, from, &v.start)) ||
-	    (to && !ctl_audit_bound(pg, ctl_audit_to_sql, to, &v.end)))
+	/* Nothing recorded at or after --from: the range is empty, after
+	 * the head; nothing before --to: empty, before chain_seq 1. */
+	if ((from && !ctl_audit_bound(pg, ctl_audit_from_sql, from,
+				      v.head_seq + 1, &v.start)) ||
+	    (to && !ctl_audit_bound(pg, ctl_audit_to_sql, to, 0, &v.end)))
 		return CTL_A_FAIL;
+	/* An empty range (also --from after --to) sits between end and
+	 * end + 1: those two rows and their link are still checked. */
+	if (v.start > v.end)
+		v.start = v.end + 1;
 	if ((status = ctl_audit_walk(pg, &v, all)) != CTL_A_OK)
 		return status;
 	/* No row after the range: the range must end at the head. */
@@ -412,18 +444,7 @@ static int ctl_audit_verify(PGconn *pg, const char *from, const char *to)
 		return CTL_A_FAIL;
 	}
 	ctl_audit_ok(pg, "verify", "COMMIT");
-	printf("audit verify: ok, %" PRId64 " rows (chain_seq %" PRId64
-	       "..%" PRId64 ")", v.rows, v.start, v.end);
-	if (!all) {
-		char b[40] = "the genesis", a[40] = "the head";
-
-		if (v.before)
-			snprintf(b, sizeof(b), "chain_seq %" PRId64, v.before);
-		if (v.after)
-			snprintf(a, sizeof(a), "chain_seq %" PRId64, v.after);
-		printf(", linked to %s before and %s after", b, a);
-	}
-	printf("; head %" PRId64 " %s\n", v.head_seq, v.head_hash);
+	ctl_audit_print_ok(&v, all);
 	return CTL_A_OK;
 }
 

@@ -341,6 +341,51 @@ def test_a_range_finds_rows_outside_the_chain(chain):
     assert_broken(verify(d, "--from", t_mid), -1, "1:99")
 
 
+def test_range_after_the_last_row_is_not_broken(chain):
+    """rev3 #3. An intact chain, --from after its last row (e.g. a daily
+    cron run before the day's first alarm): nothing to walk, ok with 0
+    rows. It used to look for chain_seq INT64_MAX - 1 and say BROKEN."""
+    d, _ = chain
+    r = verify(d, "--from", "2100-01-01T00:00:00Z")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "ok, 0 rows (nothing recorded in the range, which lies " \
+        "between chain_seq 7 and the end of the chain); head 7" in r.stdout
+
+
+def test_empty_ranges_still_check_where_they_lie(chain):
+    """rev3 #3. An empty range is ok with 0 rows, but the two rows around
+    it are checked: the last row after --from past the end must still be
+    the head, and a range between two rows needs them linked."""
+    d, admin = chain
+    t_mid = _t_mid(d)
+    r = verify(d, "--to", "2000-01-01T00:00:00Z")
+    assert "ok, 0 rows (nothing recorded in the range, which lies " \
+        "between the genesis and chain_seq 1)" in r.stdout, r.stdout
+    r = verify(d, "--from", t_mid, "--to", t_mid)
+    assert "ok, 0 rows (nothing recorded in the range, which lies " \
+        "between chain_seq 7 and chain_seq 8)" in r.stdout, r.stdout
+    rs = rows(admin)
+    with admin.cursor() as cur:
+        cur.execute("DELETE FROM %s WHERE chain_seq = 9" % rs[8][1])
+    r = verify(d, "--from", "2100-01-01T00:00:00Z")
+    assert r.returncode == 1, r.stdout
+    assert "BROKEN at chain_seq 9: the chain ends at 8 but its head " \
+        "names 9" in r.stdout
+    with admin.cursor() as cur:
+        cur.execute("DELETE FROM %s WHERE chain_seq = 8" % rs[7][1])
+    r = verify(d, "--from", t_mid, "--to", t_mid)
+    assert r.returncode == 1, r.stdout
+
+
+def test_an_empty_chain_verifies(alertd):
+    assert "ok, 0 rows (the chain is empty); head 0 " in \
+        verify(alertd).stdout
+    r = verify(alertd, "--from", "2000-01-01T00:00:00Z")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "ok, 0 rows (nothing recorded in the range, which lies " \
+        "between the genesis and the end of the chain)" in r.stdout
+
+
 def test_duplicate_delivery_does_not_move_the_chain(alertd, test_env):
     ev = make_event()
     for _ in range(3):
