@@ -3,14 +3,22 @@
  * verify walks the hash chain of config/migrations/002_audit_chain.sql in
  * chain_seq order inside one read-only REPEATABLE READ transaction, with
  * a cursor (10,000 rows per fetch), and for every row checks:
- *   - chain_seq is the previous one + 1       (else: a row deleted)
+ *   - its chain columns are not NULL and chain_seq lies in 1..head
+ *                                             (else: a row inserted with
+ *                                              the triggers off)
+ *   - chain_seq is the previous one + 1       (else: a row deleted, or one
+ *                                              chain_seq in two tables)
  *   - prev_hash is the previous row's row_hash (else: deleted/inserted/
  *                                                reordered)
  *   - row_hash = SHA-256(prev_hash || audit_canon(row)), computed here
  *     with OpenSSL                             (else: the row edited)
  * and, for the whole chain, that the last row is the one the head names
- * (else: rows cut off the end, or inserted after it). The first broken
- * link is printed with its row, exit status 1. */
+ * (else: rows cut off the end, or inserted after it). The whole chain is
+ * every row of every chained table, whatever its chain_seq: a forged row
+ * outside 1..head is part of the audit trail too. A range (--from/--to,
+ * by recorded_at) is walked with one row more on each side, so that its
+ * edges are proven too (docs/audit.md says what a range cannot prove).
+ * The first broken link is printed with its row, exit status 1. */
 #include "ctl_audit.h"
 
 #include <inttypes.h>
@@ -118,34 +126,60 @@ static bool ctl_audit_link_hash(const char *prev_hex, const char *canon,
 
 /* Every chained row of every audit table comes from the view
  * audit_chain_rows (migration 005): a new audit table joins the
- * verification by extending the view. */
-static const char ctl_audit_chain_sql[] =
-	"DECLARE audit_verify NO SCROLL CURSOR FOR"
-	" SELECT chain_seq, tbl, seq, ref, encode(prev_hash, 'hex'),"
-	"  encode(row_hash, 'hex'), canon"
-	" FROM audit_chain_rows"
+ * verification by extending the view. The whole chain is every row of
+ * the view, with no condition on chain_seq: rows below 1 come first,
+ * rows with a NULL chain_seq last (one ordered pass per table, a merge of
+ * the chain_seq indexes). Ties (one chain_seq in two tables) in a fixed
+ * order, so that the same row is named twice over. */
+#define CTL_AUDIT_COLS \
+	" SELECT chain_seq, tbl, seq, ref, encode(prev_hash, 'hex')," \
+	"  encode(row_hash, 'hex'), canon FROM audit_chain_rows"
+static const char ctl_audit_all_sql[] =
+	"DECLARE audit_verify NO SCROLL CURSOR FOR" CTL_AUDIT_COLS
+	" ORDER BY chain_seq, tbl, seq";
+/* A range start..end and its two edges: the row before start (the
+ * anchor: its content is checked, its own link is not) and the row after
+ * end (link and content checked), so that a row deleted at an edge, or
+ * pushed out of the range by an edit of its recorded_at, is found. The
+ * edges are two index probes; the range is then walked with literal
+ * bounds, so that the planner sees its size and merges the chain_seq
+ * indexes instead of sorting the rows. */
+static const char ctl_audit_edges_sql[] =
+	"SELECT coalesce((SELECT max(chain_seq) FROM audit_chain_rows"
+	"                 WHERE chain_seq < $1::bigint), $1::bigint),"
+	"       coalesce((SELECT min(chain_seq) FROM audit_chain_rows"
+	"                 WHERE chain_seq > $2::bigint), $2::bigint)";
+static const char ctl_audit_range_sql[] =
+	"DECLARE audit_verify NO SCROLL CURSOR FOR" CTL_AUDIT_COLS
 	" WHERE chain_seq BETWEEN $1::bigint AND $2::bigint"
-	" ORDER BY 1";
+	" ORDER BY chain_seq, tbl, seq";
+/* A ranged verify does not read every row: the rows that cannot be
+ * links at all (chain_seq NULL or outside 1..head) are found anywhere by
+ * the chain_seq indexes. */
+static const char ctl_audit_stray_sql[] =
+	"SELECT * FROM (" CTL_AUDIT_COLS
+	" WHERE chain_seq IS NULL OR chain_seq < 1 OR chain_seq > $1::bigint"
+	") s ORDER BY chain_seq, tbl, seq LIMIT 1";
 
 /* Any audit row's chain_seq by recorded time: min of those at or after
- * $1 (from) or max of those before $1 (to). */
+ * $1 (from) or max of those before $1 (to); NULL if there is none. */
 static const char ctl_audit_from_sql[] =
-	"SELECT coalesce(min(chain_seq), 9223372036854775807)"
+	"SELECT min(chain_seq)"
 	" FROM audit_chain_rows WHERE recorded_at >= $1::timestamptz";
 static const char ctl_audit_to_sql[] =
-	"SELECT coalesce(max(chain_seq), 0)"
+	"SELECT max(chain_seq)"
 	" FROM audit_chain_rows WHERE recorded_at < $1::timestamptz";
-static const char ctl_audit_hash_at_sql[] =
-	"SELECT encode(row_hash, 'hex') FROM audit_chain_rows"
-	" WHERE chain_seq = $1::bigint";
 
 struct ctl_verify {
+	int64_t start, end;     /* the range (1..head: the whole chain) */
 	int64_t expect_seq;     /* chain_seq the next row must have */
 	char prev[65];          /* row_hash of the row before */
 	int64_t head_seq;
 	char head_hash[65];
-	int64_t rows;
-	bool whole;             /* no --to: the head must be the last row */
+	int64_t rows;           /* rows of the range checked */
+	int64_t before, after;  /* chain_seq of the edges read, or 0 */
+	char last[200];         /* "<table> row seq=<seq> key=<ref>" of the
+				 * row before, for a chain_seq seen twice */
 };
 
 static int64_t ctl_audit_int(PGresult *res, int i, int c)
@@ -153,113 +187,176 @@ static int64_t ctl_audit_int(PGresult *res, int i, int c)
 	return strtoll(PQgetvalue(res, i, c), NULL, 10);
 }
 
-static void ctl_audit_broken(int64_t seq, PGresult *res, int i,
-			     const char *why)
+static void ctl_audit_broken(PGresult *res, int i, const char *why)
 {
-	printf("audit verify: BROKEN at chain_seq %" PRId64 ": %s row seq=%s "
-	       "key=%s: %s\n", seq, PQgetvalue(res, i, 1),
-	       PQgetvalue(res, i, 2), PQgetvalue(res, i, 3), why);
+	printf("audit verify: BROKEN at chain_seq %s: %s row seq=%s "
+	       "key=%s: %s\n",
+	       PQgetisnull(res, i, 0) ? "NULL" : PQgetvalue(res, i, 0),
+	       PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
+	       PQgetvalue(res, i, 3), why);
 }
 
-/* Checks the rows of one fetch; false at the first broken link. */
+/* Why row i cannot be a link of the chain before its hashes are looked
+ * at (NULL if it can): NULL chain columns, a chain_seq outside 1..head,
+ * a chain_seq seen twice or skipped. Such rows were written with the
+ * triggers off, or moved. */
+static const char *ctl_audit_misplaced(const struct ctl_verify *v,
+				       PGresult *res, int i, int64_t seq,
+				       char *why, size_t len)
+{
+	if (PQgetisnull(res, i, 0))
+		return "chain_seq is NULL (row inserted with the triggers "
+		       "off?)";
+	if (PQgetisnull(res, i, 4) || PQgetisnull(res, i, 5))
+		return "prev_hash or row_hash is NULL (row inserted with the "
+		       "triggers off?)";
+	if (seq < 1 || seq > v->head_seq) {
+		snprintf(why, len, "chain_seq %" PRId64 " is outside the chain "
+			 "1..%" PRId64 " that the head names (row inserted?)",
+			 seq, v->head_seq);
+		return why;
+	}
+	if (seq < v->expect_seq) {
+		snprintf(why, len, "chain_seq %" PRId64 " appears twice, also "
+			 "as %s (row inserted?)", seq, v->last);
+		return why;
+	}
+	if (seq > v->expect_seq) {
+		snprintf(why, len, "chain_seq %" PRId64 " is missing (row "
+			 "deleted?)", v->expect_seq);
+		return why;
+	}
+	return NULL;
+}
+
+/* Checks the rows of one fetch; false at the first broken link. The
+ * first row of a range, if it lies before the range, is its anchor: the
+ * chain is taken up from it (its own prev_hash is not checked, that link
+ * is outside the range). */
 static bool ctl_audit_check_rows(struct ctl_verify *v, PGresult *res)
 {
-	char why[160], hash[65];
+	char why[320], hash[65];
+	const char *bad;
 
 	for (int i = 0; i < PQntuples(res); i++) {
 		int64_t seq = ctl_audit_int(res, i, 0);
 		const char *prev = PQgetvalue(res, i, 4);
 		const char *row = PQgetvalue(res, i, 5);
+		bool anchor = v->expect_seq == 1 && !v->last[0] &&
+			      !PQgetisnull(res, i, 0) && seq >= 1 &&
+			      seq < v->start;
 
-		if (seq != v->expect_seq) {
-			snprintf(why, sizeof(why),
-				 seq > v->expect_seq
-					 ? "chain_seq %" PRId64 " is missing (row deleted?)"
-					 : "chain_seq %" PRId64 " appears twice (row inserted?)",
-				 v->expect_seq);
-			ctl_audit_broken(seq, res, i, why);
-			return false;
+		if (anchor) {
+			v->expect_seq = seq;
+			v->before = seq;
+			snprintf(v->prev, sizeof(v->prev), "%s", prev);
 		}
-		if (v->whole && seq > v->head_seq) {
-			ctl_audit_broken(seq, res, i,
-					 "row after the chain head (inserted?)");
+		if ((bad = ctl_audit_misplaced(v, res, i, seq, why,
+					       sizeof(why)))) {
+			ctl_audit_broken(res, i, bad);
 			return false;
 		}
 		if (strcmp(prev, v->prev) != 0) {
-			ctl_audit_broken(seq, res, i,
+			ctl_audit_broken(res, i,
 					 "prev_hash is not the row_hash of the "
 					 "row before (deleted, inserted or "
 					 "reordered rows)");
 			return false;
 		}
-		if (!ctl_audit_link_hash(prev, PQgetvalue(res, i, 6), hash) ||
+		if (PQgetisnull(res, i, 6) ||
+		    !ctl_audit_link_hash(prev, PQgetvalue(res, i, 6), hash) ||
 		    strcmp(hash, row) != 0) {
-			ctl_audit_broken(seq, res, i,
+			ctl_audit_broken(res, i,
 					 "row_hash does not match the row's "
 					 "content (row edited?)");
 			return false;
 		}
 		snprintf(v->prev, sizeof(v->prev), "%s", row);
+		snprintf(v->last, sizeof(v->last), "%s row seq=%s key=%s",
+			 PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
+			 PQgetvalue(res, i, 3));
 		v->expect_seq = seq + 1;
-		v->rows++;
+		if (seq > v->end)
+			v->after = seq;
+		else if (seq >= v->start)
+			v->rows++;
 	}
 	return true;
 }
 
-/* *seq from one of the bound queries. */
+/* *seq from one of the bound queries; none_seq if no row is recorded
+ * on that side of t. */
 static bool ctl_audit_bound(PGconn *pg, const char *sql, const char *t,
-			    int64_t *seq)
+			    int64_t none_seq, int64_t *seq)
 {
 	const char *p[1] = {t};
 	PGresult *res = ctl_audit_exec(pg, "verify", sql, 1, p);
 
 	if (!res)
 		return false;
-	*seq = ctl_audit_int(res, 0, 0);
+	*seq = PQgetisnull(res, 0, 0) ? none_seq : ctl_audit_int(res, 0, 0);
 	PQclear(res);
 	return true;
 }
 
-/* Sets v->prev to the row_hash of the row before `start`. */
-static int ctl_audit_prev_of(PGconn *pg, struct ctl_verify *v, int64_t start)
+/* A ranged verify: a row anywhere whose chain_seq is NULL or outside
+ * 1..head is BROKEN (the walk of the whole chain meets them in order). */
+static int ctl_audit_strays(PGconn *pg, struct ctl_verify *v)
 {
-	char s[24];
-	const char *p[1] = {s};
+	char h[24], why[320];
+	const char *p[1] = {h};
 	PGresult *res;
 
-	if (start <= 1) {
-		memset(v->prev, '0', 64);
-		v->prev[64] = '\0';
+	snprintf(h, sizeof(h), "%" PRId64, v->head_seq);
+	if (!(res = ctl_audit_exec(pg, "verify", ctl_audit_stray_sql, 1, p)))
+		return CTL_A_FAIL;
+	if (PQntuples(res) == 0) {
+		PQclear(res);
 		return CTL_A_OK;
 	}
-	snprintf(s, sizeof(s), "%" PRId64, start - 1);
-	if (!(res = ctl_audit_exec(pg, "verify", ctl_audit_hash_at_sql, 1, p)))
-		return CTL_A_FAIL;
-	if (PQntuples(res) != 1) {
-		printf("audit verify: BROKEN at chain_seq %" PRId64 ": the row "
-		       "before the range is missing or doubled\n", start - 1);
-		PQclear(res);
-		return CTL_A_FAIL;
-	}
-	snprintf(v->prev, sizeof(v->prev), "%s", PQgetvalue(res, 0, 0));
+	ctl_audit_broken(res, 0, ctl_audit_misplaced(v, res, 0,
+						     ctl_audit_int(res, 0, 0),
+						     why, sizeof(why)));
 	PQclear(res);
-	return CTL_A_OK;
+	return CTL_A_FAIL;
 }
 
-static int ctl_audit_walk(PGconn *pg, struct ctl_verify *v, int64_t start,
-			  int64_t end)
+/* Declares the cursor over v->start..v->end with its edges, or over
+ * every row when all. */
+static bool ctl_audit_declare(PGconn *pg, const struct ctl_verify *v,
+			      bool all)
 {
 	char s[24], e[24];
 	const char *p[2] = {s, e};
 	PGresult *res;
+
+	if (all) {
+		res = ctl_audit_exec(pg, "verify", ctl_audit_all_sql, 0, NULL);
+		PQclear(res);
+		return res != NULL;
+	}
+	snprintf(s, sizeof(s), "%" PRId64, v->start);
+	snprintf(e, sizeof(e), "%" PRId64, v->end);
+	if (!(res = ctl_audit_exec(pg, "verify", ctl_audit_edges_sql, 2, p)))
+		return false;
+	snprintf(s, sizeof(s), "%s", PQgetvalue(res, 0, 0));
+	snprintf(e, sizeof(e), "%s", PQgetvalue(res, 0, 1));
+	PQclear(res);
+	res = ctl_audit_exec(pg, "verify", ctl_audit_range_sql, 2, p);
+	PQclear(res);
+	return res != NULL;
+}
+
+static int ctl_audit_walk(PGconn *pg, struct ctl_verify *v, bool all)
+{
+	PGresult *res;
 	bool ok = true;
 
-	snprintf(s, sizeof(s), "%" PRId64, start);
-	snprintf(e, sizeof(e), "%" PRId64, end);
-	if (!(res = ctl_audit_exec(pg, "verify", ctl_audit_chain_sql, 2, p)))
+	if (!ctl_audit_declare(pg, v, all))
 		return CTL_A_FAIL;
-	PQclear(res);
-	v->expect_seq = start;
+	v->expect_seq = 1;
+	memset(v->prev, '0', 64);       /* genesis: 32 zero bytes */
+	v->prev[64] = '\0';
 	do {
 		res = ctl_audit_exec(pg, "verify",
 				     "FETCH " CTL_AUDIT_FETCH " FROM audit_verify",
@@ -276,10 +373,34 @@ static int ctl_audit_walk(PGconn *pg, struct ctl_verify *v, int64_t start,
 	return ok ? CTL_A_OK : CTL_A_FAIL;
 }
 
+static void ctl_audit_print_ok(const struct ctl_verify *v, bool all)
+{
+	char b[40] = "the genesis", a[40] = "the head";
+
+	if (v->before)
+		snprintf(b, sizeof(b), "chain_seq %" PRId64, v->before);
+	if (v->after)
+		snprintf(a, sizeof(a), "chain_seq %" PRId64, v->after);
+	if (all && v->head_seq == 0)
+		printf("audit verify: ok, 0 rows (the chain is empty)");
+	else if (all)
+		printf("audit verify: ok, %" PRId64 " rows (chain_seq 1..%"
+		       PRId64 ")", v->rows, v->end);
+	else if (v->start > v->end)
+		printf("audit verify: ok, 0 rows (nothing recorded in the "
+		       "range, which lies between %s and %s)", b,
+		       v->after ? a : "the end of the chain");
+	else
+		printf("audit verify: ok, %" PRId64 " rows (chain_seq %" PRId64
+		       "..%" PRId64 "), linked to %s before and %s after",
+		       v->rows, v->start, v->end, b, a);
+	printf("; head %" PRId64 " %s\n", v->head_seq, v->head_hash);
+}
+
 static int ctl_audit_verify(PGconn *pg, const char *from, const char *to)
 {
-	struct ctl_verify v = {.whole = to == NULL};
-	int64_t start = 1, end = INT64_MAX;
+	struct ctl_verify v = {.start = 1};
+	bool all = !from && !to;
 	PGresult *res;
 	int status;
 
@@ -296,18 +417,26 @@ static int ctl_audit_verify(PGconn *pg, const char *from, const char *to)
 		return CTL_A_FAIL;
 	}
 	v.head_seq = ctl_audit_int(res, 0, 0);
+	v.end = v.head_seq;
 	snprintf(v.head_hash, sizeof(v.head_hash), "%s", PQgetvalue(res, 0, 1));
 	PQclear(res);
-	if ((from && !ctl_audit_bound(pg, ctl_audit_from_sql, from, &start)) ||
-	    (to && !ctl_audit_bound(pg, ctl_audit_to_sql, to, &end)))
+	if (!all && (status = ctl_audit_strays(pg, &v)) != CTL_A_OK)
+		return status;
+	/* Nothing recorded at or after --from: the range is empty, after
+	 * the head; nothing before --to: empty, before chain_seq 1. */
+	if ((from && !ctl_audit_bound(pg, ctl_audit_from_sql, from,
+				      v.head_seq + 1, &v.start)) ||
+	    (to && !ctl_audit_bound(pg, ctl_audit_to_sql, to, 0, &v.end)))
 		return CTL_A_FAIL;
-	if ((status = ctl_audit_prev_of(pg, &v, start)) != CTL_A_OK)
+	/* An empty range (also --from after --to) sits between end and
+	 * end + 1: those two rows and their link are still checked. */
+	if (v.start > v.end)
+		v.start = v.end + 1;
+	if ((status = ctl_audit_walk(pg, &v, all)) != CTL_A_OK)
 		return status;
-	if (start <= end &&
-	    (status = ctl_audit_walk(pg, &v, start, end)) != CTL_A_OK)
-		return status;
-	if (v.whole && (v.expect_seq - 1 != v.head_seq ||
-			(v.head_seq > 0 && strcmp(v.prev, v.head_hash) != 0))) {
+	/* No row after the range: the range must end at the head. */
+	if (!v.after && (v.expect_seq - 1 != v.head_seq ||
+			 (v.head_seq > 0 && strcmp(v.prev, v.head_hash) != 0))) {
 		printf("audit verify: BROKEN at chain_seq %" PRId64 ": the "
 		       "chain ends at %" PRId64 " but its head names %" PRId64
 		       " (rows cut off the end?)\n", v.expect_seq,
@@ -315,9 +444,7 @@ static int ctl_audit_verify(PGconn *pg, const char *from, const char *to)
 		return CTL_A_FAIL;
 	}
 	ctl_audit_ok(pg, "verify", "COMMIT");
-	printf("audit verify: ok, %" PRId64 " rows (chain_seq %" PRId64
-	       "..%" PRId64 "); head %" PRId64 " %s\n", v.rows, start,
-	       v.expect_seq - 1, v.head_seq, v.head_hash);
+	ctl_audit_print_ok(&v, all);
 	return CTL_A_OK;
 }
 

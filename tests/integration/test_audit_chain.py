@@ -42,11 +42,12 @@ def verify(d, *args):
 
 def assert_broken(r, seq, key):
     assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
-    m = re.search(r"BROKEN at chain_seq (\d+): (\S+) row seq=\d+ key=(\S+):",
-                  r.stdout)
+    m = re.search(r"BROKEN at chain_seq (-?\d+|NULL): (\S+) row seq=\d+ "
+                  r"key=(\S+):", r.stdout)
     assert m, r.stdout
-    assert int(m.group(1)) == seq, r.stdout
+    assert m.group(1) == str(seq), r.stdout
     assert m.group(3) == key, r.stdout
+    return m.group(2)
 
 
 def test_untouched_chain_verifies(chain):
@@ -147,6 +148,74 @@ def test_inserted_row_is_found(chain):
     assert_broken(r, 4, "forged-1")
 
 
+FORGED_ACK = (
+    "INSERT INTO incident_transitions (transition_id, incident_id, "
+    "from_state, to_state, actor, detail, at, chain_seq, prev_hash, "
+    "row_hash) VALUES ('1:99', 1, 'new', 'acknowledged', 'ayse', NULL, "
+    "now() - interval '1 hour', %s, %s, %s)")
+
+
+@pytest.mark.parametrize("seq", [0, -5, 1000])
+def test_forged_row_outside_the_walked_range_is_found(chain, seq):
+    """rev3 #1. A row inserted with the triggers off and a chain_seq
+    outside 1..head (0, below, after the head) is part of the audit trail
+    (audit_log, the queries); verify used to walk only chain_seq BETWEEN 1
+    AND head and said ok. It must be BROKEN, naming the table and key."""
+    d, admin = chain
+    with admin.cursor() as cur:
+        cur.execute(FORGED_ACK, (seq, b"\x00", b"\x00"))
+        cur.execute("SELECT count(*) FROM audit_log WHERE actor = 'ayse'")
+        assert cur.fetchone()[0] == 1   # the forged ack is in the trail
+    r = verify(d)
+    assert assert_broken(r, seq, "1:99") == "incident_transitions"
+    assert "outside the chain 1..7" in r.stdout
+
+
+def test_row_with_null_chain_columns_is_found(chain):
+    """rev3 #1. The NOT NULL constraints dropped too: a row with no
+    chain_seq, prev_hash or row_hash is BROKEN, not skipped."""
+    d, admin = chain
+    with admin.cursor() as cur:
+        cur.execute("ALTER TABLE incident_transitions "
+                    "ALTER COLUMN chain_seq DROP NOT NULL, "
+                    "ALTER COLUMN prev_hash DROP NOT NULL, "
+                    "ALTER COLUMN row_hash DROP NOT NULL")
+        cur.execute(FORGED_ACK, (None, None, None))
+    r = verify(d)
+    assert assert_broken(r, "NULL", "1:99") == "incident_transitions"
+    with admin.cursor() as cur:
+        cur.execute("UPDATE incident_transitions SET chain_seq = 8 "
+                    "WHERE transition_id = '1:99'")
+    r = verify(d)
+    assert_broken(r, 8, "1:99")
+    assert "prev_hash or row_hash is NULL" in r.stdout
+
+
+def test_one_chain_seq_in_two_tables_is_found(chain):
+    """rev3 #1. chain_seq is unique per table only: a forged notification
+    that takes chain_seq 3 with a correct prev_hash and a recomputed
+    row_hash (a link as good as the real one) is BROKEN, both rows
+    named."""
+    d, admin = chain
+    seq, tbl, key = rows(admin)[2]
+    with admin.cursor() as cur:
+        cur.execute("SELECT row_hash FROM audit_chain_rows "
+                    "WHERE chain_seq = 2")
+        prev = bytes(cur.fetchone()[0])
+        cur.execute(
+            "INSERT INTO notifications (idempotency_key, attempt, "
+            "incident_id, level, channel, target, outcome, at, chain_seq, "
+            "prev_hash, row_hash) VALUES ('x:1', 1, 1, 1, 'sms', "
+            "'+90***0000', 'sent', now(), 3, %s, '\\x00')", (prev,))
+        cur.execute("UPDATE notifications n SET row_hash = sha256(prev_hash "
+                    "|| convert_to(audit_canon('notifications', n), 'UTF8'))")
+    r = verify(d)
+    assert r.returncode == 1, r.stdout
+    assert "chain_seq 3 appears twice" in r.stdout, r.stdout
+    assert "key=x:1#1:sent" in r.stdout and "key=%s" % key in r.stdout, \
+        r.stdout
+
+
 def test_reordered_rows_are_found(chain):
     d, admin = chain
     rs = rows(admin)
@@ -162,8 +231,9 @@ def test_reordered_rows_are_found(chain):
     assert_broken(r, s1, k2)
 
 
-def test_verify_a_time_range(chain):
-    d, admin = chain
+def _t_mid(d):
+    """A time between the chain fixture's 7 rows and one more event's 2
+    (chain_seq 8, 9)."""
     time.sleep(0.05)
     now = time.time()  # one reading: seconds and fraction must agree
     t_mid = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + \
@@ -171,17 +241,149 @@ def test_verify_a_time_range(chain):
     time.sleep(0.05)
     st, body, _ = post_event(d.http, make_event())
     assert st == 202
+    return t_mid
+
+
+def test_verify_a_time_range(chain):
+    d, admin = chain
+    t_mid = _t_mid(d)
     r = verify(d, "--from", t_mid)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "ok, 2 rows (chain_seq 8..9)" in r.stdout
+    assert "ok, 2 rows (chain_seq 8..9), linked to chain_seq 7 before " \
+        "and the head after" in r.stdout
     r = verify(d, "--to", t_mid)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "ok, 7 rows (chain_seq 1..7)" in r.stdout
-    # an edit outside the range is not seen, inside it is
+    assert "ok, 7 rows (chain_seq 1..7), linked to the genesis before and " \
+        "chain_seq 8 after" in r.stdout
+    # an edit outside the range and its edge rows is not seen, inside it
+    # is
+    seq, tbl, key = rows(admin)[8]
+    with admin.cursor() as cur:
+        cur.execute("UPDATE %s SET incident_id = 99 WHERE chain_seq = 9"
+                    % tbl)
+    assert verify(d, "--to", t_mid).returncode == 0
+    assert_broken(verify(d, "--from", t_mid), 9, key)
+
+
+def test_a_range_checks_its_edge_rows(chain):
+    """rev3 #2. The row after the range (and the one before) is read too:
+    its link to the range's last row and its content are checked, so an
+    edge row's edit is BROKEN; the rows beyond are not read."""
+    d, admin = chain
+    t_mid = _t_mid(d)
+    rs = rows(admin)
+    with admin.cursor() as cur:
+        cur.execute("UPDATE %s SET incident_id = 99 WHERE chain_seq = 9"
+                    % rs[8][1])
+    assert verify(d, "--to", t_mid).returncode == 0
     with admin.cursor() as cur:
         cur.execute("UPDATE events SET priority = 1 WHERE chain_seq = 8")
-    assert verify(d, "--to", t_mid).returncode == 0
-    assert verify(d, "--from", t_mid).returncode == 1
+    assert_broken(verify(d, "--to", t_mid), 8, rs[7][2])
+
+
+def test_range_with_its_last_row_deleted_is_broken(chain):
+    """rev3 #2. --to T: the last row recorded before T is deleted (rows
+    after T exist). The deleted row belonged to the range; verify used to
+    walk 1..6 and say ok."""
+    d, admin = chain
+    t_mid = _t_mid(d)
+    assert "chain_seq 1..7" in verify(d, "--to", t_mid).stdout
+    rs = rows(admin)
+    seq, tbl, key = rs[6]      # chain_seq 7, recorded before T
+    assert seq == 7
+    with admin.cursor() as cur:
+        cur.execute("DELETE FROM %s WHERE chain_seq = 7" % tbl)
+    r = verify(d, "--to", t_mid)
+    assert_broken(r, 8, rs[7][2])
+    assert "chain_seq 7 is missing" in r.stdout
+
+
+def test_range_with_its_first_row_deleted_is_broken(chain):
+    """rev3 #2. --from T: the first row recorded at or after T is
+    deleted; the range would start one row later."""
+    d, admin = chain
+    t_mid = _t_mid(d)
+    rs = rows(admin)
+    with admin.cursor() as cur:
+        cur.execute("DELETE FROM %s WHERE chain_seq = 8" % rs[7][1])
+    r = verify(d, "--from", t_mid)
+    assert_broken(r, 9, rs[8][2])
+    assert "chain_seq 8 is missing" in r.stdout
+
+
+@pytest.mark.parametrize("edge", ["last", "first"])
+def test_range_edge_row_moved_out_by_its_time_is_broken(chain, edge):
+    """rev3 #2. recorded_at of the range's last (--to) or first (--from)
+    row edited so that it falls outside the range: the range shrinks by
+    that row, which is then its edge row, whose content no longer
+    matches its hash."""
+    d, admin = chain
+    t_mid = _t_mid(d)
+    rs = rows(admin)
+    seq, tbl, key = rs[6] if edge == "last" else rs[7]
+    shift = "+ interval '1 hour'" if edge == "last" else \
+        "- interval '1 hour'"
+    with admin.cursor() as cur:
+        cur.execute("UPDATE %s SET recorded_at = recorded_at %s "
+                    "WHERE chain_seq = %%s" % (tbl, shift), (seq,))
+    r = verify(d, "--to" if edge == "last" else "--from", t_mid)
+    assert_broken(r, seq, key)
+    assert "edited" in r.stdout
+
+
+def test_a_range_finds_rows_outside_the_chain(chain):
+    """rev3 #1 for a ranged verify: a row with chain_seq NULL or outside
+    1..head is found by the chain_seq indexes wherever it lies in time."""
+    d, admin = chain
+    t_mid = _t_mid(d)
+    with admin.cursor() as cur:
+        cur.execute(FORGED_ACK, (-1, b"\x00", b"\x00"))
+    assert_broken(verify(d, "--from", t_mid), -1, "1:99")
+
+
+def test_range_after_the_last_row_is_not_broken(chain):
+    """rev3 #3. An intact chain, --from after its last row (e.g. a daily
+    cron run before the day's first alarm): nothing to walk, ok with 0
+    rows. It used to look for chain_seq INT64_MAX - 1 and say BROKEN."""
+    d, _ = chain
+    r = verify(d, "--from", "2100-01-01T00:00:00Z")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "ok, 0 rows (nothing recorded in the range, which lies " \
+        "between chain_seq 7 and the end of the chain); head 7" in r.stdout
+
+
+def test_empty_ranges_still_check_where_they_lie(chain):
+    """rev3 #3. An empty range is ok with 0 rows, but the two rows around
+    it are checked: the last row after --from past the end must still be
+    the head, and a range between two rows needs them linked."""
+    d, admin = chain
+    t_mid = _t_mid(d)
+    r = verify(d, "--to", "2000-01-01T00:00:00Z")
+    assert "ok, 0 rows (nothing recorded in the range, which lies " \
+        "between the genesis and chain_seq 1)" in r.stdout, r.stdout
+    r = verify(d, "--from", t_mid, "--to", t_mid)
+    assert "ok, 0 rows (nothing recorded in the range, which lies " \
+        "between chain_seq 7 and chain_seq 8)" in r.stdout, r.stdout
+    rs = rows(admin)
+    with admin.cursor() as cur:
+        cur.execute("DELETE FROM %s WHERE chain_seq = 9" % rs[8][1])
+    r = verify(d, "--from", "2100-01-01T00:00:00Z")
+    assert r.returncode == 1, r.stdout
+    assert "BROKEN at chain_seq 9: the chain ends at 8 but its head " \
+        "names 9" in r.stdout
+    with admin.cursor() as cur:
+        cur.execute("DELETE FROM %s WHERE chain_seq = 8" % rs[7][1])
+    r = verify(d, "--from", t_mid, "--to", t_mid)
+    assert r.returncode == 1, r.stdout
+
+
+def test_an_empty_chain_verifies(alertd):
+    assert "ok, 0 rows (the chain is empty); head 0 " in \
+        verify(alertd).stdout
+    r = verify(alertd, "--from", "2000-01-01T00:00:00Z")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "ok, 0 rows (nothing recorded in the range, which lies " \
+        "between the genesis and the end of the chain)" in r.stdout
 
 
 def test_duplicate_delivery_does_not_move_the_chain(alertd, test_env):
