@@ -313,7 +313,9 @@ static void audit_keep_rows(struct audit *a, struct audit_list *rows)
 
 /* The group fsync: appends every row waiting, syncs once, answers them
  * durable=true; a row the spool refuses (full, I/O error) is answered
- * durable=false and kept in memory for retry. This is the one blocking
+ * durable=false and kept in memory for retry. After a failed write the
+ * whole group is refused that way (the cut back took the rows appended
+ * before it: spool.h). This is the one blocking
  * call alertd makes on its loop (see docs/audit.md for its cost). */
 static void audit_spool_flush(struct audit *a)
 {
@@ -335,7 +337,11 @@ static void audit_spool_flush(struct audit *a)
 		else
 			audit_row_push(&failed, r);
 	}
-	synced = !done.n || spool_sync(a->spool);
+	/* Called even when no append worked: it ends the group, and with it
+	 * the refusal of appends after a failed one (spool.h). After a failed
+	 * append it returns false, so that the rows appended before it, which
+	 * the cut back took too, are not answered durable. */
+	synced = spool_sync(a->spool);
 	a->spool_syncs++;
 	a->spool_sync_s += metrics_since(&t0);
 	if (!synced)
