@@ -719,10 +719,33 @@ struct audit *audit_new(struct event_base *base, struct pg_conn *conn)
 	return a;
 }
 
-/* Rows still waiting are answered durable=false; the ones not recorded
- * are counted in the log. Does not touch the pg_conn (it may be gone
- * already); a batch in flight frees itself when its connection answers
- * it. */
+void audit_stop(struct audit *a)
+{
+	struct audit_batch *b = a ? a->batch : NULL;
+
+	if (!a || a->closing)
+		return;
+	evtimer_del(a->ev_retry);
+	if (b) {
+		/* Never waited for again: it may still commit (replaying its
+		 * rows from the spool is then a no-op); its callback, when
+		 * the pg_conn is freed, finds it detached. */
+		a->batch = NULL;
+		b->a = NULL;
+		audit_keep_rows(a, &b->rows);
+	}
+	audit_fail_waiting(a);
+	/* Rows waiting for the group fsync are durable once it runs. */
+	if (a->spool)
+		audit_spool_flush(a);
+	a->closing = true;
+	audit_deliver(a);
+}
+
+/* The rows not recorded are counted in the log; any row still unanswered
+ * (audit_stop did not run) is answered durable=false. Does not touch the
+ * pg_conn (it may be gone already); a batch in flight frees itself when
+ * its connection answers it. */
 void audit_free(struct audit *a)
 {
 	struct audit_row *r;
@@ -730,10 +753,7 @@ void audit_free(struct audit *a)
 
 	if (!a)
 		return;
-	/* Rows waiting for the group fsync are durable once it runs. */
-	if (a->spool)
-		audit_spool_flush(a);
-	a->closing = true;
+	audit_stop(a);
 	lost = a->urgent.n + a->queue.n + a->retry.n +
 	       (a->batch ? a->batch->rows.n : 0) - a->spool_loaded;
 	if (a->batch) {

@@ -386,9 +386,14 @@ static void daemon_start(struct daemon *d)
 }
 
 /* Connections first, so that their pending callbacks still find the modules
- * they call alive; then the modules. */
+ * they call alive; then the modules. The audit before all: the rows the
+ * drain gave up on (a batch stuck in flight) go to the spool and their
+ * senders are answered while the pipeline and the HTTP server are alive;
+ * a pipeline slot they free may start a queued event, which goes to the
+ * pool and is answered when it is freed. */
 static void daemon_free(struct daemon *d)
 {
+	audit_stop(d->audit);
 	ingest_tcp_free(d->tcp);
 	if (d->decide != NULL)
 		decide_flush(d->decide); /* into the pool, answered just below */
