@@ -266,3 +266,50 @@ def test_sigterm_drain_timeout_with_a_batch_in_flight(alertd_factory,
         c2.execute("SELECT count(*) FROM events WHERE event_id = %s",
                    (ev["event_id"],))
         assert c2.fetchone()[0] == 1
+
+
+@pytest.mark.kill_after(120)
+def test_sigterm_keeps_the_grace_for_an_http_answer_of_the_same_turn(
+        alertd_factory):
+    """A 202 produced in the loop turn in which the drain finds nothing
+    left (here: the audit commit and SIGTERM read by the same epoll_wait)
+    is still in evhttp's output buffer: the drain must keep its grace for
+    it to leave the socket, even without device TCP connections."""
+    d = alertd_factory(postgres__timeout_ms="30000")
+    st, body, _ = post_event(d.http, make_event())   # statement prepared
+    assert st == 202, body
+    locker = d.db()
+    cur = locker.cursor()
+    cur.execute("BEGIN")
+    cur.execute("LOCK TABLE events IN SHARE MODE")   # blocks INSERTs
+    ev = make_event()
+    res = {}
+
+    def send():
+        try:
+            res["answer"] = post_event(d.http, ev, timeout=30)
+        except Exception as e:  # noqa: BLE001 - the failure looked for
+            res["answer"] = e
+
+    t = threading.Thread(target=send)
+    t.start()
+    stopped = False
+    try:
+        time.sleep(1.0)                              # batch in flight
+        d.signal(signal.SIGSTOP)
+        stopped = True
+        cur.execute("ROLLBACK")  # the batch commits; its result waits
+        time.sleep(0.5)
+        d.signal(signal.SIGTERM)
+        time.sleep(0.3)        # and the janitor's tick is due
+        d.signal(signal.SIGCONT)
+        stopped = False
+        rc = d.wait(20)
+    finally:
+        if stopped:
+            d.signal(signal.SIGCONT)
+        locker.close()
+        t.join(35)
+    assert rc == 0, d.log()[-3000:]
+    ans = res.get("answer")
+    assert isinstance(ans, tuple) and ans[0] == 202, (ans, d.log()[-3000:])
