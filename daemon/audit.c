@@ -313,7 +313,9 @@ static void audit_keep_rows(struct audit *a, struct audit_list *rows)
 
 /* The group fsync: appends every row waiting, syncs once, answers them
  * durable=true; a row the spool refuses (full, I/O error) is answered
- * durable=false and kept in memory for retry. This is the one blocking
+ * durable=false and kept in memory for retry. After a failed write the
+ * whole group is refused that way (the cut back took the rows appended
+ * before it: spool.h). This is the one blocking
  * call alertd makes on its loop (see docs/audit.md for its cost). */
 static void audit_spool_flush(struct audit *a)
 {
@@ -335,7 +337,11 @@ static void audit_spool_flush(struct audit *a)
 		else
 			audit_row_push(&failed, r);
 	}
-	synced = !done.n || spool_sync(a->spool);
+	/* Called even when no append worked: it ends the group, and with it
+	 * the refusal of appends after a failed one (spool.h). After a failed
+	 * append it returns false, so that the rows appended before it, which
+	 * the cut back took too, are not answered durable. */
+	synced = spool_sync(a->spool);
 	a->spool_syncs++;
 	a->spool_sync_s += metrics_since(&t0);
 	if (!synced)
@@ -713,10 +719,33 @@ struct audit *audit_new(struct event_base *base, struct pg_conn *conn)
 	return a;
 }
 
-/* Rows still waiting are answered durable=false; the ones not recorded
- * are counted in the log. Does not touch the pg_conn (it may be gone
- * already); a batch in flight frees itself when its connection answers
- * it. */
+void audit_stop(struct audit *a)
+{
+	struct audit_batch *b = a ? a->batch : NULL;
+
+	if (!a || a->closing)
+		return;
+	evtimer_del(a->ev_retry);
+	if (b) {
+		/* Never waited for again: it may still commit (replaying its
+		 * rows from the spool is then a no-op); its callback, when
+		 * the pg_conn is freed, finds it detached. */
+		a->batch = NULL;
+		b->a = NULL;
+		audit_keep_rows(a, &b->rows);
+	}
+	audit_fail_waiting(a);
+	/* Rows waiting for the group fsync are durable once it runs. */
+	if (a->spool)
+		audit_spool_flush(a);
+	a->closing = true;
+	audit_deliver(a);
+}
+
+/* The rows not recorded are counted in the log; any row still unanswered
+ * (audit_stop did not run) is answered durable=false. Does not touch the
+ * pg_conn (it may be gone already); a batch in flight frees itself when
+ * its connection answers it. */
 void audit_free(struct audit *a)
 {
 	struct audit_row *r;
@@ -724,10 +753,7 @@ void audit_free(struct audit *a)
 
 	if (!a)
 		return;
-	/* Rows waiting for the group fsync are durable once it runs. */
-	if (a->spool)
-		audit_spool_flush(a);
-	a->closing = true;
+	audit_stop(a);
 	lost = a->urgent.n + a->queue.n + a->retry.n +
 	       (a->batch ? a->batch->rows.n : 0) - a->spool_loaded;
 	if (a->batch) {

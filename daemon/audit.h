@@ -54,6 +54,15 @@ struct audit_transition_row {
 typedef void (*audit_done_cb)(bool durable, void *arg);
 
 struct audit *audit_new(struct event_base *base, struct pg_conn *conn);
+/* Shutdown, once the loop has stopped, before anything is freed: nothing
+ * will commit any more. The rows not committed (the batch in flight, which
+ * is detached, and the queued ones) are appended and synced to the spool
+ * and answered durable=true, or without a usable spool answered
+ * durable=false; every row is answered now, while the modules the
+ * callbacks reach (pipeline, ingest, HTTP server) are still alive. Rows
+ * recorded after it are answered durable=false at once. audit_free runs
+ * it if it did not run. */
+void audit_stop(struct audit *a);
 void audit_free(struct audit *a);
 
 /* Queues an event row and/or a transition row (either may be NULL; all

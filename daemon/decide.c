@@ -57,6 +57,9 @@ extern const char decide_lua_text[];
 /* decide_batch calls in flight at once: one being run by Redis while the
  * next is on its way (docs/BENCHMARKS.md, optimisation 15). */
 #define DECIDE_BATCHES_INFLIGHT 2
+/* The rules' time (night flag) of the queued events is at most this much
+ * older than the newest queued event's. */
+#define DECIDE_RULES_REFRESH_MS 1000
 
 enum decide_call_kind {
 	DECIDE_CALL_EVENT,   /* one event of a batch -> decide_event_cb */
@@ -105,7 +108,10 @@ struct decide {
 	 * urgent ones (uqueue) first. */
 	struct decide_call *queue, *queue_tail;
 	struct decide_call *uqueue, *uqueue_tail;
-	int64_t queue_now_ms;      /* the first queued event's time: rules */
+	int64_t queue_now_ms;      /* the time of the rules (night flag):
+				    * the first queued event's, refreshed
+				    * by later events every
+				    * DECIDE_RULES_REFRESH_MS */
 	struct event *ev_flush;
 	int batches_inflight;      /* decide_batch calls sent, not answered */
 };
@@ -736,6 +742,12 @@ bool decide_event(struct decide *d, const struct evt *ev, int64_t now_ms,
 	if (d->queue == NULL && d->uqueue == NULL) {
 		d->queue_now_ms = now_ms;
 		event_active(d->ev_flush, EV_TIMEOUT, 0);
+	} else if (now_ms - d->queue_now_ms >= DECIDE_RULES_REFRESH_MS ||
+		   now_ms < d->queue_now_ms) {
+		/* A backlog keeps the queue from emptying (Redis slow, two
+		 * batches in flight): without this the night flag would stay
+		 * that of the backlog's first event, across 22:00 too. */
+		d->queue_now_ms = now_ms;
 	}
 	urgent = evt_type_urgent(ev->type);
 	head = urgent ? &d->uqueue : &d->queue;

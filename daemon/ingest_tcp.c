@@ -2,8 +2,9 @@
  * protocol"). One bufferevent per connection; each frame is a 4-byte
  * big-endian length and a serialized alertd.v1.Frame carrying a
  * SignedEvent. Every event is answered with an Ack or a Nack, in the order
- * the answers become known. A framing error is answered with an Error frame
- * and closes that connection only.
+ * the answers become known. A framing error stops the reading of that
+ * connection only: the events read before it are still answered (their
+ * Acks or Nacks first), then the Error frame, then it closes.
  *
  * Connections are never freed inside their own callbacks: a closed one
  * moves to the dead list and a one-shot "reaper" event frees it on the next
@@ -77,6 +78,12 @@
  * everyone else. Any other answer ends the run. */
 #define INGEST_TCP_TARPIT_RUN 64
 #define INGEST_TCP_TARPIT_MS 10
+/* How long a connection that sent a bad frame waits for the answers to the
+ * events it sent before it; past that they are detached (still decided and
+ * recorded, not answered) and the Error frame goes out. The pipeline
+ * answers within the Redis and PostgreSQL deadlines unless it is queued
+ * behind a backlog. */
+#define INGEST_TCP_FAIL_WAIT_S 10
 /* Pause after accept() failed with e.g. EMFILE, instead of spinning. */
 #define INGEST_TCP_ACCEPT_RETRY_S 1
 
@@ -87,6 +94,9 @@ enum tcp_conn_state {
 			    * answers */
 	TCP_CONN_DRAINING, /* no more frames (peer sent EOF, or the daemon
 			    * drains): answer what is in flight, then close */
+	TCP_CONN_FAILING,  /* a framing error: no more frames; answer what is
+			    * in flight (at most INGEST_TCP_FAIL_WAIT_S), then
+			    * the Error frame (CLOSING) */
 	TCP_CONN_CLOSING,  /* an Error frame is queued; close once written */
 	TCP_CONN_LINGER,   /* our side is shut down; input is discarded until
 			    * the peer closes, so that our last frames are
@@ -95,7 +105,8 @@ enum tcp_conn_state {
 };
 
 static const char *const ingest_tcp_state_names[] = {
-	"reading", "blocked", "draining", "closing", "linger", "closed",
+	"reading", "blocked", "draining", "failing", "closing", "linger",
+	"closed",
 };
 
 struct tcp_conn;
@@ -121,6 +132,9 @@ struct tcp_conn {
 	unsigned refused_run; /* rate_limited answers in a row */
 	bool paused;        /* not read until pause_ev fires (tarpit) */
 	struct event *pause_ev;
+	uint8_t *error_frame; /* FAILING: sent once the answers are out */
+	size_t error_len;
+	struct event *fail_ev; /* FAILING: INGEST_TCP_FAIL_WAIT_S */
 	struct tcp_job *jobs;
 	struct tcp_conn *prev, *next;
 	bool flush_listed;  /* on owner->flushq */
@@ -167,6 +181,7 @@ static void ingest_tcp_conn_set_state(struct tcp_conn *c,
 		break;
 	case TCP_CONN_BLOCKED:
 	case TCP_CONN_DRAINING:
+	case TCP_CONN_FAILING:
 	case TCP_CONN_CLOSING:
 		bufferevent_disable(c->bev, EV_READ);
 		break;
@@ -222,6 +237,8 @@ static void ingest_tcp_conn_close(struct tcp_conn *c)
 	ingest_tcp_conn_detach_jobs(c);
 	if (c->pause_ev != NULL)
 		event_del(c->pause_ev);
+	if (c->fail_ev != NULL)
+		event_del(c->fail_ev);
 	ingest_tcp_conn_unlist_flush(c);
 	ingest_tcp_conn_set_state(c, TCP_CONN_CLOSED);
 	if (c->prev != NULL)
@@ -291,18 +308,55 @@ static bool ingest_tcp_conn_send(struct tcp_conn *c, uint8_t *frame,
 	return true;
 }
 
-/* A framing error: an Error frame, then close once it is written. */
+/* FAILING and every answer is out (or the wait is over): the Error frame,
+ * then close once it is written. */
+static void ingest_tcp_conn_send_error(struct tcp_conn *c)
+{
+	uint8_t *frame = c->error_frame;
+
+	c->error_frame = NULL;
+	if (c->fail_ev != NULL)
+		event_del(c->fail_ev);
+	if (ingest_tcp_conn_send(c, frame, c->error_len))
+		ingest_tcp_conn_set_state(c, TCP_CONN_CLOSING);
+}
+
+static void ingest_tcp_on_fail_wait(evutil_socket_t fd, short what,
+				    void *arg)
+{
+	struct tcp_conn *c = arg;
+
+	log_warn("tcp=%s: %zu answers not known %d s after a framing error; "
+		 "closing without them (the events are still recorded)",
+		 c->name, c->inflight, INGEST_TCP_FAIL_WAIT_S);
+	ingest_tcp_conn_detach_jobs(c);
+	ingest_tcp_conn_send_error(c);
+}
+
+/* A framing error: no more frames are read; the events read before it
+ * are answered, then the Error frame goes, then the connection closes. */
 static void ingest_tcp_conn_fail(struct tcp_conn *c, const char *code,
 				 const char *detail)
 {
-	size_t len = 0;
-	uint8_t *frame = codec_pb_frame_error(code, detail, &len);
+	struct timeval wait = {INGEST_TCP_FAIL_WAIT_S, 0};
 
-	log_warn("tcp=%s: %s (%s); closing", c->name, code, detail);
+	log_warn("tcp=%s: %s (%s); closing after %zu answers", c->name, code,
+		 detail, c->inflight);
 	metrics_count_error(code);
-	ingest_tcp_conn_detach_jobs(c);
-	if (ingest_tcp_conn_send(c, frame, len))
-		ingest_tcp_conn_set_state(c, TCP_CONN_CLOSING);
+	c->error_frame = codec_pb_frame_error(code, detail, &c->error_len);
+	ingest_tcp_conn_set_state(c, TCP_CONN_FAILING);
+	if (c->inflight == 0) {
+		ingest_tcp_conn_send_error(c);
+		return;
+	}
+	if (c->fail_ev == NULL)
+		c->fail_ev = evtimer_new(c->owner->base,
+					 ingest_tcp_on_fail_wait, c);
+	if (c->fail_ev == NULL || evtimer_add(c->fail_ev, &wait) != 0) {
+		/* No timer (out of memory): do not wait. */
+		ingest_tcp_conn_detach_jobs(c);
+		ingest_tcp_conn_send_error(c);
+	}
 }
 
 static void ingest_tcp_conn_nack(struct tcp_conn *c, const char *event_id,
@@ -435,7 +489,10 @@ static void ingest_tcp_on_answer(const struct pipeline_answer *ans, void *arg)
 		return;
 	/* DRAINING closes from ingest_tcp_conn_written once this is
 	 * written. */
-	ingest_tcp_conn_resume(c);
+	if (c->state == TCP_CONN_FAILING && c->inflight == 0)
+		ingest_tcp_conn_send_error(c);
+	else
+		ingest_tcp_conn_resume(c);
 }
 
 static void ingest_tcp_conn_submit(struct tcp_conn *c, struct evt *ev,
@@ -788,6 +845,9 @@ static void ingest_tcp_conn_free(struct tcp_conn *c)
 {
 	if (c->pause_ev != NULL)
 		event_free(c->pause_ev);
+	if (c->fail_ev != NULL)
+		event_free(c->fail_ev);
+	free(c->error_frame);
 	bufferevent_free(c->bev);
 	free(c);
 }

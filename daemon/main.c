@@ -97,7 +97,9 @@ static void daemon_set_state(struct daemon *d, enum daemon_state state)
 
 /* Draining ends when every accepted event is answered and every row is
  * written, plus a short grace so that the last answers leave the socket
- * buffers. */
+ * buffers. The grace holds without device connections too: an HTTP answer
+ * given in this very loop turn is still in evhttp's output buffer, written
+ * only when the loop polls again, and http_server_free would drop it. */
 static void daemon_check_drained(struct daemon *d)
 {
 	size_t inflight = pipeline_inflight(d->pipeline);
@@ -106,8 +108,7 @@ static void daemon_check_drained(struct daemon *d)
 	if (inflight == 0 && rows == 0) {
 		if (d->idle_since.tv_sec == 0)
 			clock_gettime(CLOCK_MONOTONIC, &d->idle_since);
-		if (daemon_since(&d->idle_since) >= 0.2 ||
-		    ingest_tcp_connections(d->tcp) == 0) {
+		if (daemon_since(&d->idle_since) >= 0.2) {
 			log_info("shutdown: drained");
 			daemon_set_state(d, DAEMON_STOPPED);
 		}
@@ -393,9 +394,14 @@ static void daemon_start(struct daemon *d)
 }
 
 /* Connections first, so that their pending callbacks still find the modules
- * they call alive; then the modules. */
+ * they call alive; then the modules. The audit before all: the rows the
+ * drain gave up on (a batch stuck in flight) go to the spool and their
+ * senders are answered while the pipeline and the HTTP server are alive;
+ * a pipeline slot they free may start a queued event, which goes to the
+ * pool and is answered when it is freed. */
 static void daemon_free(struct daemon *d)
 {
+	audit_stop(d->audit);
 	ingest_tcp_free(d->tcp);
 	if (d->decide != NULL)
 		decide_flush(d->decide); /* into the pool, answered just below */

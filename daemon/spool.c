@@ -41,6 +41,11 @@ struct spool {
 	size_t rows, synced_rows;
 	uint64_t read_off;     /* replay position */
 	size_t read_rows;
+	/* A write failed since the last spool_sync(): the cut back took the
+	 * records appended before it in this group too, so every later
+	 * append of the group is refused and the sync that ends the group
+	 * fails. */
+	bool group_lost;
 };
 
 static void spool_set_state(struct spool *s, enum spool_state st)
@@ -245,7 +250,8 @@ bool spool_append(struct spool *s, const char *ev, size_t ev_len,
 	struct iovec iov[4];
 	ssize_t w;
 
-	if (n > SPOOL_MAX_RECORD || s->size + SPOOL_HEADER + n > s->max_bytes)
+	if (s->group_lost || n > SPOOL_MAX_RECORD ||
+	    s->size + SPOOL_HEADER + n > s->max_bytes)
 		return false;
 	spool_put_u32(head, (uint32_t)n);
 	spool_put_u32(head + 4, spool_crc(head, ev, ev_len, tr, tr_len));
@@ -260,6 +266,7 @@ bool spool_append(struct spool *s, const char *ev, size_t ev_len,
 		log_error("spool=%s: write failed: %s", s->path,
 			  w < 0 ? strerror(errno) : "short write");
 		spool_cut_back(s);
+		s->group_lost = true;
 		return false;
 	}
 	s->size += SPOOL_HEADER + n;
@@ -269,6 +276,11 @@ bool spool_append(struct spool *s, const char *ev, size_t ev_len,
 
 bool spool_sync(struct spool *s)
 {
+	if (s->group_lost) {
+		/* Cut back already: nothing of the group is in the file. */
+		s->group_lost = false;
+		return false;
+	}
 	if (s->synced == s->size)
 		return true;
 	if (fdatasync(s->fd) != 0) {

@@ -33,13 +33,20 @@ struct spool *spool_open(const char *dir, size_t max_bytes, char *err,
 void spool_close(struct spool *s);
 
 /* Appends one record (not yet durable). false: the spool is full
- * (max_bytes) or the write failed; nothing was appended. */
+ * (max_bytes) or the write failed; nothing was appended. The records
+ * appended since the last spool_sync() form a group: a failed write cuts
+ * the file back to its last synced size, which takes the records appended
+ * before it in the group too, so every later append of the group is
+ * refused as well and the spool_sync() that ends the group returns false:
+ * a group with a failed write is lost as a whole. */
 bool spool_append(struct spool *s, const char *ev, size_t ev_len,
 		  const char *tr, size_t tr_len)
 	__attribute__((warn_unused_result));
-/* Makes every appended record durable (fdatasync). false: the records
- * appended since the last good sync are cut off again and must be
- * considered not written. */
+/* Makes every appended record durable (fdatasync) and ends the group.
+ * false: the records appended since the last good sync are cut off (the
+ * fsync failed, or a write of the group failed) and must be considered
+ * not written. Call it after every group, even one whose appends all
+ * failed: it also ends the refusal after a failed write. */
 bool spool_sync(struct spool *s) __attribute__((warn_unused_result));
 
 /* The next record not yet read (in file order), split into its event and

@@ -340,3 +340,57 @@ def test_aging_frozen_not_lost_when_acknowledged_and_merged(s):
     s.r.hset(s.prefix + "inc:%d" % a["incident_id"], "state", "acknowledged")
     m = s.decide(b, "panic", now_ms=T0 + 9000, R=R)
     assert m["outcome"] == "merged" and m["priority"] == 130
+
+
+@pytest.mark.kill_after(90)
+def test_night_flag_follows_the_clock_under_a_backlog(alertd_factory,
+                                                      monkeypatch):
+    """The night flag of a decide batch is computed for a time at most about
+    a second older than its newest event, even when the decide queue never
+    empties (a backlog spanning 22:00): an event of 22:00:01.5 gets the
+    night boost although the queue has held events since 21:59:58."""
+    import threading
+    boundary = BEFORE_22_IST + 1000                   # 22:00:00 local
+    monkeypatch.setenv("ALERTD_FAKE_NOW_MS", str(boundary - 15000))
+    d = alertd_factory(priority={"night_boost": 25},
+                       redis={"timeout_ms": "20000"})
+    # Where the daemon's (fake) clock is, from the row of one event.
+    ev0 = make_event(kind="ferry")
+    t0 = time.time()
+    st, body, _ = post_event(d.http, ev0)
+    t1 = time.time()
+    assert st == 202, body
+    with d.db().cursor() as cur:
+        cur.execute("SELECT (extract(epoch FROM received_at) * 1000)::bigint"
+                    " FROM events WHERE event_id = %s", (ev0["event_id"],))
+        offset = cur.fetchone()[0] - (t0 + t1) / 2 * 1000
+
+    def sleep_until(fake_ms):
+        left = (fake_ms - (time.time() * 1000 + offset)) / 1000
+        assert left > 0, "the daemon's clock is past %d already" % fake_ms
+        time.sleep(left)
+
+    results = {}
+
+    def send(name, ev):
+        results[name] = post_event(d.http, ev, timeout=40)
+
+    sleep_until(boundary - 2500)
+    # Redis holds every command for 5 s: two decide batches in flight and
+    # the queue behind them never empties across 22:00.
+    d.redis().execute_command("CLIENT", "PAUSE", "5000")
+    threads = []
+    for name in ("b1", "b2", "queued"):
+        th = threading.Thread(target=send, args=(name, make_event(kind="bus")))
+        th.start()
+        threads.append(th)
+        time.sleep(0.2)
+    sleep_until(boundary + 1500)                      # 22:00:01.5 local
+    th = threading.Thread(target=send, args=("night", make_event(kind="bus")))
+    th.start()
+    threads.append(th)
+    for th in threads:
+        th.join(45)
+    st, body, _ = results["night"]
+    assert st == 202, body
+    assert body["priority"] == 125, body

@@ -146,6 +146,33 @@ def test_malformed_frame_closes_only_that_connection(alertd):
         assert _ack(c2.read_frame()).event_id == ev2["event_id"]
 
 
+def test_frames_before_a_bad_one_are_answered_before_the_error(alertd):
+    """Frames pipelined before a malformed one are decided and recorded;
+    each gets its Ack before the Error frame, then the connection closes
+    (DESIGN: every frame is answered with an Ack or a Nack)."""
+    db = alertd.db()
+    events = [make_event() for _ in range(5)]
+    payload = b"".join(
+        struct.pack(">I", len(f)) + f
+        for f in (TcpClient.signed_frame(ev) for ev in events))
+    payload += struct.pack(">I", 23) + b"\xff" * 23   # not a Frame
+    with TcpClient(*alertd.tcp) as c:
+        c.send_raw(payload)                  # all in one write
+        frames = []
+        while True:
+            f = c.read_frame(timeout=30)
+            assert f is not None, "closed after %d frames: %s" % (
+                len(frames), frames)
+            frames.append(f)
+            if f.WhichOneof("msg") == "error":
+                break
+        assert frames[-1].error.code == "malformed_frame"
+        acks = [_ack(f).event_id for f in frames[:-1]]
+        assert sorted(acks) == sorted(ev["event_id"] for ev in events)
+        assert c.is_closed(5.0), "connection left open after the error"
+    assert len(_rows(db, acks)) == 5
+
+
 def test_frame_without_event_is_malformed(alertd):
     m = pb()
     f = m.Frame()
