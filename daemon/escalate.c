@@ -117,12 +117,10 @@ static void escalate_on_script(bool ok, const char *json, void *arg)
 }
 
 static void escalate_script(struct escalate *e, const char *mode,
-			    const char *a, const char *b)
+			    int nparams, const char *const *params)
 {
-	const char *params[2] = {a, b};
-
-	if (!decide_script(e->decide, mode, 2, params, escalate_on_script,
-			   NULL))
+	if (!decide_script(e->decide, mode, nparams, params,
+			   escalate_on_script, NULL))
 		log_warn("escalate: cannot send %s (Redis unavailable)", mode);
 }
 
@@ -133,16 +131,23 @@ static void escalate_on_level_done(int64_t incident_id, int level,
 	struct escalate *e = arg;
 	char id[24], lv[16], now[24];
 
+	const char *params[3] = {id, lv, NULL};
+
 	snprintf(id, sizeof(id), "%lld", (long long)incident_id);
 	snprintf(lv, sizeof(lv), "%d", level);
-	escalate_script(e, "esc_done", id, lv);
+	escalate_script(e, "esc_done", 2, params);
 	if (gave_up) {
-		/* Nobody could be reached at this level: the next one now. */
-		log_warn("escalate: incident=%s level %d: a channel gave up; "
-			 "escalating further now", id, level);
+		/* Nobody could be reached at this level: the next one now,
+		 * unless the next is the repeat of the last level (that one
+		 * waits its interval; decide.lua decides). */
 		snprintf(now, sizeof(now), "%lld",
 			 (long long)tzclock_now_ms());
-		escalate_script(e, "esc_hurry", id, now);
+		log_warn("escalate: incident=%s level %d: a channel gave up; "
+			 "the next level comes now unless it is a repeat", id,
+			 level);
+		params[1] = now;
+		params[2] = lv;
+		escalate_script(e, "esc_hurry", 3, params);
 		e->next_poll_ms = 0;
 	}
 }

@@ -799,8 +799,10 @@ local action_modes = {
 --     -> JSON [{"id","level","snapshot"}]: pending levels whose lease ran
 --        out (an instance died while notifying), leased anew to the caller.
 --   esc_done prefix id level      -> "1": the level's notifications ended.
---   esc_hurry prefix id now_ms    -> "1": a channel gave up; the next
---                                    level is due now.
+--   esc_hurry prefix id now_ms [level]
+--     -> "1": a channel of that level gave up; the next level is due now
+--        (esc_hurry = the level), unless the next is a repeat of the last
+--        level, or the incident moved on (another level, ack) meanwhile.
 
 local function esc_policy(text)
 	local bands = {}
@@ -854,11 +856,17 @@ local function mode_esc_due()
 		if band == nil then
 			redis.call('ZREM', due_key, id)
 		else
-			local n = (tonumber(h.escalation_level) or 0) + 1
+			local lv = tonumber(h.escalation_level) or 0
+			local n = lv + 1
 			local last = tonumber(h.esc_last_ms) or
 				tonumber(h.first_seen_ms) or now
 			local due = last + esc_delay(band, n)
-			if h.esc_hurry == '1' then
+			-- A give-up at level lv (esc_hurry = lv) brings level n
+			-- forward, unless n is a repeat of the last level: that
+			-- one waits its interval (else a target that always gives
+			-- up would repeat the last level without pause).
+			if lv > 0 and tonumber(h.esc_hurry) == lv and
+			    n <= #band.delays then
 				due = now
 			end
 			if due > now then
@@ -928,9 +936,16 @@ local function mode_esc_done()
 	return '1'
 end
 
+-- Marks the give-up of level ARGV[5] (absent: the current level); only
+-- while that level is the incident's latest and it is nobody's.
 local function mode_esc_hurry()
-	if redis.call('ZSCORE', P .. 'esc:due', ARGV[3]) then
-		redis.call('HSET', P .. 'inc:' .. ARGV[3], 'esc_hurry', '1')
+	local key = P .. 'inc:' .. ARGV[3]
+	local st = redis.call('HMGET', key, 'state', 'escalation_level')
+	local lv = ARGV[5] or st[2]
+	if redis.call('ZSCORE', P .. 'esc:due', ARGV[3]) and
+	    (st[1] or 'new') == 'new' and tonumber(lv) ~= nil and
+	    tonumber(st[2]) == tonumber(lv) then
+		redis.call('HSET', key, 'esc_hurry', int(tonumber(lv)))
 		redis.call('ZADD', P .. 'esc:due', ARGV[4], ARGV[3])
 	end
 	return '1'

@@ -247,3 +247,61 @@ def test_notification_rows_wait_for_postgres(alertd_factory, sink,
                >= {("console", "shown"), ("webhook", "sent")},
                timeout=20, what="the rows written after PostgreSQL is back")
     alertd.wait_log("rows that waited")
+
+
+# Reviewer findings (rev3): escalation skipped or repeated.
+
+def _dead_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_give_up_at_the_last_level_waits_its_repeat(alertd_factory, sink):
+    """The last level calls a phone server that is down (port closed) and
+    sends a webhook. A give-up hurries the next level; for the last level
+    the next one is its own repeat: it must wait the repeat interval, not
+    come again at once (which gave up again: a storm of webhooks)."""
+    alertd = alertd_factory(
+        escalation={"b.min_priority": "50",
+                    "b.level1": "0ms call:+905059998877 webhook:ops",
+                    "b.repeat": "60s"},
+        channels={"webhook.ops": sink.url("/hook"),
+                  "call_url": "http://127.0.0.1:%d/originate" % _dead_port(),
+                  "timeout_ms": "500", "retries": "0", "backoff_ms": "10"})
+    iid = _open(alertd)
+    wait_until(lambda: any(r[2] == "call" and r[4] == "gave_up"
+                           for r in notifications(alertd, iid)),
+               timeout=5, what="gave_up row")
+    time.sleep(3)
+    assert len(hooks(sink, iid)) == 1, (len(hooks(sink, iid)),
+                                        escalations(alertd, iid)[-1:])
+    assert escalations(alertd, iid) == [1]
+
+
+def test_hurry_mark_left_by_an_ack_does_not_hurry_a_reopen(
+        alertd_factory, sink, operator_token):
+    """A give-up marks the incident's next level as due at once; an ack
+    that lands between the mark and the next poll leaves the mark in the
+    hash (simulated here). A reopen starts again from level 1, due after
+    its delay: the old mark must not make it fire at once."""
+    alertd = alertd_factory(
+        escalation={"b.min_priority": "50",
+                    "b.level1": "2s console:desk webhook:ops",
+                    "b.repeat": "60s"},
+        channels={"webhook.ops": sink.url("/hook")})
+    iid = _open(alertd)
+    st, snap = act(alertd, operator_token, iid, "ack")
+    assert st == 200, snap
+    alertd.redis().hset(alertd.prefix + "inc:%d" % iid, "esc_hurry", "1")
+    st, snap = act(alertd, operator_token, iid, "resolve", {"note": "x"})
+    assert st == 200, snap
+    st, snap = act(alertd, operator_token, iid, "reopen", {"note": "y"})
+    assert st == 200, snap
+    time.sleep(1.0)
+    assert escalations(alertd, iid) == [] and hooks(sink, iid) == []
+    wait_until(lambda: escalations(alertd, iid) == [1], timeout=5,
+               what="level 1 after its delay")
