@@ -794,10 +794,12 @@ local action_modes = {
 --   -> JSON {"fired":[{"id","level","version","snapshot","change_id"}],
 --            "next": earliest due ms or null}
 --     Each fired level is also put in notify:pending (field "id:level",
---     value {"id","level","lease"}) until its notifications are done.
+--     value {"id","level","lease","version","at","resumed"}) until its
+--     notifications are done.
 --   esc_pending prefix now_ms lease_ms limit
---     -> JSON [{"id","level","snapshot"}]: pending levels whose lease ran
---        out (an instance died while notifying), leased anew to the caller.
+--     -> JSON [{"id","level","run","version","at","resumed","snapshot"}]:
+--        pending levels whose lease ran out (an instance died while
+--        notifying, or its esc_done was lost), leased anew to the caller.
 --   esc_done prefix id level      -> "1": the level's notifications ended.
 --   esc_hurry prefix id now_ms [level]
 --     -> "1": a channel of that level gave up; the next level is due now
@@ -885,7 +887,9 @@ local function mode_esc_due()
 					'snapshot', snap)
 				redis.call('HSET', P .. 'notify:pending', id .. ':' .. n,
 					cjson.encode({id = tonumber(id), level = n,
-						lease = now + lease}))
+						lease = now + lease,
+						version = tonumber(h.version), at = now,
+						resumed = 0}))
 				fired[#fired + 1] = {id = tonumber(id), level = n,
 					version = tonumber(h.version), snapshot = snap,
 					change_id = cid}
@@ -919,9 +923,11 @@ local function mode_esc_pending()
 				redis.call('HDEL', pend_key, flat[i])
 			else
 				e.lease = now + lease
+				e.resumed = (tonumber(e.resumed) or 0) + 1
 				redis.call('HSET', pend_key, flat[i], cjson.encode(e))
 				out[#out + 1] = {id = e.id, level = e.level,
-					snapshot = snapshot(h)}
+					run = e.run, version = e.version, at = e.at,
+					resumed = e.resumed, snapshot = snapshot(h)}
 			end
 		end
 	end

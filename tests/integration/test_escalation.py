@@ -305,3 +305,67 @@ def test_hurry_mark_left_by_an_ack_does_not_hurry_a_reopen(
     assert escalations(alertd, iid) == [] and hooks(sink, iid) == []
     wait_until(lambda: escalations(alertd, iid) == [1], timeout=5,
                what="level 1 after its delay")
+
+
+def test_level_whose_done_was_lost_is_not_sent_again(alertd_factory,
+                                                     redis_server):
+    """The webhook answers after 2.5 s; Redis restarts meanwhile, so the
+    first esc_done of the level cannot be sent. It is retried until it
+    lands: after the lease nobody sends the level a second time, and the
+    'sent' row is in the audit trail once."""
+    slow = Sink(hang_s=2.5)
+    try:
+        slow.script("/hook", ["hang"])
+        alertd = alertd_factory(
+            escalation={"b.min_priority": "50",
+                        "b.level1": "0ms webhook:ops",
+                        "b.repeat": "3600s"},
+            channels={"webhook.ops": slow.url("/hook"), "timeout_ms": "5000",
+                      "retries": "0", "backoff_ms": "10"})
+        iid = _open(alertd)
+        wait_until(lambda: len(hooks(slow, iid)) == 1, timeout=5,
+                   what="the webhook request")
+        redis_server.stop()          # SHUTDOWN SAVE: nothing is lost
+        time.sleep(3.0)              # the answer comes while Redis is down
+        redis_server.start()
+        wait_until(lambda: alertd.redis().hlen(
+            alertd.prefix + "notify:pending") == 0, timeout=10,
+            what="the level's esc_done after Redis is back")
+        time.sleep(37)               # past the lease (30 s + 5 s + 15 ms)
+        sent = [r for r in notifications(alertd, iid)
+                if r[2] == "webhook" and r[4] == "sent"]
+        assert len(hooks(slow, iid)) == 1 and len(sent) == 1, (
+            len(hooks(slow, iid)), sent)
+    finally:
+        slow.close()
+
+
+def test_pending_level_skips_targets_already_sent(alertd_factory, sink):
+    """A level stays in notify:pending although its webhook was sent (its
+    esc_done never reached Redis, or its instance died right after the
+    answer): when it is taken up again, the target that has a 'sent' row
+    is not sent again."""
+    alertd = alertd_factory(
+        escalation={"b.min_priority": "50",
+                    "b.level1": "0ms console:desk webhook:ops",
+                    "b.repeat": "3600s"},
+        channels={"webhook.ops": sink.url("/hook")})
+    iid = _open(alertd)
+    wait_until(lambda: any(r[2] == "webhook" and r[4] == "sent"
+                           for r in notifications(alertd, iid)),
+               timeout=5, what="the sent row")
+    r = alertd.redis()
+    pend = alertd.prefix + "notify:pending"
+    wait_until(lambda: r.hlen(pend) == 0, timeout=5, what="esc_done")
+    entry = {"id": iid, "level": 1, "lease": 0}
+    run = r.hget(alertd.prefix + "inc:%d" % iid, "esc_run_ms")
+    if run is not None:
+        entry["run"] = int(run)
+    r.hset(pend, "%d:1" % iid, json.dumps(entry))
+    alertd.wait_log("already sent", timeout=10)
+    wait_until(lambda: r.hlen(pend) == 0, timeout=5,
+               what="the resumed level done")
+    time.sleep(0.5)
+    assert len(hooks(sink, iid)) == 1
+    assert [x[4] for x in notifications(alertd, iid)
+            if x[2] == "webhook"] == ["sent"]
