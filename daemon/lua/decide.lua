@@ -799,7 +799,9 @@ local action_modes = {
 --   esc_pending prefix now_ms lease_ms limit
 --     -> JSON [{"id","level","run","version","at","resumed","snapshot"}]:
 --        pending levels whose lease ran out (an instance died while
---        notifying, or its esc_done was lost), leased anew to the caller.
+--        notifying, or its esc_done was lost), leased anew to the caller;
+--        a level whose incident is gone, taken (acknowledged, resolved) or
+--        escalating anew since is dropped instead.
 --   esc_done prefix id level      -> "1": the level's notifications ended.
 --   esc_hurry prefix id now_ms [level]
 --     -> "1": a channel of that level gave up; the next level is due now
@@ -919,7 +921,11 @@ local function mode_esc_pending()
 			redis.call('HDEL', pend_key, flat[i])
 		elseif (tonumber(e.lease) or 0) <= now and #out < limit then
 			local h = hgetall(P .. 'inc:' .. tostring(e.id))
-			if h == nil then
+			local level = tonumber(e.level) or 0
+			if h == nil or (h.state or 'new') ~= 'new' or
+			    (tonumber(h.escalation_level) or 0) < level then
+				-- Gone, taken (ack, resolve) or escalating
+				-- anew since: the level is not wanted any more.
 				redis.call('HDEL', pend_key, flat[i])
 			else
 				e.lease = now + lease

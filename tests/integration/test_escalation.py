@@ -369,3 +369,35 @@ def test_pending_level_skips_targets_already_sent(alertd_factory, sink):
     assert len(hooks(sink, iid)) == 1
     assert [x[4] for x in notifications(alertd, iid)
             if x[2] == "webhook"] == ["sent"]
+
+
+@pytest.mark.kill_after(120)
+def test_pending_level_is_not_sent_after_ack(alertd_factory, make_config,
+                                             operator_token):
+    """alertd stops while a level's webhook is on the wire (the level stays
+    in notify:pending). After the restart an operator acks the incident.
+    When the level is taken up again it must see the ack and not send."""
+    slow = Sink(hang_s=2.5)
+    try:
+        slow.script("/hook", ["hang"])
+        cfg = make_config(
+            escalation={"b.min_priority": "50", "b.level1": "0ms webhook:ops",
+                        "b.repeat": "3600s"},
+            channels={"webhook.ops": slow.url("/hook"), "timeout_ms": "5000",
+                      "retries": "0", "backoff_ms": "10"})
+        a1 = alertd_factory(config=cfg)
+        iid = _open(a1)
+        wait_until(lambda: len(hooks(slow, iid)) == 1, timeout=5,
+                   what="the webhook request")
+        assert a1.stop() == 0
+        a2 = alertd_factory(config=cfg)
+        st, snap = act(a2, operator_token, iid, "ack")
+        assert st == 200, snap
+        pend = a2.prefix + "notify:pending"
+        wait_until(lambda: a2.redis().hlen(pend) == 0, timeout=45,
+                   what="the pending level dropped after the ack")
+        time.sleep(1.0)
+        assert len(hooks(slow, iid)) == 1, [
+            h["json"]["incident"]["state"] for h in hooks(slow, iid)]
+    finally:
+        slow.close()
