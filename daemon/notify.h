@@ -3,8 +3,10 @@
  * attempt is recorded), SMS (notify_sms), phone calls and generic webhooks
  * (notify_call). Each outgoing request has the timeout of [channels], is
  * retried with exponential backoff and jitter, carries one idempotency key
- * "<incident>:<level>:<channel>:<target>" on every attempt (also after a
- * restart: the key is derived, not stored), and gives up after
+ * "<incident>@<run>:<level>:<channel>:<target>" on every attempt (also
+ * after a restart: the key is derived from what Redis keeps; run is when
+ * the incident's escalation started, so that a key stays unique when Redis
+ * loses its data and incident ids start again), and gives up after
  * [channels] retries; every attempt and the give-up are rows of the
  * notifications table. */
 #ifndef ALERTD_NOTIFY_H

@@ -136,7 +136,7 @@ char *notify_sms_query(const struct policy *p, const char *number,
 		/* Kannel fills %p (in a report: the handset, i.e. the
 		 * key's number, so no '+' needs escaping here), %d (the
 		 * report type) and %A (the SMSC's answer). key is
-		 * "<incident>:<level>:sms:<number>". */
+		 * "<incident>@<run>:<level>:sms:<number>". */
 		const char *num = strstr(key, ":sms:");
 		int head = num != NULL ? (int)(num - key) + 5 : 0;
 
@@ -209,7 +209,7 @@ void notify_sms_on_dlr(struct evhttp_request *req, void *server)
 		evhttp_request_get_evhttp_uri(req));
 	struct evkeyvalq params;
 	const char *key, *type, *secret, *answer;
-	long long id = 0;
+	long long id = 0, run = 0;
 	int level = 0, t, used = 0;
 	char number[72], masked[72], detail[96];
 	json_t *dj;
@@ -231,12 +231,18 @@ void notify_sms_on_dlr(struct evhttp_request *req, void *server)
 				 "wrong or missing secret", 0);
 		goto done;
 	}
+	if (key != NULL &&
+	    sscanf(key, "%lld@%lld:%d:sms:%n", &id, &run, &level, &used) != 3)
+		used = 0; /* or the form of keys without a run */
+	if (key != NULL && used == 0 &&
+	    sscanf(key, "%lld:%d:sms:%n", &id, &level, &used) != 2)
+		used = 0;
 	if (key == NULL || type == NULL ||
-	    sscanf(key, "%lld:%d:sms:%n", &id, &level, &used) != 2 ||
 	    used == 0 || key[used] == '\0' || strlen(key + used) >= 64 ||
 	    id <= 0 || level <= 0 || sscanf(type, "%d", &t) != 1) {
 		http_reply_error(req, 400, "invalid_field", "key",
-				 "key must be <incident>:<level>:sms:<number> "
+				 "key must be <incident>@<run>:<level>:sms:"
+				 "<number> "
 				 "and type a number", 0);
 		goto done;
 	}

@@ -791,11 +791,14 @@ local action_modes = {
 --   esc_due  prefix now_ms limit changes_maxlen policy lease_ms
 --     policy: "min:repeat:d1,d2,...;..." (bands, min_priority
 --     descending; delays in ms, each from the previous level).
---   -> JSON {"fired":[{"id","level","version","snapshot","change_id"}],
+--   -> JSON {"fired":[{"id","level","version","snapshot","change_id","run"}],
 --            "next": earliest due ms or null}
 --     Each fired level is also put in notify:pending (field "id:level",
---     value {"id","level","lease","version","at","resumed"}) until its
---     notifications are done.
+--     value {"id","level","lease","run","version","at","resumed"}) until
+--     its notifications are done. "run" (esc_run_ms in the hash) is when
+--     this run of escalation started (opening, reopen, transfer): part of
+--     the notifications' idempotency keys, so that they stay unique when
+--     Redis loses its data and incident ids start again at 1.
 --   esc_pending prefix now_ms lease_ms limit
 --     -> JSON [{"id","level","run","version","at","resumed","snapshot"}]:
 --        pending levels whose lease ran out (an instance died while
@@ -876,6 +879,14 @@ local function mode_esc_due()
 			if due > now then
 				redis.call('ZADD', due_key, string.format('%.0f', due), id)
 			else
+				-- When this run of escalation started (the
+				-- opening, a reopen or a transfer): part of
+				-- every idempotency key of its levels.
+				if n == 1 then
+					h.esc_run_ms = int(last)
+				elseif h.esc_run_ms == nil then
+					h.esc_run_ms = h.first_seen_ms or ARGV[3]
+				end
 				h.escalation_level = int(n)
 				h.esc_last_ms = ARGV[3]
 				h.esc_hurry = '0'
@@ -887,14 +898,15 @@ local function mode_esc_due()
 				local cid = redis.call('XADD', P .. 'changes', 'MAXLEN',
 					'~', int(maxlen), '*', 'incident', id,
 					'snapshot', snap)
+				local run = tonumber(h.esc_run_ms)
 				redis.call('HSET', P .. 'notify:pending', id .. ':' .. n,
 					cjson.encode({id = tonumber(id), level = n,
-						lease = now + lease,
+						lease = now + lease, run = run,
 						version = tonumber(h.version), at = now,
 						resumed = 0}))
 				fired[#fired + 1] = {id = tonumber(id), level = n,
 					version = tonumber(h.version), snapshot = snap,
-					change_id = cid}
+					change_id = cid, run = run}
 			end
 		end
 	end
@@ -923,7 +935,9 @@ local function mode_esc_pending()
 			local h = hgetall(P .. 'inc:' .. tostring(e.id))
 			local level = tonumber(e.level) or 0
 			if h == nil or (h.state or 'new') ~= 'new' or
-			    (tonumber(h.escalation_level) or 0) < level then
+			    (tonumber(h.escalation_level) or 0) < level or
+			    (e.run and h.esc_run_ms and
+			     tonumber(h.esc_run_ms) ~= tonumber(e.run)) then
 				-- Gone, taken (ack, resolve) or escalating
 				-- anew since: the level is not wanted any more.
 				redis.call('HDEL', pend_key, flat[i])

@@ -401,3 +401,29 @@ def test_pending_level_is_not_sent_after_ack(alertd_factory, make_config,
             h["json"]["incident"]["state"] for h in hooks(slow, iid)]
     finally:
         slow.close()
+
+
+def test_escalation_after_redis_lost_its_data_is_audited(alertd_factory,
+                                                         sink):
+    """Redis loses its data: incident ids count from 1 again. The new
+    incident's level 1 must not reuse the old incident's idempotency key
+    (a receiver that drops repeats would drop it, and its notifications
+    row would be skipped as a repeat)."""
+    alertd = alertd_factory(
+        escalation={"b.min_priority": "50", "b.level1": "0ms webhook:ops",
+                    "b.repeat": "3600s"},
+        channels={"webhook.ops": sink.url("/hook")})
+    iid = _open(alertd)
+    wait_until(lambda: len(notifications(alertd, iid)) == 1, timeout=5,
+               what="first row")
+    r = alertd.redis()
+    r.delete(*r.keys(alertd.prefix + "*"))        # the data is gone
+    assert _open(alertd) == iid                   # the id is reused
+    wait_until(lambda: len(hooks(sink, iid)) == 2, timeout=5,
+               what="second webhook")
+    keys = {h["headers"]["idempotency-key"] for h in hooks(sink, iid)}
+    assert keys == {h["json"]["idempotency_key"] for h in hooks(sink, iid)}
+    wait_until(lambda: len(notifications(alertd, iid)) == 2, timeout=5,
+               what="the second row")
+    assert len(keys) == 2 and {x[0] for x in notifications(alertd, iid)} \
+        == keys, (notifications(alertd, iid), keys)
