@@ -309,6 +309,10 @@ local function mode_age()
 			hsetall(ikey, h)
 			redis.call('ZADD', P .. 'queue', queue_score(
 				tonumber(h.priority), tonumber(h.first_seen_ms)), id)
+			-- Its band may have changed: esc_due looks now (LT: a
+			-- due time already earlier stays).
+			redis.call('ZADD', P .. 'esc:due', 'LT',
+				string.format('%.0f', now), id)
 			local snap = snapshot(h)
 			local cid = redis.call('XADD', P .. 'changes', 'MAXLEN',
 				'~', int(maxlen), '*', 'incident', id,
@@ -364,6 +368,8 @@ local function mode_sweep()
 			redis.call('HSET', skey, 'state', 'offline')
 			redis.call('ZADD', P .. 'queue', queue_score(
 				tonumber(h.priority), now), id)
+			-- Escalates like any new incident of its priority.
+			redis.call('ZADD', P .. 'esc:due', now_ms, id)
 			local _, next_due = rules_aging(R, h, now)
 			if next_due then
 				redis.call('ZADD', P .. 'aging',
@@ -799,6 +805,8 @@ local action_modes = {
 --     this run of escalation started (opening, reopen, transfer): part of
 --     the notifications' idempotency keys, so that they stay unique when
 --     Redis loses its data and incident ids start again at 1.
+--     An open incident below every band stays in esc:due, looked at again
+--     every ESC_RECHECK_MS (its priority may rise into a band).
 --   esc_pending prefix now_ms lease_ms limit
 --     -> JSON [{"id","level","run","version","at","resumed","snapshot"}]:
 --        pending levels whose lease ran out (an instance died while
@@ -834,6 +842,11 @@ local function esc_delay(band, n)
 	return band.rep
 end
 
+-- An open incident below every band is looked at again this often: its
+-- priority may rise into a band later (aging, the repeat boost, a reload
+-- that lowers a band). One HGETALL per such incident and period.
+local ESC_RECHECK_MS = 10000
+
 local function mode_esc_due()
 	local now = tonumber(ARGV[3])
 	local limit = tonumber(ARGV[4])
@@ -860,8 +873,12 @@ local function mode_esc_due()
 				end
 			end
 		end
-		if band == nil then
+		if h == nil or (h.state or 'new') ~= 'new' then
 			redis.call('ZREM', due_key, id)
+		elseif band == nil then
+			-- Nobody's, but below every band now: not dropped.
+			redis.call('ZADD', due_key,
+				string.format('%.0f', now + ESC_RECHECK_MS), id)
 		else
 			local lv = tonumber(h.escalation_level) or 0
 			local n = lv + 1

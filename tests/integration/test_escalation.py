@@ -427,3 +427,25 @@ def test_escalation_after_redis_lost_its_data_is_audited(alertd_factory,
                what="the second row")
     assert len(keys) == 2 and {x[0] for x in notifications(alertd, iid)} \
         == keys, (notifications(alertd, iid), keys)
+
+
+def test_incident_that_ages_into_a_band_escalates(alertd_factory, sink):
+    """A fault (30) ages to 90 in 2 s; the only band starts at 50. Once
+    its priority is in the band it escalates like any incident of that
+    priority (the first poll must not drop it from esc:due for good)."""
+    alertd = alertd_factory(
+        priority={"night_boost": "0", "aging_step": "30",
+                  "aging_interval_s": "1", "aging_cap": "60"},
+        escalation={"b.min_priority": "50",
+                    "b.level1": "0ms console:desk webhook:ops",
+                    "b.repeat": "60s"},
+        channels={"webhook.ops": sink.url("/hook")})
+    st, body, _ = post_event(alertd.http, make_event(type="fault"))
+    assert st == 202, body
+    iid = body["incident_id"]
+    assert body["priority"] < 50
+    wait_until(lambda: int(alertd.redis().hget(
+        alertd.prefix + "inc:%d" % iid, "priority")) >= 50, timeout=5,
+        what="the priority in the band")
+    wait_until(lambda: escalations(alertd, iid) == [1], timeout=5,
+               what="level 1 of an incident that aged into the band")
