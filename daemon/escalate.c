@@ -21,13 +21,30 @@
 #define ESC_PENDING_EVERY_MS 5000
 #define ESC_BATCH "100"          /* levels claimed per call */
 #define ESC_CHANGES_MAXLEN "10000"
+#define ESC_DONE_MAX 10000       /* esc_done calls kept for a retry */
+#define ESC_DONE_RETRY_MS 1000
 
 enum escalate_state {
 	ESC_IDLE,     /* waiting for the next due time */
 	ESC_POLLING,  /* an esc_due call is in flight */
 };
 
+/* An esc_done that has not reached Redis yet. Until it lands the level
+ * stays in notify:pending, and once its lease runs out another instance
+ * (or this one) would take it up again: so it is sent again until Redis
+ * has answered it, as long as this process lives. */
+struct escalate_done {
+	struct escalate_done *next;
+	struct escalate *e;
+	int64_t incident_id;
+	int level;
+	bool in_flight;
+	int64_t next_ms;         /* next try */
+};
+
 struct escalate {
+	struct escalate_done *done;   /* esc_done calls not answered yet */
+	size_t n_done;
 	struct decide *decide;
 	struct audit *audit;
 	struct fanout *fanout;
@@ -35,6 +52,7 @@ struct escalate {
 	enum escalate_state state;
 	bool pending_in_flight;
 	int64_t next_poll_ms;
+	int64_t poll_now_ms;     /* the now_ms of the esc_due in flight */
 	int64_t next_pending_ms;
 };
 
@@ -106,6 +124,19 @@ struct escalate *escalate_new(struct decide *decide, struct audit *audit,
 
 void escalate_free(struct escalate *e)
 {
+	struct escalate_done *d;
+
+	if (e == NULL)
+		return;
+	if (e->n_done > 0)
+		log_error("escalate: %zu levels end without their esc_done; "
+			  "they are taken up again after their lease",
+			  e->n_done);
+	/* Main frees the Redis pool first: no answer is outstanding. */
+	while ((d = e->done) != NULL) {
+		e->done = d->next;
+		free(d);
+	}
 	free(e);
 }
 
@@ -117,13 +148,82 @@ static void escalate_on_script(bool ok, const char *json, void *arg)
 }
 
 static void escalate_script(struct escalate *e, const char *mode,
-			    const char *a, const char *b)
+			    int nparams, const char *const *params)
 {
-	const char *params[2] = {a, b};
-
-	if (!decide_script(e->decide, mode, 2, params, escalate_on_script,
-			   NULL))
+	if (!decide_script(e->decide, mode, nparams, params,
+			   escalate_on_script, NULL))
 		log_warn("escalate: cannot send %s (Redis unavailable)", mode);
+}
+
+static void escalate_done_send(struct escalate_done *d);
+
+static void escalate_on_done_sent(bool ok, const char *json, void *arg)
+{
+	struct escalate_done *d = arg, **pp;
+	struct escalate *e = d->e;
+
+	(void)json;
+	d->in_flight = false;
+	if (!ok) {
+		d->next_ms = tzclock_now_ms() + ESC_DONE_RETRY_MS;
+		return;
+	}
+	for (pp = &e->done; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == d) {
+			*pp = d->next;
+			break;
+		}
+	e->n_done--;
+	free(d);
+}
+
+static void escalate_done_send(struct escalate_done *d)
+{
+	char id[24], lv[16];
+	const char *params[2] = {id, lv};
+
+	snprintf(id, sizeof(id), "%lld", (long long)d->incident_id);
+	snprintf(lv, sizeof(lv), "%d", d->level);
+	d->in_flight = decide_script(d->e->decide, "esc_done", 2, params,
+				     escalate_on_done_sent, d);
+	if (!d->in_flight)
+		d->next_ms = tzclock_now_ms() + ESC_DONE_RETRY_MS;
+}
+
+/* The esc_done calls that Redis has not answered: again, each second. */
+static void escalate_done_retry(struct escalate *e, int64_t now)
+{
+	struct escalate_done *d;
+
+	for (d = e->done; d != NULL; d = d->next)
+		if (!d->in_flight && now >= d->next_ms) {
+			log_info("escalate: incident=%lld level %d: sending "
+				 "esc_done again", (long long)d->incident_id,
+				 d->level);
+			escalate_done_send(d);
+		}
+}
+
+static void escalate_done(struct escalate *e, int64_t incident_id,
+			  int level)
+{
+	struct escalate_done *d;
+
+	if (e->n_done >= ESC_DONE_MAX ||
+	    (d = calloc(1, sizeof(*d))) == NULL) {
+		log_error("escalate: incident=%lld level %d: esc_done not kept "
+			  "(%zu wait for Redis); the level may be taken up "
+			  "again after its lease", (long long)incident_id,
+			  level, e->n_done);
+		return;
+	}
+	d->e = e;
+	d->incident_id = incident_id;
+	d->level = level;
+	d->next = e->done;
+	e->done = d;
+	e->n_done++;
+	escalate_done_send(d);
 }
 
 /* notify_done_cb: the level's notifications have ended. */
@@ -133,16 +233,21 @@ static void escalate_on_level_done(int64_t incident_id, int level,
 	struct escalate *e = arg;
 	char id[24], lv[16], now[24];
 
-	snprintf(id, sizeof(id), "%lld", (long long)incident_id);
-	snprintf(lv, sizeof(lv), "%d", level);
-	escalate_script(e, "esc_done", id, lv);
+	escalate_done(e, incident_id, level);
 	if (gave_up) {
-		/* Nobody could be reached at this level: the next one now. */
-		log_warn("escalate: incident=%s level %d: a channel gave up; "
-			 "escalating further now", id, level);
+		const char *params[3] = {id, now, lv};
+
+		/* Nobody could be reached at this level: the next one now,
+		 * unless the next is the repeat of the last level (that one
+		 * waits its interval; decide.lua decides). */
+		snprintf(id, sizeof(id), "%lld", (long long)incident_id);
+		snprintf(lv, sizeof(lv), "%d", level);
 		snprintf(now, sizeof(now), "%lld",
 			 (long long)tzclock_now_ms());
-		escalate_script(e, "esc_hurry", id, now);
+		log_warn("escalate: incident=%s level %d: a channel gave up; "
+			 "the next level comes now unless it is a repeat", id,
+			 level);
+		escalate_script(e, "esc_hurry", 3, params);
 		e->next_poll_ms = 0;
 	}
 }
@@ -153,20 +258,15 @@ static void escalate_on_audited(bool durable, void *arg)
 		log_warn("escalate: transition row kept for retry");
 }
 
-static void escalate_fired(struct escalate *e, json_t *f)
+/* The 'escalated' transition row of a level. A resumed level writes it
+ * again with the same transition_id and time: a row already written is
+ * not written twice, and one whose claim's reply was lost is written. */
+static void escalate_record(struct escalate *e, int64_t id, int level,
+			    int64_t version, int64_t at_ms)
 {
-	int64_t id = json_integer_value(json_object_get(f, "id"));
-	int level = (int)json_integer_value(json_object_get(f, "level"));
-	int64_t version = json_integer_value(json_object_get(f, "version"));
-	const char *snap = json_string_value(json_object_get(f, "snapshot"));
-	const char *cid = json_string_value(json_object_get(f, "change_id"));
 	char tid[48], detail[48];
 	struct audit_transition_row row;
 
-	if (id <= 0 || level <= 0 || snap == NULL || cid == NULL)
-		return;
-	log_info("escalate: incident=%lld level %d fired", (long long)id,
-		 level);
 	snprintf(tid, sizeof(tid), "%lld:%lld", (long long)id,
 		 (long long)version);
 	snprintf(detail, sizeof(detail), "{\"level\":%d}", level);
@@ -177,16 +277,34 @@ static void escalate_fired(struct escalate *e, json_t *f)
 		.to_state = "escalated",
 		.actor = "alertd",
 		.detail_json = detail,
-		.at_ms = tzclock_now_ms(),
+		.at_ms = at_ms,
 	};
 	audit_record(e->audit, NULL, &row, escalate_on_audited, NULL);
-	notify_level(e->notify, id, level, snap, escalate_on_level_done, e);
+}
+
+static void escalate_fired(struct escalate *e, json_t *f, int64_t now)
+{
+	int64_t id = json_integer_value(json_object_get(f, "id"));
+	int level = (int)json_integer_value(json_object_get(f, "level"));
+	int64_t version = json_integer_value(json_object_get(f, "version"));
+	int64_t run = json_integer_value(json_object_get(f, "run"));
+	const char *snap = json_string_value(json_object_get(f, "snapshot"));
+	const char *cid = json_string_value(json_object_get(f, "change_id"));
+
+	if (id <= 0 || level <= 0 || snap == NULL || cid == NULL)
+		return;
+	log_info("escalate: incident=%lld level %d fired", (long long)id,
+		 level);
+	/* at: the claim's time, as the pending record keeps it. */
+	escalate_record(e, id, level, version, now);
+	notify_level(e->notify, id, level, run, snap, escalate_on_level_done,
+		     e);
 }
 
 static void escalate_on_due(bool ok, const char *json, void *arg)
 {
 	struct escalate *e = arg;
-	int64_t now = tzclock_now_ms(), next;
+	int64_t now = tzclock_now_ms(), next, claimed = e->poll_now_ms;
 	json_t *r, *fired, *f;
 	size_t i;
 
@@ -196,7 +314,7 @@ static void escalate_on_due(bool ok, const char *json, void *arg)
 		return;
 	fired = json_object_get(r, "fired");
 	json_array_foreach(fired, i, f)
-		escalate_fired(e, f);
+		escalate_fired(e, f, claimed);
 	next = json_integer_value(json_object_get(r, "next"));
 	if (json_is_integer(json_object_get(r, "next")) &&
 	    next < e->next_poll_ms)
@@ -218,6 +336,12 @@ static void escalate_on_pending(bool ok, const char *json, void *arg)
 	json_array_foreach(r, i, p) {
 		int64_t id = json_integer_value(json_object_get(p, "id"));
 		int level = (int)json_integer_value(json_object_get(p, "level"));
+		int64_t run = json_integer_value(json_object_get(p, "run"));
+		int64_t version =
+			json_integer_value(json_object_get(p, "version"));
+		int64_t at = json_integer_value(json_object_get(p, "at"));
+		int resumed =
+			(int)json_integer_value(json_object_get(p, "resumed"));
 		const char *snap =
 			json_string_value(json_object_get(p, "snapshot"));
 
@@ -225,10 +349,12 @@ static void escalate_on_pending(bool ok, const char *json, void *arg)
 		    notify_busy(e->notify, id, level))
 			continue;
 		log_info("escalate: incident=%lld level %d: notifications "
-			 "left pending; sending them again", (long long)id,
-			 level);
-		notify_level(e->notify, id, level, snap,
-			     escalate_on_level_done, e);
+			 "left pending; taking them up again (targets already "
+			 "reached are skipped)", (long long)id, level);
+		if (version > 0 && at > 0)
+			escalate_record(e, id, level, version, at);
+		notify_resume(e->notify, id, level, run, resumed, snap,
+			      escalate_on_level_done, e);
 	}
 	json_decref(r);
 }
@@ -240,6 +366,7 @@ void escalate_tick(struct escalate *e)
 	char now_s[24], lease_s[24];
 	char *bands;
 
+	escalate_done_retry(e, now);
 	if (p == NULL || p->n_bands == 0)
 		return;
 	snprintf(now_s, sizeof(now_s), "%lld", (long long)now);
@@ -261,6 +388,7 @@ void escalate_tick(struct escalate *e)
 		const char *params[5] = {now_s, ESC_BATCH, ESC_CHANGES_MAXLEN,
 					 bands, lease_s};
 
+		e->poll_now_ms = now;
 		if (decide_script(e->decide, "esc_due", 5, params,
 				  escalate_on_due, e))
 			e->state = ESC_POLLING;

@@ -29,6 +29,7 @@
 #include "tzclock.h"
 
 #define NOTIFY_BACKOFF_MAX_MS 60000
+#define NOTIFY_ASK_MAX 10  /* then a resumed level is sent without knowing */
 
 enum notify_job_state {
 	NJ_SENDING,  /* a request is out */
@@ -37,11 +38,23 @@ enum notify_job_state {
 	NJ_DONE,     /* sent or gave up; freed on the next loop turn */
 };
 
+/* A resumed level first asks PostgreSQL what its targets already had. */
+enum notify_batch_state {
+	NB_RUNNING,   /* its jobs run */
+	NB_ASKING,    /* resumed: the rows of earlier attempts are asked for */
+	NB_WAITING,   /* resumed: PostgreSQL did not answer; ask again */
+};
+
 struct notify_batch {
 	LIST_ENTRY(notify_batch) next;
 	struct notify *n;
+	enum notify_batch_state state;
 	int64_t incident_id;
 	int level;
+	int64_t run;             /* esc_run_ms: part of the keys; 0: none */
+	int resumed;             /* times the level was taken up again */
+	int asked;               /* questions to PostgreSQL so far */
+	char *snap;              /* NB_ASKING/NB_WAITING: the snapshot */
 	int jobs_left;
 	bool gave_up;
 	notify_done_cb cb;
@@ -56,6 +69,7 @@ struct notify_job {
 	char key[160];           /* idempotency key */
 	char target[72];         /* masked, for logs and rows */
 	int attempt;
+	int first;               /* attempts before this run (resumed) */
 	int retries;
 	int backoff_ms;
 	int timeout_ms;
@@ -67,6 +81,10 @@ struct notify_job {
 };
 
 struct notify_row;
+struct notify_batch;
+
+static void notify_batch_ask(struct notify_batch *b);
+static void notify_batch_start_unknown(struct notify_batch *b);
 
 struct notify {
 	struct event_base *base;
@@ -191,7 +209,21 @@ void notify_record(struct notify *n, const char *key, int attempt,
 void notify_tick(struct notify *n)
 {
 	struct notify_row *r;
+	struct notify_batch *b, *bn;
 	size_t k = n->n_retry;
+
+	/* Resumed levels whose question PostgreSQL did not answer. Asked
+	 * before the waiting rows are written: those count (see
+	 * notify_prior_done). */
+	for (b = LIST_FIRST(&n->batches); b != NULL; b = bn) {
+		bn = LIST_NEXT(b, next);
+		if (b->state != NB_WAITING)
+			continue;
+		if (b->asked >= NOTIFY_ASK_MAX)
+			notify_batch_start_unknown(b);
+		else
+			notify_batch_ask(b);
+	}
 
 	if (k == 0 || !pg_conn_ready(n->pg))
 		return;
@@ -249,7 +281,8 @@ static int notify_backoff_ms(const struct notify_job *j)
 	uint32_t r = 0;
 	double ms = j->backoff_ms;
 
-	for (int i = 1; i < j->attempt && ms < NOTIFY_BACKOFF_MAX_MS; i++)
+	for (int i = 1; i < j->attempt - j->first &&
+			ms < NOTIFY_BACKOFF_MAX_MS; i++)
 		ms *= 2;
 	if (ms > NOTIFY_BACKOFF_MAX_MS)
 		ms = NOTIFY_BACKOFF_MAX_MS;
@@ -275,9 +308,10 @@ static void notify_on_answer(int status, const char *body, size_t len,
 		notify_job_end(j, false);
 		return;
 	}
-	if (j->attempt > j->retries) {
+	if (j->attempt - j->first > j->retries) {
 		log_error("notify: %s: %s %s gave up after %d attempts "
-			  "(last: %s %d)", j->key, ch, j->target, j->attempt,
+			  "(last: %s %d)", j->key, ch, j->target,
+			  j->attempt - j->first,
 			  status ? "status" : "no answer", status);
 		notify_record(b->n, j->key, j->attempt, b->incident_id,
 			      b->level, ch, j->target, "gave_up", detail);
@@ -401,44 +435,102 @@ static bool notify_job_prepare(struct notify_job *j, const struct policy *p,
 	return ok;
 }
 
-void notify_level(struct notify *n, int64_t incident_id, int level,
-		  const char *snap, notify_done_cb cb, void *arg)
+/* "<incident>@<run>:<level>:<channel>:<target>" (docs/operations.md);
+ * without a run (a level claimed before alertd had them) the old form. */
+static void notify_key(char *buf, size_t len, const struct notify_batch *b,
+		       const char *ch, const char *to)
 {
+	if (b->run > 0)
+		snprintf(buf, len, "%lld@%lld:%d:%s:%s",
+			 (long long)b->incident_id, (long long)b->run,
+			 b->level, ch, to);
+	else
+		snprintf(buf, len, "%lld:%d:%s:%s", (long long)b->incident_id,
+			 b->level, ch, to);
+}
+
+/* What earlier runs of a resumed level left for one key. */
+struct notify_prior {
+	const PGresult *res;     /* key, max attempt, reached; NULL: unknown */
+	int unknown_base;        /* attempt numbers to start after then */
+};
+
+/* true: the target was reached (or given up, or cancelled) already.
+ * *first: the attempts already recorded. */
+static bool notify_prior_done(const struct notify *n,
+			      const struct notify_prior *pr, const char *key,
+			      int *first)
+{
+	const struct notify_row *r;
+
+	*first = 0;
+	if (pr == NULL)
+		return false;
+	/* Rows of this process that still wait for PostgreSQL count too. */
+	STAILQ_FOREACH(r, &n->retry, next) {
+		if (strcmp(r->v[0], key) != 0)
+			continue;
+		if (strcmp(r->v[6], "failed") != 0)
+			return true;
+		if (atoi(r->v[1]) > *first)
+			*first = atoi(r->v[1]);
+	}
+	if (pr->res == NULL) {
+		if (pr->unknown_base > *first)
+			*first = pr->unknown_base;
+		return false;
+	}
+	for (int i = 0; i < PQntuples(pr->res); i++) {
+		if (strcmp(PQgetvalue(pr->res, i, 0), key) != 0)
+			continue;
+		if (strcmp(PQgetvalue(pr->res, i, 2), "t") == 0)
+			return true;
+		if (atoi(PQgetvalue(pr->res, i, 1)) > *first)
+			*first = atoi(PQgetvalue(pr->res, i, 1));
+	}
+	return false;
+}
+
+/* Starts the jobs of batch b (held by one jobs_left), then lets go. */
+static void notify_batch_start(struct notify_batch *b, const char *snap,
+			       const struct notify_prior *pr)
+{
+	struct notify *n = b->n;
 	const struct policy *p = config_current()->policy;
-	const struct policy_level *lv = NULL;
-	struct notify_batch *b = calloc(1, sizeof(*b));
+	const struct policy_level *lv;
 	json_t *s = json_loads(snap, 0, NULL);
 	int prio = (int)json_integer_value(json_object_get(s, "priority"));
+	int64_t incident_id = b->incident_id;
+	int level = b->level;
 
 	json_decref(s);
+	b->state = NB_RUNNING;
 	lv = policy_level_for(policy_band_for(p, prio), level);
-	if (b == NULL || lv == NULL) {
-		if (b == NULL)
-			log_error("notify: out of memory");
-		free(b);
-		if (cb != NULL)
-			cb(incident_id, level, b == NULL, arg);
-		return;
+	if (lv == NULL) {
+		/* A reload since the claim left no band for its priority. */
+		static const struct policy_level none;
+
+		log_warn("notify: %lld:%d: no escalation band covers priority "
+			 "%d any more; nothing sent for this level",
+			 (long long)incident_id, level, prio);
+		lv = &none;
 	}
-	b->n = n;
-	b->incident_id = incident_id;
-	b->level = level;
-	b->cb = cb;
-	b->arg = arg;
-	b->jobs_left = 1; /* held until every job started */
-	LIST_INSERT_HEAD(&n->batches, b, next);
 	for (size_t i = 0; i < lv->n_targets; i++) {
 		const struct policy_target *t = &lv->targets[i];
 		const char *ch = policy_channel_name(t->channel);
 		struct notify_job *j;
+		char key[160];
+		int first;
 
+		notify_key(key, sizeof(key), b, ch, t->to);
+		if (notify_prior_done(n, pr, key, &first)) {
+			log_info("notify: %s: already sent (or ended) before; "
+				 "not sent again", key);
+			continue;
+		}
 		if (t->channel == POLICY_CONSOLE) {
-			char key[160];
-
-			snprintf(key, sizeof(key), "%lld:%d:console:%s",
-				 (long long)incident_id, level, t->to);
-			notify_record(n, key, 1, incident_id, level, ch, t->to,
-				      "shown", NULL);
+			notify_record(n, key, first + 1, incident_id, level, ch,
+				      t->to, "shown", NULL);
 			continue;
 		}
 		if ((j = calloc(1, sizeof(*j))) == NULL)
@@ -449,8 +541,8 @@ void notify_level(struct notify *n, int64_t incident_id, int level,
 		j->retries = p->retries;
 		j->backoff_ms = p->backoff_ms;
 		j->timeout_ms = p->timeout_ms;
-		snprintf(j->key, sizeof(j->key), "%lld:%d:%s:%s",
-			 (long long)incident_id, level, ch, t->to);
+		j->attempt = j->first = first;
+		snprintf(j->key, sizeof(j->key), "%s", key);
 		if (t->channel == POLICY_WEBHOOK)
 			snprintf(j->target, sizeof(j->target), "%s", t->to);
 		else
@@ -470,6 +562,125 @@ oom:
 		b->gave_up = true;
 	}
 	notify_batch_job_ended(b, false);
+}
+
+static struct notify_batch *notify_batch_new(struct notify *n,
+					     int64_t incident_id, int level,
+					     int64_t run, notify_done_cb cb,
+					     void *arg)
+{
+	struct notify_batch *b = calloc(1, sizeof(*b));
+
+	if (b == NULL) {
+		log_error("notify: %lld:%d: out of memory",
+			  (long long)incident_id, level);
+		if (cb != NULL)
+			cb(incident_id, level, true, arg);
+		return NULL;
+	}
+	b->n = n;
+	b->incident_id = incident_id;
+	b->level = level;
+	b->run = run;
+	b->cb = cb;
+	b->arg = arg;
+	b->jobs_left = 1; /* held until every job started */
+	LIST_INSERT_HEAD(&n->batches, b, next);
+	return b;
+}
+
+void notify_level(struct notify *n, int64_t incident_id, int level,
+		  int64_t run, const char *snap, notify_done_cb cb, void *arg)
+{
+	struct notify_batch *b = notify_batch_new(n, incident_id, level, run,
+						  cb, arg);
+
+	if (b != NULL)
+		notify_batch_start(b, snap, NULL);
+}
+
+/* Key, the attempts recorded, and whether the target was reached, gave
+ * up or was cancelled (a delivery report, attempt 0, means sent). */
+static const char notify_prior_sql[] =
+	"SELECT idempotency_key, max(attempt), "
+	"bool_or(outcome <> 'failed' OR attempt = 0) "
+	"FROM notifications WHERE incident_id = $1 AND level = $2 "
+	"GROUP BY idempotency_key";
+
+static void notify_on_prior(PGresult *res, const char *errmsg, void *arg)
+{
+	struct notify_batch *b = arg;
+	struct notify_prior pr = {.res = res, .unknown_base = 0};
+	char *snap;
+
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+		/* notify_tick asks again (not from here: this may be
+		 * pg_conn_free answering, on the way out). */
+		if (b->asked == 1)
+			log_warn("notify: %lld:%d: cannot ask PostgreSQL for "
+				 "the earlier attempts (%s); asking again",
+				 (long long)b->incident_id, b->level,
+				 errmsg ? errmsg : "error");
+		b->state = NB_WAITING;
+		return;
+	}
+	snap = b->snap;
+	b->snap = NULL;
+	notify_batch_start(b, snap, &pr);
+	free(snap);
+}
+
+/* PostgreSQL did not answer NOTIFY_ASK_MAX times: rather a repeat (with
+ * the same Idempotency-Key) than a level lost. The attempts are numbered
+ * after any earlier run's, so that their rows are not taken for repeats
+ * of the earlier ones. */
+static void notify_batch_start_unknown(struct notify_batch *b)
+{
+	struct notify_prior pr = {
+		.res = NULL,
+		.unknown_base = 100 * (b->resumed > 0 ? b->resumed : 1),
+	};
+	char *snap = b->snap;
+
+	log_error("notify: %lld:%d: earlier attempts unknown (PostgreSQL "
+		  "unavailable); sending the level again",
+		  (long long)b->incident_id, b->level);
+	b->snap = NULL;
+	notify_batch_start(b, snap, &pr);
+	free(snap);
+}
+
+static void notify_batch_ask(struct notify_batch *b)
+{
+	char id[24], lv[16];
+	const char *params[2] = {id, lv};
+
+	snprintf(id, sizeof(id), "%lld", (long long)b->incident_id);
+	snprintf(lv, sizeof(lv), "%d", b->level);
+	b->asked++;
+	b->state = NB_ASKING;
+	if (!pg_conn_ready(b->n->pg) ||
+	    !pg_conn_query(b->n->pg, notify_prior_sql, 2, params,
+			   config_current()->pg_timeout_ms, notify_on_prior,
+			   b))
+		notify_on_prior(NULL, "PostgreSQL unavailable", b);
+}
+
+void notify_resume(struct notify *n, int64_t incident_id, int level,
+		   int64_t run, int resumed, const char *snap,
+		   notify_done_cb cb, void *arg)
+{
+	struct notify_batch *b = notify_batch_new(n, incident_id, level, run,
+						  cb, arg);
+
+	if (b == NULL)
+		return;
+	b->resumed = resumed;
+	if ((b->snap = strdup(snap)) == NULL) {
+		notify_batch_start(b, snap, NULL);
+		return;
+	}
+	notify_batch_ask(b);
 }
 
 bool notify_busy(const struct notify *n, int64_t incident_id, int level)
@@ -504,6 +715,7 @@ void notify_free(struct notify *n)
 		notify_job_free(j);
 	while ((b = LIST_FIRST(&n->batches)) != NULL) {
 		LIST_REMOVE(b, next);
+		free(b->snap);
 		free(b);
 	}
 	free(n);

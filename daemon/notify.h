@@ -3,8 +3,10 @@
  * attempt is recorded), SMS (notify_sms), phone calls and generic webhooks
  * (notify_call). Each outgoing request has the timeout of [channels], is
  * retried with exponential backoff and jitter, carries one idempotency key
- * "<incident>:<level>:<channel>:<target>" on every attempt (also after a
- * restart: the key is derived, not stored), and gives up after
+ * "<incident>@<run>:<level>:<channel>:<target>" on every attempt (also
+ * after a restart: the key is derived from what Redis keeps; run is when
+ * the incident's escalation started, so that a key stays unique when Redis
+ * loses its data and incident ids start again), and gives up after
  * [channels] retries; every attempt and the give-up are rows of the
  * notifications table. */
 #ifndef ALERTD_NOTIFY_H
@@ -34,9 +36,20 @@ typedef void (*notify_check_fn)(int64_t incident_id, notify_wanted_cb done,
 				void *job, void *arg);
 void notify_set_check(struct notify *n, notify_check_fn fn, void *arg);
 
-/* Starts the level's jobs; cb once they all ended (possibly at once). */
+/* Starts the level's jobs; cb once they all ended (possibly at once).
+ * run: esc_run_ms of the level (0: a level claimed without one). */
 void notify_level(struct notify *n, int64_t incident_id, int level,
-		  const char *snapshot_json, notify_done_cb cb, void *arg);
+		  int64_t run, const char *snapshot_json, notify_done_cb cb,
+		  void *arg);
+/* The same for a level taken up again (its instance died, or its esc_done
+ * was lost): first asks PostgreSQL for the rows of the earlier attempts
+ * and skips every target that has one other than 'failed' (sent, shown,
+ * gave_up, cancelled, a delivery report); the others go on with the next
+ * attempt number. Without an answer from PostgreSQL it asks again once a
+ * second, and after 10 tries sends anyway (attempts from 100 * resumed). */
+void notify_resume(struct notify *n, int64_t incident_id, int level,
+		   int64_t run, int resumed, const char *snapshot_json,
+		   notify_done_cb cb, void *arg);
 /* true while this level's jobs run in this process. */
 bool notify_busy(const struct notify *n, int64_t incident_id, int level);
 

@@ -10,6 +10,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
+#include <openssl/crypto.h>
 
 #include "config.h"
 #include "http_server.h"
@@ -136,19 +137,29 @@ char *notify_sms_query(const struct policy *p, const char *number,
 		/* Kannel fills %p (in a report: the handset, i.e. the
 		 * key's number, so no '+' needs escaping here), %d (the
 		 * report type) and %A (the SMSC's answer). key is
-		 * "<incident>:<level>:sms:<number>". */
+		 * "<incident>@<run>:<level>:sms:<number>". */
 		const char *num = strstr(key, ":sms:");
 		int head = num != NULL ? (int)(num - key) + 5 : 0;
 
-		if (num != NULL &&
-		    asprintf(&dlr, "%s%skey=%.*s%%p&type=%%d&answer=%%A",
+		char *secret = p->sms_dlr_secret != NULL
+				       ? evhttp_encode_uri(p->sms_dlr_secret)
+				       : NULL;
+
+		/* The secret goes into the URL Kannel calls back, unless
+		 * the configured URL carries one already. */
+		if (num != NULL && secret != NULL &&
+		    asprintf(&dlr, "%s%skey=%.*s%%p&type=%%d&answer=%%A%s%s",
 			     p->sms_dlr_url,
 			     strchr(p->sms_dlr_url, '?') ? "&" : "?", head,
-			     key) >= 0) {
+			     key,
+			     strstr(p->sms_dlr_url, "secret=") ? "" : "&secret=",
+			     strstr(p->sms_dlr_url, "secret=") ? "" : secret)
+			    >= 0) {
 			notify_sms_param(q, "dlr-mask", "31");
 			notify_sms_param(q, "dlr-url", dlr);
 		}
 		free(dlr);
+		free(secret);
 	}
 	len = strlen(p->sms_url.path) + 1 + evbuffer_get_length(q) + 1;
 	if ((out = malloc(len)) != NULL) {
@@ -199,8 +210,11 @@ static const char *notify_sms_dlr_outcome(int type)
 	return "report";
 }
 
-/* GET (or POST) /v1/dlr/sms?key=<incident>:<level>:sms:<number>&type=N
- * [&answer=...][&secret=...]: one notifications row (attempt 0). */
+/* GET (or POST) /v1/dlr/sms?key=<incident>@<run>:<level>:sms:<number>
+ * &type=N&secret=...[&answer=...]: one notifications row (attempt 0).
+ * The route is on the device port and its row joins the audit chain: a
+ * report is taken only with the configured sms_dlr_secret, and refused
+ * (403) while none is configured. */
 void notify_sms_on_dlr(struct evhttp_request *req, void *server)
 {
 	const struct http_deps *deps = http_server_deps(server);
@@ -209,7 +223,7 @@ void notify_sms_on_dlr(struct evhttp_request *req, void *server)
 		evhttp_request_get_evhttp_uri(req));
 	struct evkeyvalq params;
 	const char *key, *type, *secret, *answer;
-	long long id = 0;
+	long long id = 0, run = 0;
 	int level = 0, t, used = 0;
 	char number[72], masked[72], detail[96];
 	json_t *dj;
@@ -225,18 +239,30 @@ void notify_sms_on_dlr(struct evhttp_request *req, void *server)
 	type = evhttp_find_header(&params, "type");
 	secret = evhttp_find_header(&params, "secret");
 	answer = evhttp_find_header(&params, "answer");
-	if (p != NULL && p->sms_dlr_secret != NULL &&
-	    (secret == NULL || strcmp(secret, p->sms_dlr_secret) != 0)) {
+	if (p == NULL || p->sms_dlr_secret == NULL) {
+		http_reply_error(req, 403, "forbidden", NULL,
+				 "delivery reports are off: [channels] "
+				 "sms_dlr_secret is not set", 0);
+		goto done;
+	}
+	if (secret == NULL || strlen(secret) != strlen(p->sms_dlr_secret) ||
+	    CRYPTO_memcmp(secret, p->sms_dlr_secret, strlen(secret)) != 0) {
 		http_reply_error(req, 401, "unauthorized", "secret",
 				 "wrong or missing secret", 0);
 		goto done;
 	}
+	if (key != NULL &&
+	    sscanf(key, "%lld@%lld:%d:sms:%n", &id, &run, &level, &used) != 3)
+		used = 0; /* or the form of keys without a run */
+	if (key != NULL && used == 0 &&
+	    sscanf(key, "%lld:%d:sms:%n", &id, &level, &used) != 2)
+		used = 0;
 	if (key == NULL || type == NULL ||
-	    sscanf(key, "%lld:%d:sms:%n", &id, &level, &used) != 2 ||
 	    used == 0 || key[used] == '\0' || strlen(key + used) >= 64 ||
 	    id <= 0 || level <= 0 || sscanf(type, "%d", &t) != 1) {
 		http_reply_error(req, 400, "invalid_field", "key",
-				 "key must be <incident>:<level>:sms:<number> "
+				 "key must be <incident>@<run>:<level>:sms:"
+				 "<number> "
 				 "and type a number", 0);
 		goto done;
 	}

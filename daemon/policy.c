@@ -332,8 +332,14 @@ static bool policy_set_channels(struct policy *p, const char *name,
 		return policy_set_string(&p->sms_template, value, why, whylen);
 	if (strcmp(name, "sms_dlr_url") == 0)
 		return policy_set_string(&p->sms_dlr_url, value, why, whylen);
-	if (strcmp(name, "sms_dlr_secret") == 0)
+	if (strcmp(name, "sms_dlr_secret") == 0) {
+		if (value[0] == '\0') {
+			snprintf(why, whylen, "an empty secret would let anyone "
+				 "write delivery reports");
+			return false;
+		}
 		return policy_set_string(&p->sms_dlr_secret, value, why, whylen);
+	}
 	if (strcmp(name, "call_template") == 0)
 		return policy_set_string(&p->call_template, value, why, whylen);
 	if (strncmp(name, "webhook.", 8) == 0 && name[8] != '\0') {
@@ -434,6 +440,13 @@ bool policy_validate(struct policy *p, char *why, size_t whylen)
 				}
 			}
 		}
+	}
+	if (p->sms_dlr_url != NULL && p->sms_dlr_secret == NULL) {
+		/* The DLR route refuses every report without one. */
+		snprintf(why, whylen, "[channels] sms_dlr_url needs "
+			 "sms_dlr_secret (delivery reports are refused "
+			 "without it)");
+		return false;
 	}
 	qsort(p->bands, p->n_bands, sizeof(p->bands[0]), policy_band_cmp);
 	return true;

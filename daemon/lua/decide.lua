@@ -309,6 +309,10 @@ local function mode_age()
 			hsetall(ikey, h)
 			redis.call('ZADD', P .. 'queue', queue_score(
 				tonumber(h.priority), tonumber(h.first_seen_ms)), id)
+			-- Its band may have changed: esc_due looks now (LT: a
+			-- due time already earlier stays).
+			redis.call('ZADD', P .. 'esc:due', 'LT',
+				string.format('%.0f', now), id)
 			local snap = snapshot(h)
 			local cid = redis.call('XADD', P .. 'changes', 'MAXLEN',
 				'~', int(maxlen), '*', 'incident', id,
@@ -364,6 +368,8 @@ local function mode_sweep()
 			redis.call('HSET', skey, 'state', 'offline')
 			redis.call('ZADD', P .. 'queue', queue_score(
 				tonumber(h.priority), now), id)
+			-- Escalates like any new incident of its priority.
+			redis.call('ZADD', P .. 'esc:due', now_ms, id)
 			local _, next_due = rules_aging(R, h, now)
 			if next_due then
 				redis.call('ZADD', P .. 'aging',
@@ -801,16 +807,27 @@ local action_modes = {
 --   esc_due  prefix now_ms limit changes_maxlen policy lease_ms
 --     policy: "min:repeat:d1,d2,...;..." (bands, min_priority
 --     descending; delays in ms, each from the previous level).
---   -> JSON {"fired":[{"id","level","version","snapshot","change_id"}],
+--   -> JSON {"fired":[{"id","level","version","snapshot","change_id","run"}],
 --            "next": earliest due ms or null}
 --     Each fired level is also put in notify:pending (field "id:level",
---     value {"id","level","lease"}) until its notifications are done.
+--     value {"id","level","lease","run","version","at","resumed"}) until
+--     its notifications are done. "run" (esc_run_ms in the hash) is when
+--     this run of escalation started (opening, reopen, transfer): part of
+--     the notifications' idempotency keys, so that they stay unique when
+--     Redis loses its data and incident ids start again at 1.
+--     An open incident below every band stays in esc:due, looked at again
+--     every ESC_RECHECK_MS (its priority may rise into a band).
 --   esc_pending prefix now_ms lease_ms limit
---     -> JSON [{"id","level","snapshot"}]: pending levels whose lease ran
---        out (an instance died while notifying), leased anew to the caller.
+--     -> JSON [{"id","level","run","version","at","resumed","snapshot"}]:
+--        pending levels whose lease ran out (an instance died while
+--        notifying, or its esc_done was lost), leased anew to the caller;
+--        a level whose incident is gone, taken (acknowledged, resolved) or
+--        escalating anew since is dropped instead.
 --   esc_done prefix id level      -> "1": the level's notifications ended.
---   esc_hurry prefix id now_ms    -> "1": a channel gave up; the next
---                                    level is due now.
+--   esc_hurry prefix id now_ms [level]
+--     -> "1": a channel of that level gave up; the next level is due now
+--        (esc_hurry = the level), unless the next is a repeat of the last
+--        level, or the incident moved on (another level, ack) meanwhile.
 
 local function esc_policy(text)
 	local bands = {}
@@ -834,6 +851,11 @@ local function esc_delay(band, n)
 	end
 	return band.rep
 end
+
+-- An open incident below every band is looked at again this often: its
+-- priority may rise into a band later (aging, the repeat boost, a reload
+-- that lowers a band). One HGETALL per such incident and period.
+local ESC_RECHECK_MS = 10000
 
 local function mode_esc_due()
 	local now = tonumber(ARGV[3])
@@ -861,19 +883,37 @@ local function mode_esc_due()
 				end
 			end
 		end
-		if band == nil then
+		if h == nil or (h.state or 'new') ~= 'new' then
 			redis.call('ZREM', due_key, id)
+		elseif band == nil then
+			-- Nobody's, but below every band now: not dropped.
+			redis.call('ZADD', due_key,
+				string.format('%.0f', now + ESC_RECHECK_MS), id)
 		else
-			local n = (tonumber(h.escalation_level) or 0) + 1
+			local lv = tonumber(h.escalation_level) or 0
+			local n = lv + 1
 			local last = tonumber(h.esc_last_ms) or
 				tonumber(h.first_seen_ms) or now
 			local due = last + esc_delay(band, n)
-			if h.esc_hurry == '1' then
+			-- A give-up at level lv (esc_hurry = lv) brings level n
+			-- forward, unless n is a repeat of the last level: that
+			-- one waits its interval (else a target that always gives
+			-- up would repeat the last level without pause).
+			if lv > 0 and tonumber(h.esc_hurry) == lv and
+			    n <= #band.delays then
 				due = now
 			end
 			if due > now then
 				redis.call('ZADD', due_key, string.format('%.0f', due), id)
 			else
+				-- When this run of escalation started (the
+				-- opening, a reopen or a transfer): part of
+				-- every idempotency key of its levels.
+				if n == 1 then
+					h.esc_run_ms = int(last)
+				elseif h.esc_run_ms == nil then
+					h.esc_run_ms = h.first_seen_ms or ARGV[3]
+				end
 				h.escalation_level = int(n)
 				h.esc_last_ms = ARGV[3]
 				h.esc_hurry = '0'
@@ -885,12 +925,15 @@ local function mode_esc_due()
 				local cid = redis.call('XADD', P .. 'changes', 'MAXLEN',
 					'~', int(maxlen), '*', 'incident', id,
 					'snapshot', snap)
+				local run = tonumber(h.esc_run_ms)
 				redis.call('HSET', P .. 'notify:pending', id .. ':' .. n,
 					cjson.encode({id = tonumber(id), level = n,
-						lease = now + lease}))
+						lease = now + lease, run = run,
+						version = tonumber(h.version), at = now,
+						resumed = 0}))
 				fired[#fired + 1] = {id = tonumber(id), level = n,
 					version = tonumber(h.version), snapshot = snap,
-					change_id = cid}
+					change_id = cid, run = run}
 			end
 		end
 	end
@@ -917,13 +960,21 @@ local function mode_esc_pending()
 			redis.call('HDEL', pend_key, flat[i])
 		elseif (tonumber(e.lease) or 0) <= now and #out < limit then
 			local h = hgetall(P .. 'inc:' .. tostring(e.id))
-			if h == nil then
+			local level = tonumber(e.level) or 0
+			if h == nil or (h.state or 'new') ~= 'new' or
+			    (tonumber(h.escalation_level) or 0) < level or
+			    (e.run and h.esc_run_ms and
+			     tonumber(h.esc_run_ms) ~= tonumber(e.run)) then
+				-- Gone, taken (ack, resolve) or escalating
+				-- anew since: the level is not wanted any more.
 				redis.call('HDEL', pend_key, flat[i])
 			else
 				e.lease = now + lease
+				e.resumed = (tonumber(e.resumed) or 0) + 1
 				redis.call('HSET', pend_key, flat[i], cjson.encode(e))
 				out[#out + 1] = {id = e.id, level = e.level,
-					snapshot = snapshot(h)}
+					run = e.run, version = e.version, at = e.at,
+					resumed = e.resumed, snapshot = snapshot(h)}
 			end
 		end
 	end
@@ -938,9 +989,16 @@ local function mode_esc_done()
 	return '1'
 end
 
+-- Marks the give-up of level ARGV[5] (absent: the current level); only
+-- while that level is the incident's latest and it is nobody's.
 local function mode_esc_hurry()
-	if redis.call('ZSCORE', P .. 'esc:due', ARGV[3]) then
-		redis.call('HSET', P .. 'inc:' .. ARGV[3], 'esc_hurry', '1')
+	local key = P .. 'inc:' .. ARGV[3]
+	local st = redis.call('HMGET', key, 'state', 'escalation_level')
+	local lv = ARGV[5] or st[2]
+	if redis.call('ZSCORE', P .. 'esc:due', ARGV[3]) and
+	    (st[1] or 'new') == 'new' and tonumber(lv) ~= nil and
+	    tonumber(st[2]) == tonumber(lv) then
+		redis.call('HSET', key, 'esc_hurry', int(tonumber(lv)))
 		redis.call('ZADD', P .. 'esc:due', ARGV[4], ARGV[3])
 	end
 	return '1'

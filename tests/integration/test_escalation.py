@@ -247,3 +247,205 @@ def test_notification_rows_wait_for_postgres(alertd_factory, sink,
                >= {("console", "shown"), ("webhook", "sent")},
                timeout=20, what="the rows written after PostgreSQL is back")
     alertd.wait_log("rows that waited")
+
+
+# Reviewer findings (rev3): escalation skipped or repeated.
+
+def _dead_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_give_up_at_the_last_level_waits_its_repeat(alertd_factory, sink):
+    """The last level calls a phone server that is down (port closed) and
+    sends a webhook. A give-up hurries the next level; for the last level
+    the next one is its own repeat: it must wait the repeat interval, not
+    come again at once (which gave up again: a storm of webhooks)."""
+    alertd = alertd_factory(
+        escalation={"b.min_priority": "50",
+                    "b.level1": "0ms call:+905059998877 webhook:ops",
+                    "b.repeat": "60s"},
+        channels={"webhook.ops": sink.url("/hook"),
+                  "call_url": "http://127.0.0.1:%d/originate" % _dead_port(),
+                  "timeout_ms": "500", "retries": "0", "backoff_ms": "10"})
+    iid = _open(alertd)
+    wait_until(lambda: any(r[2] == "call" and r[4] == "gave_up"
+                           for r in notifications(alertd, iid)),
+               timeout=5, what="gave_up row")
+    time.sleep(3)
+    assert len(hooks(sink, iid)) == 1, (len(hooks(sink, iid)),
+                                        escalations(alertd, iid)[-1:])
+    assert escalations(alertd, iid) == [1]
+
+
+def test_hurry_mark_left_by_an_ack_does_not_hurry_a_reopen(
+        alertd_factory, sink, operator_token):
+    """A give-up marks the incident's next level as due at once; an ack
+    that lands between the mark and the next poll leaves the mark in the
+    hash (simulated here). A reopen starts again from level 1, due after
+    its delay: the old mark must not make it fire at once."""
+    alertd = alertd_factory(
+        escalation={"b.min_priority": "50",
+                    "b.level1": "2s console:desk webhook:ops",
+                    "b.repeat": "60s"},
+        channels={"webhook.ops": sink.url("/hook")})
+    iid = _open(alertd)
+    st, snap = act(alertd, operator_token, iid, "ack")
+    assert st == 200, snap
+    alertd.redis().hset(alertd.prefix + "inc:%d" % iid, "esc_hurry", "1")
+    st, snap = act(alertd, operator_token, iid, "resolve", {"note": "x"})
+    assert st == 200, snap
+    st, snap = act(alertd, operator_token, iid, "reopen", {"note": "y"})
+    assert st == 200, snap
+    time.sleep(1.0)
+    assert escalations(alertd, iid) == [] and hooks(sink, iid) == []
+    wait_until(lambda: escalations(alertd, iid) == [1], timeout=5,
+               what="level 1 after its delay")
+
+
+def test_level_whose_done_was_lost_is_not_sent_again(alertd_factory,
+                                                     redis_server):
+    """The webhook answers after 2.5 s; Redis restarts meanwhile, so the
+    first esc_done of the level cannot be sent. It is retried until it
+    lands: after the lease nobody sends the level a second time, and the
+    'sent' row is in the audit trail once."""
+    slow = Sink(hang_s=2.5)
+    try:
+        slow.script("/hook", ["hang"])
+        alertd = alertd_factory(
+            escalation={"b.min_priority": "50",
+                        "b.level1": "0ms webhook:ops",
+                        "b.repeat": "3600s"},
+            channels={"webhook.ops": slow.url("/hook"), "timeout_ms": "5000",
+                      "retries": "0", "backoff_ms": "10"})
+        iid = _open(alertd)
+        wait_until(lambda: len(hooks(slow, iid)) == 1, timeout=5,
+                   what="the webhook request")
+        redis_server.stop()          # SHUTDOWN SAVE: nothing is lost
+        time.sleep(3.0)              # the answer comes while Redis is down
+        redis_server.start()
+        wait_until(lambda: alertd.redis().hlen(
+            alertd.prefix + "notify:pending") == 0, timeout=10,
+            what="the level's esc_done after Redis is back")
+        time.sleep(37)               # past the lease (30 s + 5 s + 15 ms)
+        sent = [r for r in notifications(alertd, iid)
+                if r[2] == "webhook" and r[4] == "sent"]
+        assert len(hooks(slow, iid)) == 1 and len(sent) == 1, (
+            len(hooks(slow, iid)), sent)
+    finally:
+        slow.close()
+
+
+def test_pending_level_skips_targets_already_sent(alertd_factory, sink):
+    """A level stays in notify:pending although its webhook was sent (its
+    esc_done never reached Redis, or its instance died right after the
+    answer): when it is taken up again, the target that has a 'sent' row
+    is not sent again."""
+    alertd = alertd_factory(
+        escalation={"b.min_priority": "50",
+                    "b.level1": "0ms console:desk webhook:ops",
+                    "b.repeat": "3600s"},
+        channels={"webhook.ops": sink.url("/hook")})
+    iid = _open(alertd)
+    wait_until(lambda: any(r[2] == "webhook" and r[4] == "sent"
+                           for r in notifications(alertd, iid)),
+               timeout=5, what="the sent row")
+    r = alertd.redis()
+    pend = alertd.prefix + "notify:pending"
+    wait_until(lambda: r.hlen(pend) == 0, timeout=5, what="esc_done")
+    entry = {"id": iid, "level": 1, "lease": 0}
+    run = r.hget(alertd.prefix + "inc:%d" % iid, "esc_run_ms")
+    if run is not None:
+        entry["run"] = int(run)
+    r.hset(pend, "%d:1" % iid, json.dumps(entry))
+    alertd.wait_log("already sent", timeout=10)
+    wait_until(lambda: r.hlen(pend) == 0, timeout=5,
+               what="the resumed level done")
+    time.sleep(0.5)
+    assert len(hooks(sink, iid)) == 1
+    assert [x[4] for x in notifications(alertd, iid)
+            if x[2] == "webhook"] == ["sent"]
+
+
+@pytest.mark.kill_after(120)
+def test_pending_level_is_not_sent_after_ack(alertd_factory, make_config,
+                                             operator_token):
+    """alertd stops while a level's webhook is on the wire (the level stays
+    in notify:pending). After the restart an operator acks the incident.
+    When the level is taken up again it must see the ack and not send."""
+    slow = Sink(hang_s=2.5)
+    try:
+        slow.script("/hook", ["hang"])
+        cfg = make_config(
+            escalation={"b.min_priority": "50", "b.level1": "0ms webhook:ops",
+                        "b.repeat": "3600s"},
+            channels={"webhook.ops": slow.url("/hook"), "timeout_ms": "5000",
+                      "retries": "0", "backoff_ms": "10"})
+        a1 = alertd_factory(config=cfg)
+        iid = _open(a1)
+        wait_until(lambda: len(hooks(slow, iid)) == 1, timeout=5,
+                   what="the webhook request")
+        assert a1.stop() == 0
+        a2 = alertd_factory(config=cfg)
+        st, snap = act(a2, operator_token, iid, "ack")
+        assert st == 200, snap
+        pend = a2.prefix + "notify:pending"
+        wait_until(lambda: a2.redis().hlen(pend) == 0, timeout=45,
+                   what="the pending level dropped after the ack")
+        time.sleep(1.0)
+        assert len(hooks(slow, iid)) == 1, [
+            h["json"]["incident"]["state"] for h in hooks(slow, iid)]
+    finally:
+        slow.close()
+
+
+def test_escalation_after_redis_lost_its_data_is_audited(alertd_factory,
+                                                         sink):
+    """Redis loses its data: incident ids count from 1 again. The new
+    incident's level 1 must not reuse the old incident's idempotency key
+    (a receiver that drops repeats would drop it, and its notifications
+    row would be skipped as a repeat)."""
+    alertd = alertd_factory(
+        escalation={"b.min_priority": "50", "b.level1": "0ms webhook:ops",
+                    "b.repeat": "3600s"},
+        channels={"webhook.ops": sink.url("/hook")})
+    iid = _open(alertd)
+    wait_until(lambda: len(notifications(alertd, iid)) == 1, timeout=5,
+               what="first row")
+    r = alertd.redis()
+    r.delete(*r.keys(alertd.prefix + "*"))        # the data is gone
+    assert _open(alertd) == iid                   # the id is reused
+    wait_until(lambda: len(hooks(sink, iid)) == 2, timeout=5,
+               what="second webhook")
+    keys = {h["headers"]["idempotency-key"] for h in hooks(sink, iid)}
+    assert keys == {h["json"]["idempotency_key"] for h in hooks(sink, iid)}
+    wait_until(lambda: len(notifications(alertd, iid)) == 2, timeout=5,
+               what="the second row")
+    assert len(keys) == 2 and {x[0] for x in notifications(alertd, iid)} \
+        == keys, (notifications(alertd, iid), keys)
+
+
+def test_incident_that_ages_into_a_band_escalates(alertd_factory, sink):
+    """A fault (30) ages to 90 in 2 s; the only band starts at 50. Once
+    its priority is in the band it escalates like any incident of that
+    priority (the first poll must not drop it from esc:due for good)."""
+    alertd = alertd_factory(
+        priority={"night_boost": "0", "aging_step": "30",
+                  "aging_interval_s": "1", "aging_cap": "60"},
+        escalation={"b.min_priority": "50",
+                    "b.level1": "0ms console:desk webhook:ops",
+                    "b.repeat": "60s"},
+        channels={"webhook.ops": sink.url("/hook")})
+    st, body, _ = post_event(alertd.http, make_event(type="fault"))
+    assert st == 202, body
+    iid = body["incident_id"]
+    assert body["priority"] < 50
+    wait_until(lambda: int(alertd.redis().hget(
+        alertd.prefix + "inc:%d" % iid, "priority")) >= 50, timeout=5,
+        what="the priority in the band")
+    wait_until(lambda: escalations(alertd, iid) == [1], timeout=5,
+               what="level 1 of an incident that aged into the band")

@@ -139,7 +139,7 @@ def test_sms_through_kannel_masked_and_dlr_recorded(alertd_factory,
     }
     conf = make_config(**cfg)
     conf.update(channels={"sms_dlr_url": "http://127.0.0.1:%d/v1/dlr/sms"
-                          % conf.http_port})
+                          % conf.http_port, "sms_dlr_secret": "k4nnel"})
     alertd = alertd_factory(config=conf)
     ev = make_event(type="call_request", zone="Karsiyaka",
                     label="Caller Ayse Yilmaz 0532")
@@ -186,7 +186,11 @@ def test_sms_through_kannel_masked_and_dlr_recorded(alertd_factory,
         raise AssertionError("no DLR; kannel logs:\n%s\n%s" % (
             kannel.log(), alertd.log()[-3000:]))
     (key, target), = rows("delivered")
-    assert key == "%d:1:sms:%s" % (iid, NUMBERS[0])
+    sent = {k for k, _ in rows("sent")}
+    assert key in sent and key.startswith("%d@" % iid), (key, sent)
+    assert key.endswith(":1:sms:%s" % NUMBERS[0]), key
+    # The report got through: alertd put the secret (only in
+    # sms_dlr_secret, not in sms_dlr_url) into the dlr-url it gave Kannel.
     assert target.endswith("33") and NUMBERS[0] not in target
 
 
@@ -212,3 +216,31 @@ def test_dlr_endpoint_checks_its_input(alertd_factory):
 
     wait_until(rows, timeout=5, what="the report row")
     assert rows() == [(7, 2, 0, "+90********33", "delivered")]
+
+
+def test_delivery_reports_need_a_secret(alertd):
+    """Without sms_dlr_secret (the example config sets none) the DLR
+    route refuses every report: it is on the device-facing port, and a
+    report writes a chained 'delivered' row into the audit trail."""
+    from helpers import http_get
+    st, body, _ = http_get(alertd.http, "/v1/dlr/sms?key=4242:3:sms:"
+                           "%2B905551112233&type=1&answer=forged")
+    assert st == 403 and body["error"] == "forbidden", (st, body)
+    st, body, _ = http_get(alertd.http, "/v1/dlr/sms?key=4242:3:sms:"
+                           "%2B905551112233&type=1&secret=")
+    assert st == 403, (st, body)
+    time.sleep(0.5)
+    with alertd.db() as conn, conn.cursor() as cur:
+        cur.execute("SELECT outcome FROM notifications "
+                    "WHERE incident_id = 4242")
+        assert cur.fetchall() == []
+
+
+def test_dlr_url_without_secret_is_refused(make_config):
+    from conftest import ALERTD
+    bad = make_config(channels={"sms_url": "http://127.0.0.1:13013/x",
+                                "sms_dlr_url":
+                                "http://127.0.0.1:8080/v1/dlr/sms"})
+    r = subprocess.run([str(ALERTD), "--check-config", str(bad.path)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "sms_dlr_secret" in r.stderr, r.stderr
