@@ -33,7 +33,6 @@
 #include "config.h"
 #include "decide.h"
 #include "evt.h"
-#include "fanout.h"
 #include "http_server.h"
 #include "log.h"
 #include "operators.h"

@@ -11,7 +11,6 @@
 #include "audit.h"
 #include "config.h"
 #include "decide.h"
-#include "fanout.h"
 #include "log.h"
 #include "notify.h"
 #include "policy.h"
@@ -47,7 +46,6 @@ struct escalate {
 	size_t n_done;
 	struct decide *decide;
 	struct audit *audit;
-	struct fanout *fanout;
 	struct notify *notify;
 	enum escalate_state state;
 	bool pending_in_flight;
@@ -107,7 +105,7 @@ static void escalate_check(int64_t incident_id, notify_wanted_cb done,
 }
 
 struct escalate *escalate_new(struct decide *decide, struct audit *audit,
-			      struct fanout *fanout, struct notify *notify)
+			      struct notify *notify)
 {
 	struct escalate *e = calloc(1, sizeof(*e));
 
@@ -115,7 +113,6 @@ struct escalate *escalate_new(struct decide *decide, struct audit *audit,
 		return NULL;
 	e->decide = decide;
 	e->audit = audit;
-	e->fanout = fanout;
 	e->notify = notify;
 	e->state = ESC_IDLE;
 	notify_set_check(notify, escalate_check, e);

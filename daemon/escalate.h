@@ -15,11 +15,10 @@
 struct audit;
 struct decide;
 struct escalate;
-struct fanout;
 struct notify;
 
 struct escalate *escalate_new(struct decide *decide, struct audit *audit,
-			      struct fanout *fanout, struct notify *notify);
+			      struct notify *notify);
 /* After redis_pool_free (which answers the calls in flight). */
 void escalate_free(struct escalate *e);
 void escalate_tick(struct escalate *e);

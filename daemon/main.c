@@ -327,11 +327,11 @@ static void daemon_build(struct daemon *d, const struct config *cfg)
 	operators_set_on_change(d->operators, fanout_on_operators_changed,
 				d->fanout);
 	d->notify = notify_new(d->base, d->pg_ops);
-	d->escalate = escalate_new(d->decide, d->audit, d->fanout, d->notify);
+	d->escalate = escalate_new(d->decide, d->audit, d->notify);
 	if (d->notify == NULL || d->escalate == NULL)
 		die(1, "out of memory at start-up");
-	d->pipeline = pipeline_new(d->decide, d->audit, d->fanout);
-	d->supervise = supervise_new(d->decide, d->audit, d->fanout);
+	d->pipeline = pipeline_new(d->decide, d->audit);
+	d->supervise = supervise_new(d->decide, d->audit);
 	d->registry = registry_new(d->redis, d->pg_ops);
 	if (d->pipeline == NULL || d->supervise == NULL || d->registry == NULL)
 		die(1, "out of memory at start-up");

@@ -1,4 +1,4 @@
-/* pipeline: decide (Redis) -> record (PostgreSQL) -> answer -> fan out.
+/* pipeline: decide (Redis) -> record (PostgreSQL) -> answer.
  *
  * The order is the safety argument of alertd:
  *  - the sender hears "accepted" only after the event's audit row has
@@ -8,8 +8,10 @@
  *    whose first answer was lost or was a 503 after Redis had already
  *    decided still ends with a durable row;
  *  - a change reaches the consoles even when its row could not be written
- *    yet (the audit keeps retrying it): an operator seeing an alarm early
- *    is worth more than a perfectly ordered audit trail. */
+ *    yet (the audit keeps retrying it): decide.lua appends it to the
+ *    change stream, which every instance reads for its consoles
+ *    (daemon/follow.c); an operator seeing an alarm early is worth more
+ *    than a perfectly ordered audit trail. */
 #include "pipeline.h"
 
 #include <inttypes.h>
@@ -24,7 +26,6 @@
 #include "codec_json.h"
 #include "config.h"
 #include "decide.h"
-#include "fanout.h"
 #include "log.h"
 #include "metrics.h"
 #include "tzclock.h"
@@ -39,7 +40,6 @@ struct pipeline_queue {
 struct pipeline {
 	struct decide *decide;
 	struct audit *audit;
-	struct fanout *fanout;
 	size_t active;   /* started: in decide or record */
 	struct pipeline_queue urgent, normal;
 	bool pumping;    /* pipeline_pump is on the stack */
@@ -78,8 +78,7 @@ struct pipeline_job {
 
 static void pipeline_pump(struct pipeline *p);
 
-struct pipeline *pipeline_new(struct decide *decide, struct audit *audit,
-			      struct fanout *fanout)
+struct pipeline *pipeline_new(struct decide *decide, struct audit *audit)
 {
 	struct pipeline *p = calloc(1, sizeof(*p));
 
@@ -87,7 +86,6 @@ struct pipeline *pipeline_new(struct decide *decide, struct audit *audit,
 		return NULL;
 	p->decide = decide;
 	p->audit = audit;
-	p->fanout = fanout;
 	p->held = json_object();
 	if (p->held == NULL) {
 		free(p);
@@ -287,8 +285,8 @@ static void pipeline_on_transition_recorded(bool durable, void *arg)
 	(void)arg;
 }
 
-/* The event resolved its source's device_offline incident: publish it
- * and record the transition (retried by the audit if PostgreSQL is away). */
+/* The event resolved its source's device_offline incident: record the
+ * transition (retried by the audit if PostgreSQL is away). */
 static void pipeline_record_resolved(struct pipeline_job *job,
 				     const struct decide_result *res)
 {

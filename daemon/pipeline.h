@@ -1,5 +1,6 @@
 /* pipeline: one accepted event through decide (Redis) -> record
- * (PostgreSQL, group commit) -> answer the sender -> fan out to consoles.
+ * (PostgreSQL, group commit) -> answer the sender. The consoles get the
+ * change from the Redis change stream (daemon/follow.c).
  *
  * The sender is answered only after the event's audit row has committed.
  * If Redis or PostgreSQL cannot take the event now, the sender gets a
@@ -29,7 +30,6 @@
 
 struct decide;
 struct audit;
-struct fanout;
 struct pipeline;
 struct pipeline_job;
 
@@ -49,8 +49,7 @@ struct pipeline_answer {
 typedef void (*pipeline_answer_cb)(const struct pipeline_answer *ans,
 				   void *arg);
 
-struct pipeline *pipeline_new(struct decide *decide, struct audit *audit,
-			      struct fanout *fanout);
+struct pipeline *pipeline_new(struct decide *decide, struct audit *audit);
 void pipeline_free(struct pipeline *p);
 
 /* Takes ownership of ev (validated, authenticated). The callback may run

@@ -9,7 +9,6 @@
 #include "audit.h"
 #include "config.h"
 #include "decide.h"
-#include "fanout.h"
 #include "log.h"
 #include "tzclock.h"
 
@@ -24,7 +23,6 @@ enum supervise_call_state {
 struct supervise {
 	struct decide *decide;
 	struct audit *audit;
-	struct fanout *fanout;
 	enum supervise_call_state sweep, age;
 	int64_t sweep_at_ms; /* decision time of the sweep in flight */
 	/* Start-up or the end of a Redis outage: heartbeats could not be
@@ -34,8 +32,7 @@ struct supervise {
 	uint64_t opened, aged;
 };
 
-struct supervise *supervise_new(struct decide *decide, struct audit *audit,
-				struct fanout *fanout)
+struct supervise *supervise_new(struct decide *decide, struct audit *audit)
 {
 	struct supervise *s = calloc(1, sizeof(*s));
 
@@ -43,7 +40,6 @@ struct supervise *supervise_new(struct decide *decide, struct audit *audit,
 		return NULL;
 	s->decide = decide;
 	s->audit = audit;
-	s->fanout = fanout;
 	s->deaf = true;
 	return s;
 }

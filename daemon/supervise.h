@@ -2,8 +2,8 @@
  * janitor: device supervision (a registered source silent for longer than
  * its interval gets one device_offline incident) and the aging of
  * unacknowledged incidents. Each is one script call per tick at most,
- * never two in flight; the changed incidents are published to the
- * consoles and the opening transitions recorded in the audit trail. */
+ * never two in flight; the opening transitions are recorded in the audit
+ * trail (the consoles get the changes from the change stream). */
 #ifndef ALERTD_SUPERVISE_H
 #define ALERTD_SUPERVISE_H
 
@@ -12,11 +12,9 @@
 
 struct decide;
 struct audit;
-struct fanout;
 struct supervise;
 
-struct supervise *supervise_new(struct decide *decide, struct audit *audit,
-				struct fanout *fanout);
+struct supervise *supervise_new(struct decide *decide, struct audit *audit);
 /* Free after the Redis pool (its pending calls are answered first). */
 void supervise_free(struct supervise *s);
 
