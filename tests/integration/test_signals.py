@@ -213,17 +213,10 @@ def _spool_event_ids(path):
     return ids
 
 
-@pytest.mark.kill_after(120)
-def test_sigterm_drain_timeout_with_a_batch_in_flight(alertd_factory,
-                                                      test_env):
-    """The drain times out while an audit batch is stuck (its table
-    locked): the batch's rows go to the spool at teardown and their
-    senders are answered while the HTTP server and the pipeline are still
-    alive (no use after free, no libevent assertion); the row is in the
-    spool and replayed at the next start."""
-    cfg = test_env.config(server__drain_timeout_s="1",
-                          postgres__timeout_ms="30000")
-    d = alertd_factory(config=cfg)
+def _send_behind_a_lock(d, timeout):
+    """Locks the events table (the next audit batch waits) and sends one
+    event from a thread: (locker connection, its cursor, the event, the
+    dict that gets "answer", the thread)."""
     st, body, _ = post_event(d.http, make_event())   # statement prepared
     assert st == 202, body
     locker = d.db()
@@ -235,12 +228,27 @@ def test_sigterm_drain_timeout_with_a_batch_in_flight(alertd_factory,
 
     def send():
         try:
-            res["answer"] = post_event(d.http, ev, timeout=20)
-        except Exception as e:  # noqa: BLE001 - closed at exit: fine
+            res["answer"] = post_event(d.http, ev, timeout=timeout)
+        except Exception as e:  # noqa: BLE001 - a cut is what is looked for
             res["answer"] = e
 
     t = threading.Thread(target=send)
     t.start()
+    return locker, cur, ev, res, t
+
+
+@pytest.mark.kill_after(120)
+def test_sigterm_drain_timeout_with_a_batch_in_flight(alertd_factory,
+                                                      test_env):
+    """The drain times out while an audit batch is stuck (its table
+    locked): the batch's rows go to the spool at teardown and their
+    senders are answered while the HTTP server and the pipeline are still
+    alive (no use after free, no libevent assertion); the row is in the
+    spool and replayed at the next start."""
+    cfg = test_env.config(server__drain_timeout_s="1",
+                          postgres__timeout_ms="30000")
+    d = alertd_factory(config=cfg)
+    locker, _, ev, res, t = _send_behind_a_lock(d, 20)
     try:
         time.sleep(1.0)                              # batch in flight
         d.signal(signal.SIGTERM)
@@ -276,23 +284,7 @@ def test_sigterm_keeps_the_grace_for_an_http_answer_of_the_same_turn(
     is still in evhttp's output buffer: the drain must keep its grace for
     it to leave the socket, even without device TCP connections."""
     d = alertd_factory(postgres__timeout_ms="30000")
-    st, body, _ = post_event(d.http, make_event())   # statement prepared
-    assert st == 202, body
-    locker = d.db()
-    cur = locker.cursor()
-    cur.execute("BEGIN")
-    cur.execute("LOCK TABLE events IN SHARE MODE")   # blocks INSERTs
-    ev = make_event()
-    res = {}
-
-    def send():
-        try:
-            res["answer"] = post_event(d.http, ev, timeout=30)
-        except Exception as e:  # noqa: BLE001 - the failure looked for
-            res["answer"] = e
-
-    t = threading.Thread(target=send)
-    t.start()
+    locker, cur, _, res, t = _send_behind_a_lock(d, 30)
     stopped = False
     try:
         time.sleep(1.0)                              # batch in flight
