@@ -65,18 +65,31 @@ static void api_on_json(bool ok, const char *json, void *arg)
 struct api_view {
 	struct evhttp_request *req;
 	enum auth_role role;
+	json_t *out;       /* the queue as seen, being built */
 	char zones[];
 };
+
+/* fanout_queue_foreach: one incident of the queue, as the operator may
+ * see it. */
+static bool api_view_one(const char *snap, void *arg)
+{
+	struct api_view *v = arg;
+	char *copy;
+	const char *seen = fanout_view(v->role, v->zones, snap, &copy);
+
+	if (seen != NULL && v->out != NULL)
+		json_array_append_new(v->out, json_loads(seen, 0, NULL));
+	free(copy);
+	return true;
+}
 
 static void api_on_json_view(bool ok, const char *json, void *arg)
 {
 	struct api_view *v = arg;
 	json_t *arr = ok && json != NULL && json[0] == '[' ?
 			      json_loads(json, 0, NULL) : NULL;
-	json_t *out = NULL, *it;
+	json_t *out = NULL;
 	char *text = NULL, *copy;
-	size_t i;
-	bool first;
 
 	if (v->role != AUTH_ROLE_AUDITOR &&
 	    !(v->role == AUTH_ROLE_OPERATOR && v->zones[0] != '\0')) {
@@ -98,27 +111,8 @@ static void api_on_json_view(bool ok, const char *json, void *arg)
 		free(copy);
 		goto done;
 	}
-	out = json_array();
-	/* zone_mode = first: the operator's own zones in a first pass. */
-	first = config_current()->zone_first && v->zones[0] != '\0' &&
-		v->role == AUTH_ROLE_OPERATOR;
-	for (int pass = first ? 0 : 1; pass < 2; pass++) {
-		json_array_foreach(arr, i, it) {
-			char *one = json_dumps(it, JSON_COMPACT |
-						    JSON_REAL_PRECISION(15));
-			const char *seen = NULL;
-
-			if (one != NULL && (!first ||
-			    fanout_own_zone(v->role, v->zones, one) == (pass == 0)))
-				seen = fanout_view(v->role, v->zones, one, &copy);
-			if (seen != NULL) {
-				json_array_append_new(out,
-						      json_loads(seen, 0, NULL));
-				free(copy);
-			}
-			free(one);
-		}
-	}
+	v->out = out = json_array();
+	fanout_queue_foreach(v->role, v->zones, arr, api_view_one, v);
 	text = out != NULL ? json_dumps(out, JSON_COMPACT |
 					 JSON_REAL_PRECISION(15)) : NULL;
 	if (text == NULL)
@@ -141,6 +135,7 @@ static struct api_view *api_view_new(struct evhttp_request *req,
 	if (v != NULL) {
 		v->req = req;
 		v->role = op->role;
+		v->out = NULL;
 		memcpy(v->zones, z, strlen(z) + 1);
 	}
 	return v;

@@ -265,6 +265,8 @@ static void console_go_live(struct console_conn *c)
 {
 	struct console_held *h;
 
+	if (c->state == CON_CLOSED || c->state == CON_CLOSING)
+		return; /* cut while its snapshot or replay was written */
 	c->state = CON_LIVE;
 	while ((h = STAILQ_FIRST(&c->held)) != NULL) {
 		STAILQ_REMOVE_HEAD(&c->held, next);
@@ -276,13 +278,27 @@ static void console_go_live(struct console_conn *c)
 	}
 }
 
+/* A queue being written to one console, under the id of the newest
+ * change. */
+struct console_snapshot {
+	struct console_conn *c;
+	const char *last;
+};
+
+static bool console_snapshot_one(const char *snap, void *arg)
+{
+	struct console_snapshot *s = arg;
+
+	console_write(s->c, s->last, snap);
+	return s->c->state == CON_REPLAYING; /* not closed for lagging */
+}
+
 static void console_on_snapshot(bool ok, const char *json, void *arg)
 {
 	struct console_conn *c = arg;
-	json_t *r = NULL, *it;
+	json_t *r = NULL;
 	const char *last;
-	size_t i;
-	bool first;
+	struct console_snapshot s;
 
 	if (!console_call_done(c))
 		return;
@@ -293,20 +309,9 @@ static void console_on_snapshot(bool ok, const char *json, void *arg)
 			      "unavailable; reconnect later");
 		return;
 	}
-	/* zone_mode = first: the operator's own zones in a first pass, as
-	 * the SSE stream does (fanout_on_snapshot). */
-	first = config_current()->zone_first && c->role == AUTH_ROLE_OPERATOR &&
-		c->zones[0] != '\0';
-	for (int pass = first ? 0 : 1; pass < 2; pass++) {
-		json_array_foreach(json_object_get(r, "queue"), i, it) {
-			const char *snap = json_string_value(it);
-
-			if (snap == NULL || (first && fanout_own_zone(c->role,
-					     c->zones, snap) != (pass == 0)))
-				continue;
-			console_write(c, last, snap);
-		}
-	}
+	s = (struct console_snapshot){c, last};
+	fanout_queue_foreach(c->role, c->zones, json_object_get(r, "queue"),
+			     console_snapshot_one, &s);
 	snprintf(c->last_id, sizeof(c->last_id), "%s", last);
 	json_decref(r);
 	console_go_live(c);

@@ -207,7 +207,10 @@ const char *fanout_view(enum auth_role role, const char *zones,
 	return json;
 }
 
-bool fanout_own_zone(enum auth_role role, const char *zones, const char *json)
+/* true when the snapshot's zone is one of an operator's zones (never for
+ * other roles or an operator without zones). */
+static bool fanout_own_zone(enum auth_role role, const char *zones,
+			    const char *json)
 {
 	json_t *snap;
 	const char *zone;
@@ -221,6 +224,36 @@ bool fanout_own_zone(enum auth_role role, const char *zones, const char *json)
 	own = zone != NULL && fanout_zone_in(zones, zone);
 	json_decref(snap);
 	return own;
+}
+
+bool fanout_queue_foreach(enum auth_role role, const char *zones,
+			  json_t *queue,
+			  bool (*each)(const char *snap, void *arg), void *arg)
+{
+	bool first = config_current()->zone_first &&
+		     role == AUTH_ROLE_OPERATOR && zones[0] != '\0';
+	json_t *it;
+	size_t i;
+
+	for (int pass = first ? 0 : 1; pass < 2; pass++) {
+		json_array_foreach(queue, i, it) {
+			char *dumped = NULL;
+			const char *snap = json_string_value(it);
+			bool go = true;
+
+			if (snap == NULL && json_is_object(it))
+				snap = dumped = json_dumps(
+					it, JSON_COMPACT |
+						    JSON_REAL_PRECISION(15));
+			if (snap != NULL && (!first ||
+			    fanout_own_zone(role, zones, snap) == (pass == 0)))
+				go = each(snap, arg);
+			free(dumped);
+			if (!go)
+				return false;
+		}
+	}
+	return true;
 }
 
 /* Writes one change; false if the console was dropped for lagging. */
@@ -333,21 +366,32 @@ static void fanout_on_replay(bool ok, bool gap, size_t n,
 
 /* The open queue for a new console: every snapshot with the id of the
  * newest change, so that a reconnect resumes after it. */
+/* A queue being written to one console, under the id of the newest
+ * change. */
+struct fanout_snapshot {
+	struct fanout_client *c;
+	const char *last;
+};
+
+static bool fanout_snapshot_one(const char *snap, void *arg)
+{
+	struct fanout_snapshot *s = arg;
+
+	return fanout_write(s->c, s->last, snap);
+}
+
 static void fanout_on_snapshot(bool ok, const char *json, void *arg)
 {
 	struct fanout_client *c = arg;
-	json_t *r = NULL, *q, *it;
+	json_t *r = NULL;
 	const char *last;
-	size_t i;
-	bool first;
+	struct fanout_snapshot s;
 
 	if (c->state == SSE_ORPHANED) {
 		fanout_client_free(c);
 		return;
 	}
 	c->state = SSE_LIVE; /* so that fanout_write may close it */
-	first = config_current()->zone_first && c->role == AUTH_ROLE_OPERATOR &&
-		c->zones[0] != '\0';
 	if (!ok || json == NULL || (r = json_loads(json, 0, NULL)) == NULL ||
 	    (last = json_string_value(json_object_get(r, "last_id"))) == NULL) {
 		log_warn("stream operator=%s: no snapshot of the queue (Redis "
@@ -357,20 +401,12 @@ static void fanout_on_snapshot(bool ok, const char *json, void *arg)
 		fanout_go_live(c);
 		return;
 	}
-	q = json_object_get(r, "queue");
-	/* zone_mode = first: the operator's own zones in a first pass. */
-	for (int pass = first ? 0 : 1; pass < 2; pass++) {
-		json_array_foreach(q, i, it) {
-			const char *snap = json_string_value(it);
-
-			if (snap == NULL || (first && fanout_own_zone(c->role,
-					     c->zones, snap) != (pass == 0)))
-				continue;
-			if (!fanout_write(c, last, snap)) {
-				json_decref(r);
-				return;
-			}
-		}
+	s = (struct fanout_snapshot){c, last};
+	if (!fanout_queue_foreach(c->role, c->zones,
+				  json_object_get(r, "queue"),
+				  fanout_snapshot_one, &s)) {
+		json_decref(r); /* dropped for lagging */
+		return;
 	}
 	snprintf(c->last_id, sizeof(c->last_id), "%s", last);
 	fanout_write_comment(c, ": snapshot end\n\n");

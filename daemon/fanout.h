@@ -50,10 +50,16 @@ void fanout_on_operators_changed(struct operators *ops, void *arg);
  * open stream here, comma-separated (caller frees; NULL: no memory). */
 char *fanout_on_duty(const struct fanout *f);
 
-/* true when the snapshot's zone is one of an operator's zones (never for
- * other roles or an operator without zones): zone_mode = first lists
- * those incidents first. */
-bool fanout_own_zone(enum auth_role role, const char *zones, const char *json);
+/* The open queue in the order a console of this role and zones gets it:
+ * each(snapshot JSON, arg) for every element of the JSON array queue (a
+ * snapshot string or object), and under zone_mode = first an operator's
+ * own zones in a first pass. Stops at the first false (and returns
+ * false). Filtering and masking stay the caller's (fanout_view). One
+ * order for the SSE and TCP consoles' snapshots and GET /v1/incidents. */
+struct json_t;
+bool fanout_queue_foreach(enum auth_role role, const char *zones,
+			  struct json_t *queue,
+			  bool (*each)(const char *snap, void *arg), void *arg);
 
 /* Compares two change ids "<ms>-<seq>" numerically (< 0, 0, > 0): both
  * console streams skip the held-back changes a replay already covered. */
