@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include <jansson.h>
+#include <openssl/rand.h>
 
 #include "audit.h"
 #include "config.h"
@@ -22,6 +23,12 @@
 #define ESC_CHANGES_MAXLEN "10000"
 #define ESC_DONE_MAX 10000       /* esc_done calls kept for a retry */
 #define ESC_DONE_RETRY_MS 1000
+/* This instance's live key: refreshed each second, gone this long after
+ * the instance died or stopped. Another instance then takes up the levels
+ * it was notifying (at its next esc_pending, every 5 s) without waiting
+ * for their lease. Long enough to ride out a Redis restart. */
+#define ESC_ALIVE_EVERY_MS 1000
+#define ESC_ALIVE_TTL_MS "6000"
 
 enum escalate_state {
 	ESC_IDLE,     /* waiting for the next due time */
@@ -52,6 +59,9 @@ struct escalate {
 	int64_t next_poll_ms;
 	int64_t poll_now_ms;     /* the now_ms of the esc_due in flight */
 	int64_t next_pending_ms;
+	bool alive_in_flight;
+	int64_t next_alive_ms;
+	char instance[33];       /* random hex, new for every process */
 };
 
 /* How long a fired level's notifications may take before another
@@ -115,6 +125,17 @@ struct escalate *escalate_new(struct decide *decide, struct audit *audit,
 	e->audit = audit;
 	e->notify = notify;
 	e->state = ESC_IDLE;
+	{
+		unsigned char raw[16];
+
+		if (RAND_bytes(raw, sizeof(raw)) != 1) {
+			free(e);
+			return NULL;
+		}
+		for (size_t i = 0; i < sizeof(raw); i++)
+			snprintf(e->instance + 2 * i, 3, "%02x", raw[i]);
+	}
+	log_info("escalate: instance %s", e->instance);
 	notify_set_check(notify, escalate_check, e);
 	return e;
 }
@@ -356,6 +377,28 @@ static void escalate_on_pending(bool ok, const char *json, void *arg)
 	json_decref(r);
 }
 
+static void escalate_on_alive(bool ok, const char *json, void *arg)
+{
+	struct escalate *e = arg;
+
+	(void)json;
+	e->alive_in_flight = false;
+	if (!ok)
+		e->next_alive_ms = 0; /* again at the next tick */
+}
+
+/* The live key that tells other instances this one still notifies. */
+static void escalate_alive(struct escalate *e, int64_t now)
+{
+	const char *params[2] = {e->instance, ESC_ALIVE_TTL_MS};
+
+	if (e->alive_in_flight || now < e->next_alive_ms)
+		return;
+	e->next_alive_ms = now + ESC_ALIVE_EVERY_MS;
+	e->alive_in_flight = decide_script(e->decide, "esc_alive", 2, params,
+					   escalate_on_alive, e);
+}
+
 void escalate_tick(struct escalate *e)
 {
 	const struct policy *p = config_current()->policy;
@@ -364,16 +407,18 @@ void escalate_tick(struct escalate *e)
 	char *bands;
 
 	escalate_done_retry(e, now);
+	escalate_alive(e, now);
 	if (p == NULL || p->n_bands == 0)
 		return;
 	snprintf(now_s, sizeof(now_s), "%lld", (long long)now);
 	snprintf(lease_s, sizeof(lease_s), "%lld",
 		 (long long)escalate_lease_ms(p));
 	if (!e->pending_in_flight && now >= e->next_pending_ms) {
-		const char *params[3] = {now_s, lease_s, ESC_BATCH};
+		const char *params[4] = {now_s, lease_s, ESC_BATCH,
+					 e->instance};
 
 		e->next_pending_ms = now + ESC_PENDING_EVERY_MS;
-		e->pending_in_flight = decide_script(e->decide, "esc_pending", 3,
+		e->pending_in_flight = decide_script(e->decide, "esc_pending", 4,
 						     params, escalate_on_pending,
 						     e);
 	}
@@ -382,11 +427,11 @@ void escalate_tick(struct escalate *e)
 	if ((bands = policy_script_arg(p)) == NULL)
 		return;
 	{
-		const char *params[5] = {now_s, ESC_BATCH, ESC_CHANGES_MAXLEN,
-					 bands, lease_s};
+		const char *params[6] = {now_s, ESC_BATCH, ESC_CHANGES_MAXLEN,
+					 bands, lease_s, e->instance};
 
 		e->poll_now_ms = now;
-		if (decide_script(e->decide, "esc_due", 5, params,
+		if (decide_script(e->decide, "esc_due", 6, params,
 				  escalate_on_due, e))
 			e->state = ESC_POLLING;
 		else

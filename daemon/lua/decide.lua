@@ -804,25 +804,30 @@ local action_modes = {
 -- fired, or when escalation restarted). Firing is claimed here, in one
 -- script call, so that several alertd instances fire each level once.
 --
---   esc_due  prefix now_ms limit changes_maxlen policy lease_ms
+--   esc_due  prefix now_ms limit changes_maxlen policy lease_ms instance
 --     policy: "min:repeat:d1,d2,...;..." (bands, min_priority
 --     descending; delays in ms, each from the previous level).
+--     instance: the caller's instance id (esc_alive), the level's owner.
 --   -> JSON {"fired":[{"id","level","version","snapshot","change_id","run"}],
 --            "next": earliest due ms or null}
 --     Each fired level is also put in notify:pending (field "id:level",
---     value {"id","level","lease","run","version","at","resumed"}) until
---     its notifications are done. "run" (esc_run_ms in the hash) is when
+--     value {"id","level","lease","run","version","at","resumed","owner"})
+--     until its notifications are done. "run" (esc_run_ms in the hash) is when
 --     this run of escalation started (opening, reopen, transfer): part of
 --     the notifications' idempotency keys, so that they stay unique when
 --     Redis loses its data and incident ids start again at 1.
 --     An open incident below every band stays in esc:due, looked at again
 --     every ESC_RECHECK_MS (its priority may rise into a band).
---   esc_pending prefix now_ms lease_ms limit
+--   esc_pending prefix now_ms lease_ms limit instance
 --     -> JSON [{"id","level","run","version","at","resumed","snapshot"}]:
---        pending levels whose lease ran out (an instance died while
---        notifying, or its esc_done was lost), leased anew to the caller;
---        a level whose incident is gone, taken (acknowledged, resolved) or
---        escalating anew since is dropped instead.
+--        pending levels whose lease ran out (its esc_done was lost) or
+--        whose owner is no longer alive (its live key expired: the
+--        instance died or stopped while notifying), leased anew to the
+--        caller; a level whose incident is gone, taken (acknowledged,
+--        resolved) or escalating anew since is dropped instead.
+--   esc_alive prefix instance ttl_ms -> "1": the instance runs (its key
+--     live:<instance> for ttl_ms; every instance refreshes its own each
+--     second).
 --   esc_done prefix id level      -> "1": the level's notifications ended.
 --   esc_hurry prefix id now_ms [level]
 --     -> "1": a channel of that level gave up; the next level is due now
@@ -863,8 +868,12 @@ local function mode_esc_due()
 	local maxlen = tonumber(ARGV[5])
 	local bands = esc_policy(ARGV[6] or '')
 	local lease = tonumber(ARGV[7])
+	local owner = ARGV[8]
 	if now == nil or limit == nil or maxlen == nil or lease == nil then
 		return fail('esc_due: bad now_ms, limit, changes_maxlen or lease')
+	end
+	if owner == '' then
+		owner = nil
 	end
 	local due_key = P .. 'esc:due'
 	local ids = redis.call('ZRANGEBYSCORE', due_key, '-inf', ARGV[3],
@@ -930,7 +939,7 @@ local function mode_esc_due()
 					cjson.encode({id = tonumber(id), level = n,
 						lease = now + lease, run = run,
 						version = tonumber(h.version), at = now,
-						resumed = 0}))
+						resumed = 0, owner = owner}))
 				fired[#fired + 1] = {id = tonumber(id), level = n,
 					version = tonumber(h.version), snapshot = snap,
 					change_id = cid, run = run}
@@ -951,14 +960,32 @@ local function mode_esc_pending()
 	if now == nil or lease == nil or limit == nil then
 		return fail('esc_pending: bad now_ms, lease_ms or limit')
 	end
+	local me = ARGV[6]
+	if me == '' then
+		me = nil
+	end
 	local pend_key = P .. 'notify:pending'
 	local flat = redis.call('HGETALL', pend_key)
 	local out = {}
+	local alive = {}
+	-- A level's owner that no longer refreshes its live key died or
+	-- stopped: its levels need not wait for their lease. Records
+	-- without an owner (written before owners) wait for it.
+	local function owner_gone(o)
+		if type(o) ~= 'string' or o == me then
+			return false
+		end
+		if alive[o] == nil then
+			alive[o] = redis.call('EXISTS', P .. 'live:' .. o) == 1
+		end
+		return not alive[o]
+	end
 	for i = 1, #flat, 2 do
 		local ok, e = pcall(cjson.decode, flat[i + 1])
 		if not ok or type(e) ~= 'table' then
 			redis.call('HDEL', pend_key, flat[i])
-		elseif (tonumber(e.lease) or 0) <= now and #out < limit then
+		elseif #out < limit and ((tonumber(e.lease) or 0) <= now or
+		    owner_gone(e.owner)) then
 			local h = hgetall(P .. 'inc:' .. tostring(e.id))
 			local level = tonumber(e.level) or 0
 			if h == nil or (h.state or 'new') ~= 'new' or
@@ -970,6 +997,7 @@ local function mode_esc_pending()
 				redis.call('HDEL', pend_key, flat[i])
 			else
 				e.lease = now + lease
+				e.owner = me
 				e.resumed = (tonumber(e.resumed) or 0) + 1
 				redis.call('HSET', pend_key, flat[i], cjson.encode(e))
 				out[#out + 1] = {id = e.id, level = e.level,
@@ -982,6 +1010,15 @@ local function mode_esc_pending()
 		return '[]'
 	end
 	return cjson.encode(out)
+end
+
+local function mode_esc_alive()
+	local ttl = tonumber(ARGV[4])
+	if ARGV[3] == nil or ARGV[3] == '' or ttl == nil or ttl < 1 then
+		return fail('esc_alive: bad instance or ttl_ms')
+	end
+	redis.call('SET', P .. 'live:' .. ARGV[3], '1', 'PX', int(ttl))
+	return '1'
 end
 
 local function mode_esc_done()
@@ -1007,6 +1044,7 @@ end
 local esc_modes = {
 	esc_due = mode_esc_due, esc_pending = mode_esc_pending,
 	esc_done = mode_esc_done, esc_hurry = mode_esc_hurry,
+	esc_alive = mode_esc_alive,
 }
 
 -- ---- Console streams and presence (docs/redis.md) ----

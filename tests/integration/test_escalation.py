@@ -4,6 +4,7 @@ level; the phone webhook is retried after a 500 and a timeout with one
 idempotency key, and a give-up brings the next level forward."""
 
 import json
+import signal
 import time
 
 import pytest
@@ -390,15 +391,85 @@ def test_pending_level_is_not_sent_after_ack(alertd_factory, make_config,
         wait_until(lambda: len(hooks(slow, iid)) == 1, timeout=5,
                    what="the webhook request")
         assert a1.stop() == 0
+        # a1's live key kept alive until the ack is in, so that a2 does
+        # not take the level up before it (a1 stopped a moment ago).
+        r = a1.redis()
+        pend = a1.prefix + "notify:pending"
+        owner = json.loads(r.hget(pend, "%d:1" % iid))["owner"]
+        live = a1.prefix + "live:" + owner
+        assert r.exists(live) == 1
+        r.set(live, "1", px=60000)
         a2 = alertd_factory(config=cfg)
         st, snap = act(a2, operator_token, iid, "ack")
         assert st == 200, snap
-        pend = a2.prefix + "notify:pending"
-        wait_until(lambda: a2.redis().hlen(pend) == 0, timeout=45,
+        r.delete(live)
+        wait_until(lambda: a2.redis().hlen(pend) == 0, timeout=15,
                    what="the pending level dropped after the ack")
         time.sleep(1.0)
         assert len(hooks(slow, iid)) == 1, [
             h["json"]["incident"]["state"] for h in hooks(slow, iid)]
+    finally:
+        slow.close()
+
+
+def _slow_policy(sink):
+    """One level, a webhook whose request may take a minute: the level's
+    lease is 30 s + 60 s + backoff, far beyond the live key's 6 s."""
+    return dict(
+        escalation={"b.min_priority": "50", "b.level1": "0ms webhook:ops",
+                    "b.repeat": "3600s"},
+        channels={"webhook.ops": sink.url("/hook"), "timeout_ms": "60000",
+                  "retries": "0", "backoff_ms": "10"})
+
+
+@pytest.mark.kill_after(90)
+def test_level_of_a_dead_instance_is_taken_up_before_its_lease(
+        alertd_factory, make_config):
+    """alertd dies (SIGKILL) while a level's webhook is on the wire. Its
+    live key expires within seconds, and the instance started after it
+    takes the level up then, not after the 90 s lease."""
+    slow = Sink(hang_s=3.0)
+    try:
+        slow.script("/hook", ["hang"])
+        cfg = make_config(**_slow_policy(slow))
+        a1 = alertd_factory(config=cfg)
+        iid = _open(a1)
+        wait_until(lambda: len(hooks(slow, iid)) == 1, timeout=5,
+                   what="the webhook request")
+        a1.expected_exit = -signal.SIGKILL
+        a1.proc.kill()
+        a1.wait(10)
+        a2 = alertd_factory(config=cfg)
+        wait_until(lambda: len(hooks(slow, iid)) == 2, timeout=30,
+                   what="the level taken up by the next instance")
+        assert "taking them up again" in a2.log()
+        wait_until(lambda: [r[4] for r in notifications(a2, iid)
+                            if r[2] == "webhook"] == ["sent"], timeout=5,
+                   what="the sent row")
+    finally:
+        slow.close()
+
+
+@pytest.mark.kill_after(90)
+def test_level_of_a_live_instance_is_left_to_it(alertd_factory, test_env):
+    """Two instances on one Redis. The one that fired a level waits 14 s
+    for its webhook: the other, polling notify:pending every 5 s, must see
+    the owner's live key refreshed and leave the level alone."""
+    slow = Sink(hang_s=14.0)
+    try:
+        slow.script("/hook", ["hang"])
+        a = alertd_factory(**_slow_policy(slow))
+        b = alertd_factory(spool={"path": str(test_env.tmp / "spool-b")},
+                           **_slow_policy(slow))
+        iid = _open(a)
+        wait_until(lambda: len(hooks(slow, iid)) == 1, timeout=5,
+                   what="the webhook request")
+        time.sleep(12.0)
+        assert len(hooks(slow, iid)) == 1
+        assert "taking them up again" not in a.log() + b.log()
+        wait_until(lambda: a.redis().hlen(a.prefix + "notify:pending") == 0,
+                   timeout=10, what="the level done by its owner")
+        assert len(hooks(slow, iid)) == 1
     finally:
         slow.close()
 
