@@ -40,6 +40,9 @@ struct lg_opts {
 				   longest answer took more (SLOW lines) */
 	bool panic_trace;       /* print each panic's send time and Ack
 				 * latency at the end (PANIC lines) */
+	bool reconnect;         /* tcp: a closed connection is opened again
+				 * and its unanswered events sent again
+				 * (a restart of alertd under load) */
 };
 
 struct lg_stats {
@@ -58,6 +61,11 @@ struct lg_stats {
 	int64_t t_sent_ns;      /* last event sent */
 	int64_t t_answered_ns;  /* last answer */
 	int64_t t_last_panic_con_ns, t_last_con_ns, t_last_hb_con_ns;
+	/* --reconnect */
+	uint64_t reconnects;    /* connections opened again */
+	uint64_t resent;        /* unanswered events sent again */
+	int64_t max_gap_ns;     /* longest time without an answer while
+				 * sending */
 };
 
 extern struct lg_opts lg_opt;

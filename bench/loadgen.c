@@ -1,7 +1,8 @@
 /* loadgen: alertd's load generator (docs/BENCHMARKS.md).
  *
  *   loadgen tcp  --port P [--conns N --sources S --rate R --window W
- *                --count N --duration S --sse N --sse-port P --sse-token T]
+ *                --count N --duration S --sse N --sse-port P --sse-token T
+ *                --reconnect]
  *   loadgen http --port P [same]
  *   loadgen am   --port P --sink-port Q   (Prometheus Alertmanager)
  *   loadgen echo-server --port P          (the raw libevent echo limit)
@@ -17,6 +18,11 @@
  * ns): the answer's latency is read from the echoed event_id, and a console
  * (SSE) subscriber reads ingest-to-console latency from the label of the
  * incident snapshot, which is the label of the event that changed it.
+ *
+ * --reconnect (tcp): a connection alertd closes (a restart) is opened
+ * again every 100 ms until it succeeds, and the events it had in flight
+ * are sent again with their event_id, as a device does; each keeps its
+ * first send time, so its latency includes the outage.
  *
  * Output: one line "RESULT key=value ..." that scripts/bench.sh turns into
  * the table. Exit status 0 when every event sent got an answer. */
@@ -67,6 +73,17 @@ struct lg_conn {
 	char last_answered[72];            /* for duplicates */
 	struct lg_dup *dups;               /* duplicates in flight (tcp) */
 	bool flush_listed;                 /* in lg_flushq (tcp) */
+	/* --reconnect: the events in flight, oldest first, to send again */
+	struct lg_pend *pend, *pend_tail;
+	struct event *retry_ev;
+};
+
+/* An event in flight on a --reconnect connection: its packed Event. */
+struct lg_pend {
+	struct lg_pend *next;
+	char id[72];
+	size_t n;
+	uint8_t ev[512];
 };
 
 /* A duplicate carries the event_id, hence the send time, of an event
@@ -163,11 +180,21 @@ static void lg_next_event(struct lg_conn *c, int64_t ts, struct lg_event *e)
 		e->kind = LG_FAULT;
 		k = 'f';
 	}
-	if (e->kind == LG_DUP)
+	/* The id carries its source ("run.conn.seq-src<k>.ts"): idempotency
+	 * is per source, so a duplicate is the same id from the same
+	 * source. */
+	if (e->kind == LG_DUP) {
+		const char *dot = strrchr(c->last_answered, '.');
+		const char *dash = strrchr(c->last_answered, '-');
+
 		snprintf(e->id, sizeof(e->id), "%s", c->last_answered);
-	else
-		snprintf(e->id, sizeof(e->id), "%s.%d.%" PRIu64 "%c.%" PRIx64,
-			 lg_opt.run_id, c->idx, c->seq++, k, (uint64_t)ts);
+		if (dot != NULL && dash != NULL && dash < dot)
+			src = (unsigned)strtoul(dash + 1, NULL, 10);
+	} else {
+		snprintf(e->id, sizeof(e->id),
+			 "%s.%d.%" PRIu64 "-%u%c.%" PRIx64, lg_opt.run_id,
+			 c->idx, c->seq++, src, k, (uint64_t)ts);
+	}
 	snprintf(e->source, sizeof(e->source), "%s%u", lg_opt.source_prefix,
 		 src);
 	snprintf(e->label, sizeof(e->label), "lg.%s.%c.%" PRIx64,
@@ -214,7 +241,46 @@ static int64_t lg_dup_answered(struct lg_conn *c, const char *event_id,
 	return ts;
 }
 
-/* The kind letter of one of our event_ids ("run.conn.<seq><k>.<ts>"). */
+/* --reconnect: forgets the event in flight with this id (the answers
+ * come in order, so it is nearly always the first). */
+static void lg_pend_answered(struct lg_conn *c, const char *event_id)
+{
+	struct lg_pend *prev = NULL;
+
+	for (struct lg_pend *p = c->pend; p != NULL; prev = p, p = p->next) {
+		if (event_id == NULL || strcmp(p->id, event_id) != 0)
+			continue;
+		if (prev == NULL)
+			c->pend = p->next;
+		else
+			prev->next = p->next;
+		if (c->pend_tail == p)
+			c->pend_tail = prev;
+		free(p);
+		return;
+	}
+}
+
+static void lg_pend_keep(struct lg_conn *c, const char *id,
+			 const uint8_t *ev, size_t n)
+{
+	struct lg_pend *p = calloc(1, sizeof(*p));
+
+	if (p == NULL || n > sizeof(p->ev)) {
+		free(p);
+		return;
+	}
+	snprintf(p->id, sizeof(p->id), "%s", id);
+	memcpy(p->ev, ev, n);
+	p->n = n;
+	if (c->pend_tail != NULL)
+		c->pend_tail->next = p;
+	else
+		c->pend = p;
+	c->pend_tail = p;
+}
+
+/* The kind letter of one of our event_ids ("run.conn.<seq>-<src><k>.<ts>"). */
 static char lg_id_kind(const char *event_id)
 {
 	const char *dot = event_id != NULL ? strrchr(event_id, '.') : NULL;
@@ -268,6 +334,11 @@ static void lg_answered(struct lg_conn *c, const char *event_id, int outcome,
 
 	if (c->dups != NULL)
 		sent_ts = lg_dup_answered(c, event_id, sent_ts);
+	if (c->pend != NULL)
+		lg_pend_answered(c, event_id);
+	if (lg_sending && lg_st.t_answered_ns > 0 &&
+	    now - lg_st.t_answered_ns > lg_st.max_gap_ns)
+		lg_st.max_gap_ns = now - lg_st.t_answered_ns;
 
 	c->inflight--;
 	lg_inflight--;
@@ -306,18 +377,18 @@ static void lg_answered(struct lg_conn *c, const char *event_id, int outcome,
 
 /* --- TCP devices -------------------------------------------------------- */
 
+static bool lg_tcp_write_event(struct lg_conn *c, const uint8_t *evbuf,
+			       size_t n);
+static bool lg_tcp_connect(struct lg_conn *c);
+
 static bool lg_tcp_send(struct lg_conn *c, int64_t ts)
 {
 	struct lg_event e;
 	Alertd__V1__Source src = ALERTD__V1__SOURCE__INIT;
 	Alertd__V1__Location loc = ALERTD__V1__LOCATION__INIT;
 	Alertd__V1__Event ev = ALERTD__V1__EVENT__INIT;
-	Alertd__V1__SignedEvent se = ALERTD__V1__SIGNED_EVENT__INIT;
-	Alertd__V1__Frame fr = ALERTD__V1__FRAME__INIT;
-	uint8_t evbuf[512], frame[1024];
-	char v1[65];
-	size_t n, m;
-	int64_t t = time(NULL);
+	uint8_t evbuf[512];
+	size_t n;
 
 	lg_next_event(c, ts, &e);
 	if (e.kind == LG_DUP) {
@@ -344,10 +415,32 @@ static bool lg_tcp_send(struct lg_conn *c, int64_t ts)
 	if (n > sizeof(evbuf))
 		return false;
 	alertd__v1__event__pack(&ev, evbuf);
+	if (!lg_tcp_write_event(c, evbuf, n))
+		return false;
+	if (lg_opt.reconnect)
+		lg_pend_keep(c, e.id, evbuf, n);
+	c->inflight++;
+	lg_inflight++;
+	lg_st.t_sent_ns = lg_now_ns();
+	return true;
+}
+
+/* One signed event frame into the connection's output, flushed at the end
+ * of the loop turn. */
+static bool lg_tcp_write_event(struct lg_conn *c, const uint8_t *evbuf,
+			       size_t n)
+{
+	Alertd__V1__SignedEvent se = ALERTD__V1__SIGNED_EVENT__INIT;
+	Alertd__V1__Frame fr = ALERTD__V1__FRAME__INIT;
+	uint8_t frame[1024];
+	char v1[65];
+	size_t m;
+	int64_t t = time(NULL);
+
 	auth_sign(lg_opt.secret, t, evbuf, n, v1);
 	se.t = t;
 	se.v1 = v1;
-	se.event.data = evbuf;
+	se.event.data = (uint8_t *)evbuf;
 	se.event.len = n;
 	fr.msg_case = ALERTD__V1__FRAME__MSG_EVENT;
 	fr.event = &se;
@@ -365,9 +458,6 @@ static bool lg_tcp_send(struct lg_conn *c, int64_t ts)
 		lg_flushq[lg_nflush++] = c->idx;
 		event_active(lg_flush_ev, EV_TIMEOUT, 0);
 	}
-	c->inflight++;
-	lg_inflight++;
-	lg_st.t_sent_ns = lg_now_ns();
 	return true;
 }
 
@@ -387,6 +477,20 @@ static void lg_tcp_on_echo(struct lg_conn *c, const Alertd__V1__SignedEvent *se)
 
 static void lg_tcp_close(struct lg_conn *c)
 {
+	if (lg_opt.reconnect && c->retry_ev != NULL) {
+		/* Closed, or an attempt to open it again failed: again in
+		 * 100 ms. Its events stay in flight until answered after
+		 * the reconnect; the duplicates among them too. */
+		struct timeval tv = {0, 100000};
+
+		c->dead = true;
+		if (c->bev != NULL)
+			bufferevent_free(c->bev);
+		c->bev = NULL;
+		if (!event_pending(c->retry_ev, EV_TIMEOUT, NULL))
+			event_add(c->retry_ev, &tv);
+		return;
+	}
 	if (c->dead)
 		return;
 	c->dead = true;
@@ -478,14 +582,39 @@ static void lg_tcp_on_event(struct bufferevent *bev, short what, void *arg)
 
 	/* Connected: from now on frames are written by lg_tcp_on_flush
 	 * (EV_WRITE stays on while frames queued before are unwritten). */
+	if ((what & BEV_EVENT_CONNECTED) && c->dead) {
+		/* --reconnect: open again; its events in flight again. */
+		c->dead = false;
+		lg_st.reconnects++;
+		for (struct lg_pend *p = c->pend; p != NULL; p = p->next)
+			if (lg_tcp_write_event(c, p->ev, p->n))
+				lg_st.resent++;
+		fprintf(stderr, "loadgen: conn %d open again\n", c->idx);
+	}
 	if ((what & BEV_EVENT_CONNECTED) &&
 	    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
 		bufferevent_disable(bev, EV_WRITE);
 
 	if (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF)) {
-		fprintf(stderr, "loadgen: conn %d closed (%s)\n", c->idx,
-			(what & BEV_EVENT_EOF) ? "eof" : strerror(errno));
+		if (!c->dead)
+			fprintf(stderr, "loadgen: conn %d closed (%s)\n",
+				c->idx, (what & BEV_EVENT_EOF)
+						? "eof" : strerror(errno));
 		lg_tcp_close(c);
+	}
+}
+
+static void lg_tcp_on_retry(evutil_socket_t fd, short what, void *arg)
+{
+	struct lg_conn *c = arg;
+	struct timeval tv = {0, 100000};
+
+	/* c->dead stays set until the connection is up (lg_tcp_on_event). */
+	if (!lg_tcp_connect(c)) {
+		if (c->bev != NULL)
+			bufferevent_free(c->bev);
+		c->bev = NULL;
+		event_add(c->retry_ev, &tv);
 	}
 }
 
@@ -745,7 +874,8 @@ static void lg_report(void)
 	       " errors=%" PRIu64 " dup_sent=%" PRIu64 " panics_sent=%" PRIu64
 	       " new=%" PRIu64 " merged=%" PRIu64 " duplicate=%" PRIu64
 	       " send_s=%.3f done_s=%.3f throughput=%.0f"
-	       " ack_p50_ms=%.3f ack_p99_ms=%.3f ack_p999_ms=%.3f ack_max_ms=%.3f",
+	       " ack_p50_ms=%.3f ack_p99_ms=%.3f ack_p999_ms=%.3f ack_max_ms=%.3f"
+	       " reconnects=%" PRIu64 " resent=%" PRIu64 " max_gap_ms=%.3f",
 	       lg_opt.name, lg_opt.mode, lg_opt.conns, lg_opt.sources,
 	       lg_opt.rate, lg_opt.window, lg_st.sent, lg_st.acked,
 	       lg_st.nacked, lg_st.errors, lg_st.dup_sent, lg_st.panics_sent,
@@ -753,7 +883,9 @@ static void lg_report(void)
 	       done_s, done_s > 0 ? (double)lg_st.acked / done_s : 0,
 	       lg_ms(hist_quantile(&lg_st.ack, 0.5)),
 	       lg_ms(hist_quantile(&lg_st.ack, 0.99)),
-	       lg_ms(hist_quantile(&lg_st.ack, 0.999)), lg_ms(lg_st.ack.max_us));
+	       lg_ms(hist_quantile(&lg_st.ack, 0.999)), lg_ms(lg_st.ack.max_us),
+	       lg_st.reconnects, lg_st.resent,
+	       (double)lg_st.max_gap_ns / 1e6);
 	if (lg_opt.sse > 0 || lg_opt.sink_port > 0)
 		printf(" con_seen=%" PRIu64 " con_panics=%" PRIu64
 		       " con_disconnects=%" PRIu64
@@ -790,7 +922,7 @@ static void lg_usage(void)
 		"  [--panic-pct P] [--dup-pct P] [--fault-pct P] [--secret S]\n"
 		"  [--run-id ID] [--echo] [--sse N --sse-port P --sse-token T]\n"
 		"  [--sink-port P] [--settle S] [--seed N] [--slow-ms MS]\n"
-		"  [--panic-trace]\n");
+		"  [--panic-trace] [--reconnect]\n");
 	exit(2);
 }
 
@@ -809,6 +941,7 @@ static void lg_parse(int argc, char **argv)
 		{"sink-port", 1, 0, 'k'}, {"settle", 1, 0, 'x'},
 		{"seed", 1, 0, 'z'}, {"source-prefix", 1, 0, 'i'},
 		{"slow-ms", 1, 0, 'l'}, {"panic-trace", 0, 0, 'a'},
+		{"reconnect", 0, 0, 'C'},
 		{0, 0, 0, 0},
 	};
 	static char run_id[24];
@@ -845,6 +978,7 @@ static void lg_parse(int argc, char **argv)
 		case 'z': lg_rng = strtoull(optarg, NULL, 0) | 1; break;
 		case 'l': lg_opt.slow_ms = atof(optarg); break;
 		case 'a': lg_opt.panic_trace = true; break;
+		case 'C': lg_opt.reconnect = true; break;
 		default: lg_usage();
 		}
 	}
@@ -897,6 +1031,10 @@ int main(int argc, char **argv)
 		struct lg_conn *c = &lg_conns[i];
 
 		c->idx = i;
+		if (lg_opt.reconnect && strcmp(lg_opt.mode, "tcp") == 0 &&
+		    (c->retry_ev = evtimer_new(lg_base, lg_tcp_on_retry,
+					       c)) == NULL)
+			return 1;
 		if (strcmp(lg_opt.mode, "tcp") == 0) {
 			if (!lg_tcp_connect(c)) {
 				fprintf(stderr, "loadgen: cannot connect\n");
@@ -934,12 +1072,16 @@ int main(int argc, char **argv)
 	lg_sse_stop();
 	lg_am_stop();
 	for (int i = 0; i < lg_opt.conns; i++) {
-		if (lg_conns[i].bev && !lg_conns[i].dead)
+		if (lg_conns[i].bev)
 			bufferevent_free(lg_conns[i].bev);
 		if (lg_conns[i].evcon)
 			evhttp_connection_free(lg_conns[i].evcon);
 		while (lg_conns[i].dups != NULL)
 			lg_dup_answered(&lg_conns[i], lg_conns[i].dups->id, 0);
+		while (lg_conns[i].pend != NULL)
+			lg_pend_answered(&lg_conns[i], lg_conns[i].pend->id);
+		if (lg_conns[i].retry_ev != NULL)
+			event_free(lg_conns[i].retry_ev);
 	}
 	free(lg_conns);
 	event_base_free(lg_base);

@@ -418,6 +418,39 @@ after=$(psql_pg -d alertd -c "SELECT count(*) FROM events")
 echo "DB name=burst rows=$((after - before))" >>"$RES"
 grep -E '^(PANIC|SLOW) ' "$W/lg-burst.out" >"$ROOT/build/bench-burst-trace.txt"
 fi
+
+# A restart under load: devices send 5,000 events/s; 8 s in, alertd gets
+# SIGTERM (it answers what it has read, then closes), and a new alertd is
+# started as soon as the old one has exited, as systemd's restart does.
+# crash: the same with SIGKILL (what it had read and not answered is
+# lost with it; the devices send it again). The devices (loadgen
+# --reconnect) open their connections again every 100 ms and send their
+# unanswered events again with the same event_id. Measured: the drain,
+# the time from the signal until the new alertd is ready, the longest
+# time without any Ack, and that nothing is lost (every event answered,
+# one row per new or merged event).
+for kind in restart crash; do
+want "$kind" || continue
+sig=TERM
+[ "$kind" = crash ] && sig=KILL
+before=$(psql_pg -d alertd -c "SELECT count(*) FROM events")
+run_lg "$kind" "" tcp "${TCP_ARGS[@]}" --conns 100 --window 256 \
+	--sources 10000 --rate 5000 --count 100000 --reconnect --timeout 60 \
+	--run-id "$kind" &
+RESTART_LG=$!
+sleep 8
+t_term=$(now_ns)
+kill "-$sig" "$ALERTD_PID"
+wait "$ALERTD_PID" 2>/dev/null
+drain_rc=$?
+t_exit=$(now_ns)
+ALERTD_PID=""
+start_alertd
+t_ready=$(now_ns)
+wait "$RESTART_LG"
+after=$(psql_pg -d alertd -c "SELECT count(*) FROM events")
+echo "DB name=$kind rows=$((after - before)) exit_rc=$drain_rc drain_s=$(awk -v a="$t_term" -v b="$t_exit" 'BEGIN { printf "%.3f", (b - a) / 1e9 }') down_s=$(awk -v a="$t_term" -v b="$t_ready" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')" >>"$RES"
+done
 stop_alertd
 
 # --- the machine's limits -------------------------------------------------

@@ -135,6 +135,28 @@ def build(runs, limits, db, machine, versions, command):
                    % (fmt(num(b, "ack_panic_p99_ms")), fmt(num(b, "ack_p99_ms"))))
         out.append("| burst: panic ingest-to-console p99 / every change's p99, ms | %s / %s | | | |"
                    % (fmt(num(b, "con_panic_p99_ms")), fmt(num(b, "con_p99_ms"))))
+    for kind, what in (("restart", "SIGTERM"), ("crash", "SIGKILL")):
+        rs, rd = r(kind), db.get(kind, {})
+        if not rs:
+            continue
+        # One row per distinct event sent: an event sent again after the
+        # reconnect may be answered duplicate (decided, or written, before
+        # the signal), so new+merged undercounts the rows it needs.
+        rows = num(rd, "rows")
+        sent, acked = int(num(rs, "sent")), int(num(rs, "acked"))
+        want = sent - num(rs, "dup_sent")
+        lost = (sent - acked) + (max(0, int(want - rows)) if rd else 0)
+        out.append("| %s under load (%s 8 s into 5k ev/s, a new alertd started when it exited): exited / ready again / longest time without an Ack, s | %s / %s / %s | | | |"
+                   % (kind, what, fmt(num(rd, "drain_s")), fmt(num(rd, "down_s")),
+                      fmt(num(rs, "max_gap_ms") / 1000)))
+        out.append("| %s: answered / rows in PostgreSQL / lost / sent again after reconnecting | %s acked of %s, %s rows for %s distinct events, %s lost / %s events on %s connections | zero lost | | |"
+                   % (kind, "{:,}".format(acked), "{:,}".format(sent),
+                      "{:,}".format(int(rows)), "{:,}".format(int(want)),
+                      lost if rd else "?", "{:,}".format(int(num(rs, "resent"))),
+                      int(num(rs, "reconnects"))))
+        out.append("| %s: Ack p50 / p99 / max over the whole run, ms | %s / %s / %s | | | |"
+                   % (kind, fmt(num(rs, "ack_p50_ms")), fmt(num(rs, "ack_p99_ms")),
+                      fmt(num(rs, "ack_max_ms"))))
     rss = max([num(x, "rss_hwm_kb") for n, x in runs.items()
                if not n.startswith(("am-", "limit-", "flood"))] or [0])
     am_rss = max([num(x, "rss_hwm_kb") for n, x in runs.items()
