@@ -28,7 +28,7 @@
  * it was notifying (at its next esc_pending, every 5 s) without waiting
  * for their lease. Long enough to ride out a Redis restart. */
 #define ESC_ALIVE_EVERY_MS 1000
-#define ESC_ALIVE_TTL_MS "6000"
+#define ESC_ALIVE_TTL_MS "6000"  /* LIVE_TTL_MS in decide.lua */
 
 enum escalate_state {
 	ESC_IDLE,     /* waiting for the next due time */
@@ -390,12 +390,14 @@ static void escalate_on_alive(bool ok, const char *json, void *arg)
 /* The live key that tells other instances this one still notifies. */
 static void escalate_alive(struct escalate *e, int64_t now)
 {
-	const char *params[2] = {e->instance, ESC_ALIVE_TTL_MS};
+	char now_s[24];
+	const char *params[3] = {e->instance, ESC_ALIVE_TTL_MS, now_s};
 
 	if (e->alive_in_flight || now < e->next_alive_ms)
 		return;
+	snprintf(now_s, sizeof(now_s), "%lld", (long long)now);
 	e->next_alive_ms = now + ESC_ALIVE_EVERY_MS;
-	e->alive_in_flight = decide_script(e->decide, "esc_alive", 2, params,
+	e->alive_in_flight = decide_script(e->decide, "esc_alive", 3, params,
 					   escalate_on_alive, e);
 }
 

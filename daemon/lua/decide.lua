@@ -825,9 +825,14 @@ local action_modes = {
 --        instance died or stopped while notifying), leased anew to the
 --        caller; a level whose incident is gone, taken (acknowledged,
 --        resolved) or escalating anew since is dropped instead.
---   esc_alive prefix instance ttl_ms -> "1": the instance runs (its key
---     live:<instance> for ttl_ms; every instance refreshes its own each
---     second).
+--   esc_alive prefix instance ttl_ms now_ms -> "1": the instance runs.
+--     Its key live:<instance> holds for ttl_ms the time since when it has
+--     been refreshed without a break (every instance refreshes its own
+--     each second). An instance judges other owners by their keys only
+--     once its own streak is longer than ttl_ms: after Redis was away
+--     (or the instance was cut off, or just started), every live
+--     instance has had time to refresh its key again, so a missing key
+--     means a dead owner, not one that has not been heard yet.
 --   esc_done prefix id level      -> "1": the level's notifications ended.
 --   esc_hurry prefix id now_ms [level]
 --     -> "1": a channel of that level gave up; the next level is due now
@@ -954,6 +959,10 @@ local function mode_esc_due()
 	return cjson.encode({fired = fired, next = nxt})
 end
 
+-- The live keys' TTL (esc_alive's ttl_ms as alertd sends it): how long a
+-- caller's own streak must be before it judges other owners by theirs.
+local LIVE_TTL_MS = 6000
+
 local function mode_esc_pending()
 	local now, lease = tonumber(ARGV[3]), tonumber(ARGV[4])
 	local limit = tonumber(ARGV[5])
@@ -964,6 +973,8 @@ local function mode_esc_pending()
 	if me == '' then
 		me = nil
 	end
+	local since = me and tonumber(redis.call('GET', P .. 'live:' .. me))
+	local judge = since ~= nil and now - since > LIVE_TTL_MS
 	local pend_key = P .. 'notify:pending'
 	local flat = redis.call('HGETALL', pend_key)
 	local out = {}
@@ -972,7 +983,7 @@ local function mode_esc_pending()
 	-- stopped: its levels need not wait for their lease. Records
 	-- without an owner (written before owners) wait for it.
 	local function owner_gone(o)
-		if type(o) ~= 'string' or o == me then
+		if not judge or type(o) ~= 'string' or o == me then
 			return false
 		end
 		if alive[o] == nil then
@@ -1013,11 +1024,14 @@ local function mode_esc_pending()
 end
 
 local function mode_esc_alive()
-	local ttl = tonumber(ARGV[4])
-	if ARGV[3] == nil or ARGV[3] == '' or ttl == nil or ttl < 1 then
-		return fail('esc_alive: bad instance or ttl_ms')
+	local ttl, now = tonumber(ARGV[4]), tonumber(ARGV[5])
+	if ARGV[3] == nil or ARGV[3] == '' or ttl == nil or ttl < 1 or
+	    now == nil then
+		return fail('esc_alive: bad instance, ttl_ms or now_ms')
 	end
-	redis.call('SET', P .. 'live:' .. ARGV[3], '1', 'PX', int(ttl))
+	local key = P .. 'live:' .. ARGV[3]
+	local since = tonumber(redis.call('GET', key)) or now
+	redis.call('SET', key, int(since), 'PX', int(ttl))
 	return '1'
 end
 

@@ -342,3 +342,35 @@ def test_decide_batch_decides_in_order_and_isolates_bad_events(s):
         s.r.eval(s.text, 0, "decide_batch", s.prefix, "", "2",
                  *fields(uid("e")))
     assert s.r.xlen(s.prefix + "changes") == 2
+
+
+def test_pending_level_of_a_dead_owner_is_taken_up(s):
+    """esc_pending takes up a level before its lease when its owner's live
+    key is gone, but only once the caller's own key has lived longer than
+    the TTL (after an outage every live owner refreshes first), never
+    while the owner's key lives, and never a record without an owner."""
+    call = lambda *a: s.r.eval(s.text, 0, *[str(x) for x in a])
+    iid = s.decide(uid("e"), uid("bus"), "panic")["incident_id"]
+    s.r.hset(s.prefix + "inc:%d" % iid, "escalation_level", "1")
+    pend = s.prefix + "notify:pending"
+    far = T0 + 3600000
+    s.r.hset(pend, "%d:1" % iid, json.dumps(
+        {"id": iid, "level": 1, "lease": far, "owner": "A"}))
+    s.r.hset(pend, "%d:2" % iid, json.dumps(
+        {"id": iid, "level": 1, "lease": far}))
+    taken = lambda now: json.loads(call("esc_pending", s.prefix, now, 60000,
+                                        100, "B"))
+
+    assert call("esc_alive", s.prefix, "B", 6000, T0) == "1"
+    assert taken(T0 + 1000) == []            # B's own streak is 1 s old
+    s.r.set(s.prefix + "live:A", T0, px=60000)
+    assert call("esc_alive", s.prefix, "B", 6000, T0 + 7000) == "1"
+    assert s.r.get(s.prefix + "live:B") == str(T0)   # the streak goes on
+    assert taken(T0 + 7000) == []            # A lives
+    s.r.delete(s.prefix + "live:A")
+    got = taken(T0 + 7000)
+    assert [(x["id"], x["level"]) for x in got] == [(iid, 1)], got
+    rec = json.loads(s.r.hget(pend, "%d:1" % iid))
+    assert rec["owner"] == "B" and rec["lease"] == T0 + 7000 + 60000
+    assert taken(T0 + 7000) == []            # now B's, and B lives
+    assert json.loads(s.r.hget(pend, "%d:2" % iid))["lease"] == far
