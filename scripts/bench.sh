@@ -321,6 +321,20 @@ if [ "$SMOKE" = 1 ]; then
 	# The SSE subscriber saw the changes (the console latency needs it).
 	grep 'name=smoke-tcp ' "$RES" | grep -q ' con_seen=[1-9]' || ok=0
 	grep -q 'sent=100 acked=100 ' "$RES" || ok=0
+	# The restart run's machinery (loadgen --reconnect, a SIGTERM under
+	# load, a new alertd): every event answered across the restart.
+	run_lg smoke-restart "" tcp --port "$TCP_PORT" --secret "$SECRET" \
+		--conns 4 --sources 50 --rate 500 --count 1500 --reconnect \
+		--timeout 30 >/dev/null 2>&1 &
+	lg=$!
+	sleep 1
+	kill -TERM "$ALERTD_PID"
+	wait "$ALERTD_PID" 2>/dev/null || ok=0
+	ALERTD_PID=""
+	start_alertd
+	wait "$lg" || ok=0
+	grep 'name=smoke-restart ' "$RES" | grep -q 'sent=1500 acked=1500 ' || ok=0
+	grep 'name=smoke-restart ' "$RES" | grep -q ' reconnects=4 ' || ok=0
 	if [ "$ok" = 1 ]; then
 		echo "bench-smoke: ok"
 		exit 0
