@@ -129,6 +129,8 @@ struct escalate *escalate_new(struct decide *decide, struct audit *audit,
 		unsigned char raw[16];
 
 		if (RAND_bytes(raw, sizeof(raw)) != 1) {
+			log_error("escalate: no random bytes for the "
+				  "instance id");
 			free(e);
 			return NULL;
 		}
