@@ -51,6 +51,7 @@ ALERTD_PID=""
 AM_PID=""
 ECHO_PID=""
 FLOOD_PID=""
+BG_LG_PID=""   # a load generator running across a restart
 REDIS_PID=""
 PG_STARTED=0
 
@@ -78,6 +79,10 @@ cleanup() {
 	trap - EXIT INT TERM HUP
 	set +e
 	stop_pid "$FLOOD_PID"
+	# run_lg in a subshell: its child is timeout(1), which passes the
+	# signal on to the load generator.
+	[ -n "$BG_LG_PID" ] && pkill -TERM -P "$BG_LG_PID" 2>/dev/null
+	stop_pid "$BG_LG_PID"
 	stop_pid "$ALERTD_PID"
 	stop_pid "$AM_PID"
 	stop_pid "$ECHO_PID"
@@ -326,13 +331,14 @@ if [ "$SMOKE" = 1 ]; then
 	run_lg smoke-restart "" tcp --port "$TCP_PORT" --secret "$SECRET" \
 		--conns 4 --sources 50 --rate 500 --count 1500 --reconnect \
 		--timeout 30 >/dev/null 2>&1 &
-	lg=$!
+	BG_LG_PID=$!
 	sleep 1
 	kill -TERM "$ALERTD_PID"
 	wait "$ALERTD_PID" 2>/dev/null || ok=0
 	ALERTD_PID=""
 	start_alertd
-	wait "$lg" || ok=0
+	wait "$BG_LG_PID" || ok=0
+	BG_LG_PID=""
 	grep 'name=smoke-restart ' "$RES" | grep -q 'sent=1500 acked=1500 ' || ok=0
 	grep 'name=smoke-restart ' "$RES" | grep -q ' reconnects=4 ' || ok=0
 	if [ "$ok" = 1 ]; then
@@ -451,7 +457,7 @@ before=$(psql_pg -d alertd -c "SELECT count(*) FROM events")
 run_lg "$kind" "" tcp "${TCP_ARGS[@]}" --conns 100 --window 256 \
 	--sources 10000 --rate 5000 --count 100000 --reconnect --timeout 60 \
 	--run-id "$kind" &
-RESTART_LG=$!
+BG_LG_PID=$!
 sleep 8
 t_term=$(now_ns)
 kill "-$sig" "$ALERTD_PID"
@@ -461,7 +467,8 @@ t_exit=$(now_ns)
 ALERTD_PID=""
 start_alertd
 t_ready=$(now_ns)
-wait "$RESTART_LG"
+wait "$BG_LG_PID"
+BG_LG_PID=""
 after=$(psql_pg -d alertd -c "SELECT count(*) FROM events")
 echo "DB name=$kind rows=$((after - before)) exit_rc=$drain_rc drain_s=$(awk -v a="$t_term" -v b="$t_exit" 'BEGIN { printf "%.3f", (b - a) / 1e9 }') down_s=$(awk -v a="$t_term" -v b="$t_ready" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')" >>"$RES"
 done
