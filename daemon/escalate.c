@@ -61,6 +61,9 @@ struct escalate {
 	int64_t next_pending_ms;
 	bool alive_in_flight;
 	int64_t next_alive_ms;
+	bool draining;           /* no new levels claimed or taken up */
+	bool leaving;            /* the live key is to go (or gone) */
+	bool left;               /* esc_gone sent */
 	char instance[33];       /* random hex, new for every process */
 };
 
@@ -379,6 +382,8 @@ static void escalate_on_pending(bool ok, const char *json, void *arg)
 	json_decref(r);
 }
 
+static void escalate_send_gone(struct escalate *e);
+
 static void escalate_on_alive(bool ok, const char *json, void *arg)
 {
 	struct escalate *e = arg;
@@ -387,6 +392,36 @@ static void escalate_on_alive(bool ok, const char *json, void *arg)
 	e->alive_in_flight = false;
 	if (!ok)
 		e->next_alive_ms = 0; /* again at the next tick */
+	if (e->leaving)
+		escalate_send_gone(e);
+}
+
+/* The live key deleted, after any esc_alive in flight (the pool may send
+ * two calls on two connections: the refresh must not come second). */
+static void escalate_send_gone(struct escalate *e)
+{
+	const char *params[1] = {e->instance};
+
+	if (e->left || e->alive_in_flight)
+		return;
+	e->left = true;
+	escalate_script(e, "esc_gone", 1, params);
+}
+
+void escalate_drain(struct escalate *e)
+{
+	e->draining = true;
+}
+
+void escalate_leave(struct escalate *e)
+{
+	if (e->leaving)
+		return;
+	e->draining = true;
+	e->leaving = true;
+	log_info("escalate: instance %s leaves; levels it was notifying go "
+		 "to the next instance", e->instance);
+	escalate_send_gone(e);
 }
 
 /* The live key that tells other instances this one still notifies. */
@@ -395,7 +430,7 @@ static void escalate_alive(struct escalate *e, int64_t now)
 	char now_s[24];
 	const char *params[3] = {e->instance, ESC_ALIVE_TTL_MS, now_s};
 
-	if (e->alive_in_flight || now < e->next_alive_ms)
+	if (e->leaving || e->alive_in_flight || now < e->next_alive_ms)
 		return;
 	snprintf(now_s, sizeof(now_s), "%lld", (long long)now);
 	e->next_alive_ms = now + ESC_ALIVE_EVERY_MS;
@@ -412,7 +447,7 @@ void escalate_tick(struct escalate *e)
 
 	escalate_done_retry(e, now);
 	escalate_alive(e, now);
-	if (p == NULL || p->n_bands == 0)
+	if (e->draining || p == NULL || p->n_bands == 0)
 		return;
 	snprintf(now_s, sizeof(now_s), "%lld", (long long)now);
 	snprintf(lease_s, sizeof(lease_s), "%lld",

@@ -22,5 +22,13 @@ struct escalate *escalate_new(struct decide *decide, struct audit *audit,
 /* After redis_pool_free (which answers the calls in flight). */
 void escalate_free(struct escalate *e);
 void escalate_tick(struct escalate *e);
+/* Shutdown. Draining: no level is claimed or taken up any more (the
+ * notifications under way go on); they wait in Redis for another
+ * instance or the next start. Leaving (the drain is done, the process
+ * exits in a moment): the live key is deleted, so that other instances
+ * take up the levels still being notified at their next look at
+ * notify:pending instead of after the key's TTL. */
+void escalate_drain(struct escalate *e);
+void escalate_leave(struct escalate *e);
 
 #endif

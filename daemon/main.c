@@ -86,6 +86,7 @@ static void daemon_set_state(struct daemon *d, enum daemon_state state)
 		sd_notify(0, "STOPPING=1\nSTATUS=draining");
 		http_server_stop_accepting(d->http);
 		ingest_tcp_stop_accepting(d->tcp);
+		escalate_drain(d->escalate);
 		log_info("shutdown: draining %zu events in flight",
 			 pipeline_inflight(d->pipeline));
 		break;
@@ -106,8 +107,10 @@ static void daemon_check_drained(struct daemon *d)
 	size_t rows = audit_pending(d->audit);
 
 	if (inflight == 0 && rows == 0) {
-		if (d->idle_since.tv_sec == 0)
+		if (d->idle_since.tv_sec == 0) {
 			clock_gettime(CLOCK_MONOTONIC, &d->idle_since);
+			escalate_leave(d->escalate);
+		}
 		if (daemon_since(&d->idle_since) >= 0.2) {
 			log_info("shutdown: drained");
 			daemon_set_state(d, DAEMON_STOPPED);

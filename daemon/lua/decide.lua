@@ -833,6 +833,10 @@ local action_modes = {
 --     (or the instance was cut off, or just started), every live
 --     instance has had time to refresh its key again, so a missing key
 --     means a dead owner, not one that has not been heard yet.
+--   esc_gone prefix instance -> "1": the instance stops (its drain is
+--     done): its live key goes now, not after ttl_ms, so that the levels
+--     it was notifying are taken up at the next esc_pending of another
+--     instance.
 --   esc_done prefix id level      -> "1": the level's notifications ended.
 --   esc_hurry prefix id now_ms [level]
 --     -> "1": a channel of that level gave up; the next level is due now
@@ -1035,6 +1039,14 @@ local function mode_esc_alive()
 	return '1'
 end
 
+local function mode_esc_gone()
+	if ARGV[3] == nil or ARGV[3] == '' then
+		return fail('esc_gone: bad instance')
+	end
+	redis.call('DEL', P .. 'live:' .. ARGV[3])
+	return '1'
+end
+
 local function mode_esc_done()
 	redis.call('HDEL', P .. 'notify:pending', ARGV[3] .. ':' .. ARGV[4])
 	return '1'
@@ -1058,7 +1070,7 @@ end
 local esc_modes = {
 	esc_due = mode_esc_due, esc_pending = mode_esc_pending,
 	esc_done = mode_esc_done, esc_hurry = mode_esc_hurry,
-	esc_alive = mode_esc_alive,
+	esc_alive = mode_esc_alive, esc_gone = mode_esc_gone,
 }
 
 -- ---- Console streams and presence (docs/redis.md) ----

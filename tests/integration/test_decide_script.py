@@ -374,3 +374,13 @@ def test_pending_level_of_a_dead_owner_is_taken_up(s):
     assert rec["owner"] == "B" and rec["lease"] == T0 + 7000 + 60000
     assert taken(T0 + 7000) == []            # now B's, and B lives
     assert json.loads(s.r.hget(pend, "%d:2" % iid))["lease"] == far
+    # B stops: esc_gone deletes its key at once, and C (whose streak is
+    # long enough) takes B's level up without waiting for the TTL.
+    s.r.set(s.prefix + "live:C", T0, px=60000)
+    assert call("esc_gone", s.prefix, "B") == "1"
+    assert s.r.exists(s.prefix + "live:B") == 0
+    got = json.loads(call("esc_pending", s.prefix, T0 + 8000, 60000, 100,
+                          "C"))
+    assert [(x["id"], x["level"]) for x in got] == [(iid, 1)], got
+    with pytest.raises(redis.exceptions.ResponseError, match="esc_gone"):
+        call("esc_gone", s.prefix, "")

@@ -391,13 +391,12 @@ def test_pending_level_is_not_sent_after_ack(alertd_factory, make_config,
         wait_until(lambda: len(hooks(slow, iid)) == 1, timeout=5,
                    what="the webhook request")
         assert a1.stop() == 0
-        # a1's live key kept alive until the ack is in, so that a2 does
-        # not take the level up before it (a1 stopped a moment ago).
+        # a1 deleted its live key when it stopped; it is set again until
+        # the ack is in, so that a2 does not take the level up before it.
         r = a1.redis()
         pend = a1.prefix + "notify:pending"
         owner = json.loads(r.hget(pend, "%d:1" % iid))["owner"]
         live = a1.prefix + "live:" + owner
-        assert r.exists(live) == 1
         r.set(live, "1", px=60000)
         a2 = alertd_factory(config=cfg)
         st, snap = act(a2, operator_token, iid, "ack")
@@ -470,6 +469,41 @@ def test_level_of_a_live_instance_is_left_to_it(alertd_factory, test_env):
         wait_until(lambda: a.redis().hlen(a.prefix + "notify:pending") == 0,
                    timeout=10, what="the level done by its owner")
         assert len(hooks(slow, iid)) == 1
+    finally:
+        slow.close()
+
+
+@pytest.mark.kill_after(90)
+def test_level_of_a_stopped_instance_goes_to_a_neighbour(alertd_factory,
+                                                         test_env):
+    """Two instances on one Redis. The one notifying a level is stopped
+    (SIGTERM) while its webhook hangs: it deletes its live key as it
+    leaves, so the other takes the level up at its next look (every 5 s),
+    not after the key's 6 s TTL, and the level is sent once more, not
+    twice."""
+    slow = Sink(hang_s=3.0)
+    try:
+        slow.script("/hook", ["hang"])
+        a = alertd_factory(**_slow_policy(slow))
+        b = alertd_factory(spool={"path": str(test_env.tmp / "spool-b")},
+                           **_slow_policy(slow))
+        time.sleep(6.5)        # b judges others once its own key is 6 s old
+        iid = _open(a)
+        wait_until(lambda: len(hooks(slow, iid)) == 1, timeout=5,
+                   what="the webhook request")
+        r = a.redis()
+        pend = a.prefix + "notify:pending"
+        owner = json.loads(r.hget(pend, "%d:1" % iid))["owner"]
+        assert r.exists(a.prefix + "live:" + owner) == 1
+        assert a.stop() == 0
+        assert r.exists(a.prefix + "live:" + owner) == 0
+        assert "leaves" in a.log()
+        wait_until(lambda: len(hooks(slow, iid)) == 2, timeout=15,
+                   what="the level taken up by the other instance")
+        assert "taking them up again" in b.log()
+        wait_until(lambda: r.hlen(pend) == 0, timeout=10,
+                   what="the level done by the other instance")
+        assert len(hooks(slow, iid)) == 2
     finally:
         slow.close()
 
