@@ -19,6 +19,7 @@
 
 #define ESC_POLL_MAX_MS 1000     /* poll at least this often */
 #define ESC_PENDING_EVERY_MS 5000
+#define ESC_PENDING_SLICE "256"  /* notify:pending fields per esc_pending */
 #define ESC_BATCH "100"          /* levels claimed per call */
 #define ESC_CHANGES_MAXLEN "10000"
 #define ESC_DONE_MAX 10000       /* esc_done calls kept for a retry */
@@ -59,6 +60,7 @@ struct escalate {
 	int64_t next_poll_ms;
 	int64_t poll_now_ms;     /* the now_ms of the esc_due in flight */
 	int64_t next_pending_ms;
+	char pending_cursor[24]; /* esc_pending's HSCAN cursor, "0": a new pass */
 	bool alive_in_flight;
 	int64_t next_alive_ms;
 	bool draining;           /* no new levels claimed or taken up */
@@ -128,6 +130,7 @@ struct escalate *escalate_new(struct decide *decide, struct audit *audit,
 	e->audit = audit;
 	e->notify = notify;
 	e->state = ESC_IDLE;
+	strcpy(e->pending_cursor, "0");
 	{
 		unsigned char raw[16];
 
@@ -350,13 +353,23 @@ static void escalate_on_due(bool ok, const char *json, void *arg)
 static void escalate_on_pending(bool ok, const char *json, void *arg)
 {
 	struct escalate *e = arg;
-	json_t *r, *p;
+	json_t *r, *p, *levels;
+	const char *cursor;
 	size_t i;
 
 	e->pending_in_flight = false;
+	strcpy(e->pending_cursor, "0");
 	if (!ok || json == NULL || (r = json_loads(json, 0, NULL)) == NULL)
 		return;
-	json_array_foreach(r, i, p) {
+	/* A pass over notify:pending is a few slices, one per tick. */
+	cursor = json_string_value(json_object_get(r, "cursor"));
+	if (cursor != NULL && strcmp(cursor, "0") != 0 &&
+	    strlen(cursor) < sizeof(e->pending_cursor)) {
+		strcpy(e->pending_cursor, cursor);
+		e->next_pending_ms = 0;
+	}
+	levels = json_object_get(r, "levels");
+	json_array_foreach(levels, i, p) {
 		int64_t id = json_integer_value(json_object_get(p, "id"));
 		int level = (int)json_integer_value(json_object_get(p, "level"));
 		int64_t run = json_integer_value(json_object_get(p, "run"));
@@ -453,11 +466,12 @@ void escalate_tick(struct escalate *e)
 	snprintf(lease_s, sizeof(lease_s), "%lld",
 		 (long long)escalate_lease_ms(p));
 	if (!e->pending_in_flight && now >= e->next_pending_ms) {
-		const char *params[4] = {now_s, lease_s, ESC_BATCH,
-					 e->instance};
+		const char *params[6] = {now_s, lease_s, ESC_BATCH,
+					 e->instance, e->pending_cursor,
+					 ESC_PENDING_SLICE};
 
 		e->next_pending_ms = now + ESC_PENDING_EVERY_MS;
-		e->pending_in_flight = decide_script(e->decide, "esc_pending", 4,
+		e->pending_in_flight = decide_script(e->decide, "esc_pending", 6,
 						     params, escalate_on_pending,
 						     e);
 	}

@@ -818,8 +818,12 @@ local action_modes = {
 --     Redis loses its data and incident ids start again at 1.
 --     An open incident below every band stays in esc:due, looked at again
 --     every ESC_RECHECK_MS (its priority may rise into a band).
---   esc_pending prefix now_ms lease_ms limit instance
---     -> JSON [{"id","level","run","version","at","resumed","snapshot"}]:
+--   esc_pending prefix now_ms lease_ms limit instance [cursor [count]]
+--     -> JSON {"cursor": the next cursor, "0" when the pass is complete,
+--              "levels": [{"id","level","run","version","at","resumed",
+--                          "snapshot"}]}:
+--        one HSCAN slice of notify:pending from cursor (default "0",
+--        about count fields, default 256); among them the
 --        pending levels whose lease ran out (its esc_done was lost) or
 --        whose owner is no longer alive (its live key expired: the
 --        instance died or stopped while notifying), leased anew to the
@@ -979,8 +983,15 @@ local function mode_esc_pending()
 	end
 	local since = me and tonumber(redis.call('GET', P .. 'live:' .. me))
 	local judge = since ~= nil and now - since > LIVE_TTL_MS
+	local cursor, count = ARGV[7] or '0', tonumber(ARGV[8] or '256')
+	if not cursor:match('^%d+$') or count == nil or count < 1 then
+		return fail('esc_pending: bad cursor or count')
+	end
 	local pend_key = P .. 'notify:pending'
-	local flat = redis.call('HGETALL', pend_key)
+	-- One slice of the hash per call, so that thousands of pending
+	-- levels (an earthquake) never hold Redis for long in one call.
+	local scan = redis.call('HSCAN', pend_key, cursor, 'COUNT', int(count))
+	local flat = scan[2]
 	local out = {}
 	local alive = {}
 	-- A level's owner that no longer refreshes its live key died or
@@ -1021,10 +1032,11 @@ local function mode_esc_pending()
 			end
 		end
 	end
-	if #out == 0 then
-		return '[]'
+	local levels = '[]'
+	if #out > 0 then
+		levels = cjson.encode(out)
 	end
-	return cjson.encode(out)
+	return '{"cursor":"' .. scan[1] .. '","levels":' .. levels .. '}'
 end
 
 local function mode_esc_alive()

@@ -359,7 +359,7 @@ def test_pending_level_of_a_dead_owner_is_taken_up(s):
     s.r.hset(pend, "%d:2" % iid, json.dumps(
         {"id": iid, "level": 1, "lease": far}))
     taken = lambda now: json.loads(call("esc_pending", s.prefix, now, 60000,
-                                        100, "B"))
+                                        100, "B"))["levels"]
 
     assert call("esc_alive", s.prefix, "B", 6000, T0) == "1"
     assert taken(T0 + 1000) == []            # B's own streak is 1 s old
@@ -380,7 +380,41 @@ def test_pending_level_of_a_dead_owner_is_taken_up(s):
     assert call("esc_gone", s.prefix, "B") == "1"
     assert s.r.exists(s.prefix + "live:B") == 0
     got = json.loads(call("esc_pending", s.prefix, T0 + 8000, 60000, 100,
-                          "C"))
+                          "C"))["levels"]
     assert [(x["id"], x["level"]) for x in got] == [(iid, 1)], got
     with pytest.raises(redis.exceptions.ResponseError, match="esc_gone"):
         call("esc_gone", s.prefix, "")
+
+
+def test_pending_levels_are_looked_at_one_slice_at_a_time(s):
+    """esc_pending reads notify:pending with HSCAN, about `count` fields a
+    call: a pass over 1,000 pending levels takes several calls, each
+    handing back the cursor to go on from, and the one level among them
+    whose lease ran out is taken up exactly once in the pass."""
+    call = lambda *a: s.r.eval(s.text, 0, *[str(x) for x in a])
+    pend = s.prefix + "notify:pending"
+    far = T0 + 3600000
+    due = None
+    for n in range(1000):
+        iid = s.decide(uid("e"), uid("bus"), "panic")["incident_id"]
+        s.r.hset(s.prefix + "inc:%d" % iid, "escalation_level", "1")
+        lease = far
+        if n == 617:
+            due, lease = iid, T0
+        s.r.hset(pend, "%d:1" % iid, json.dumps(
+            {"id": iid, "level": 1, "lease": lease, "owner": "A"}))
+    s.r.set(s.prefix + "live:A", T0, px=60000)
+    cursor, calls, got = "0", 0, []
+    while True:
+        r = json.loads(call("esc_pending", s.prefix, T0 + 1000, 60000, 100,
+                            "B", cursor, 100))
+        calls += 1
+        got += [(x["id"], x["level"]) for x in r["levels"]]
+        cursor = r["cursor"]
+        if cursor == "0" or calls > 100:
+            break
+    assert cursor == "0"
+    assert calls >= 5, calls
+    assert got == [(due, 1)]
+    with pytest.raises(redis.exceptions.ResponseError, match="cursor"):
+        call("esc_pending", s.prefix, T0, 60000, 100, "B", "x1", 100)
