@@ -141,8 +141,8 @@ bool auth_parse_signature_header(const char *header, int64_t *t, char *v1_hex,
  * 6 % of alertd's CPU per TCP event and more per HTTP one
  * (docs/BENCHMARKS.md, optimisation 14). A context re-initialised without
  * a key keeps its key (EVP_MAC_init(3)). A secret dropped by a reload
- * stays until its slot is needed again; the slots are few because the
- * secrets are. */
+ * is wiped by auth_forget_secrets; the slots are few because the secrets
+ * are. */
 #define AUTH_MAC_SLOTS 16
 
 static struct auth_mac_slot {
@@ -189,6 +189,27 @@ static EVP_MAC_CTX *auth_mac_keyed(const char *secret)
 		return NULL;
 	}
 	return s->ctx;
+}
+
+size_t auth_forget_secrets(const struct config *cfg)
+{
+	size_t kept = 0;
+
+	for (size_t i = 0; i < AUTH_MAC_SLOTS; i++) {
+		struct auth_mac_slot *s = &auth_mac_slots[i];
+		bool wanted = false;
+
+		if (s->secret == NULL)
+			continue;
+		for (size_t j = 0; cfg != NULL && j < cfg->n_secrets; j++)
+			if (strcmp(cfg->secrets[j].secret, s->secret) == 0)
+				wanted = true;
+		if (wanted)
+			kept++;
+		else
+			auth_mac_slot_clear(s);
+	}
+	return kept;
 }
 
 /* HMAC-SHA256(secret, msg) as lowercase hex. */

@@ -36,6 +36,12 @@ enum auth_sig_result auth_verify(const struct config *cfg, int64_t t,
 				 const char *v1_hex, const uint8_t *body,
 				 size_t len, time_t now, size_t *secret_index);
 
+/* Wipes the keyed HMAC contexts (and copies) of secrets that cfg's
+ * [device_secrets] no longer has, so that a secret removed by a reload
+ * does not stay in memory; NULL wipes them all. Returns how many are
+ * kept. */
+size_t auth_forget_secrets(const struct config *cfg);
+
 /* true if the secret that signed (secret_index) is the secret configured for
  * source_id (first [device_secrets] pattern that matches source_id). */
 bool auth_source_allowed(const struct config *cfg, size_t secret_index,

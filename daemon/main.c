@@ -12,6 +12,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "audit.h"
+#include "auth.h"
 #include "config.h"
 #include "console_tcp.h"
 #include "decide.h"
@@ -154,8 +155,10 @@ static void daemon_on_sighup(evutil_socket_t fd, short what, void *arg)
 
 	sd_notify(0, "RELOADING=1");
 	log_info("config: SIGHUP, reloading %s", config_current()->path);
-	if (config_reload())
+	if (config_reload()) {
 		pipeline_release_held(d->pipeline);
+		auth_forget_secrets(config_current());
+	}
 	sd_notify(0, "READY=1");
 }
 

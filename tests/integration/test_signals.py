@@ -10,7 +10,7 @@ import time
 import pytest
 
 from helpers import (ALERTD, REPO, http_get, make_event, post_event,
-                     sanitizer_env, sanitizer_report, wait_until)
+                     sanitizer_env, sanitizer_report, uid, wait_until)
 
 
 def _panic_priority(alertd):
@@ -29,6 +29,29 @@ def test_sighup_good_config_changes_priority(alertd):
     # Other types keep their base.
     st, body, _ = post_event(alertd.http, make_event(type="fault"))
     assert st == 202 and body["priority"] == 30, body
+
+
+def test_sighup_removing_a_secret_refuses_it_at_once(alertd):
+    """A secret taken out of [device_secrets] by a reload (a leaked key
+    rotated away) no longer signs anything from the next event on, and
+    alertd forgets the key."""
+    from helpers import FERRY_SECRET
+    ev = make_event(kind="ferry", source_id="ferry-" + uid())
+    st, body, _ = post_event(alertd.http, ev, secret=FERRY_SECRET)
+    assert st == 202, body
+    mark = len(alertd.log())
+    alertd.config.update(device_secrets={"ferry-*": None})
+    alertd.signal(signal.SIGHUP)
+    wait_until(lambda: "SIGHUP" in alertd.log()[mark:], 10,
+               what="the reload in the log")
+    time.sleep(0.3)
+    again = make_event(kind="ferry", source_id=ev["source"]["id"])
+    st, body, _ = post_event(alertd.http, again, secret=FERRY_SECRET)
+    assert st == 401 and body["error"] == "signature_invalid", (st, body)
+    # the remaining rule (*) now signs ferries too
+    st, body, _ = post_event(alertd.http, again)
+    assert st == 202, body
+    assert alertd.alive()
 
 
 def _bad_reload(alertd, text, line):

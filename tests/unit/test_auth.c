@@ -77,6 +77,28 @@ TEST(auth_sign_many_secrets)
 	}
 }
 
+/* A reload that drops a secret wipes its keyed context; the secrets still
+ * configured stay keyed and sign the same. */
+TEST(auth_forget_removed_secrets)
+{
+	static const char *const rules[] = {"bus-*", "dev-device-secret"};
+	struct auth_fixture f;
+	char out[65];
+
+	fixture(&f, rules, 1);
+	auth_forget_secrets(NULL);
+	CHECK(auth_forget_secrets(&f.cfg) == 0);
+	auth_sign("dev-device-secret", T0, body_braces, 2, out);
+	auth_sign("removed-secret", T0, (const uint8_t *)"hello", 5, out);
+	CHECK(auth_forget_secrets(&f.cfg) == 1);
+	CHECK(auth_forget_secrets(&f.cfg) == 1);
+	auth_sign("dev-device-secret", T0, body_braces, 2, out);
+	CHECK_STR(out, VEC_DEV);
+	auth_sign("removed-secret", T0, (const uint8_t *)"hello", 5, out);
+	CHECK(strlen(out) == 64);
+	CHECK(auth_forget_secrets(NULL) == 0);
+}
+
 TEST(auth_token_hash_known_vectors)
 {
 	char out[65];
