@@ -65,7 +65,7 @@ struct escalate {
 	int64_t next_alive_ms;
 	bool draining;           /* no new levels claimed or taken up */
 	bool leaving;            /* the live key is to go (or gone) */
-	bool left;               /* esc_gone sent */
+	bool gone_again;         /* esc_gone to repeat after esc_alive's reply */
 	char instance[33];       /* random hex, new for every process */
 };
 
@@ -405,19 +405,20 @@ static void escalate_on_alive(bool ok, const char *json, void *arg)
 	e->alive_in_flight = false;
 	if (!ok)
 		e->next_alive_ms = 0; /* again at the next tick */
-	if (e->leaving)
+	if (e->gone_again) {
+		e->gone_again = false;
 		escalate_send_gone(e);
+	}
 }
 
-/* The live key deleted, after any esc_alive in flight (the pool may send
- * two calls on two connections: the refresh must not come second). */
+/* The live key deleted at once; if an esc_alive is in flight, once more
+ * after its reply, in case the refresh was carried out second (a
+ * reconnect between the two). Without either, the key's TTL does it. */
 static void escalate_send_gone(struct escalate *e)
 {
 	const char *params[1] = {e->instance};
 
-	if (e->left || e->alive_in_flight)
-		return;
-	e->left = true;
+	e->gone_again = e->alive_in_flight;
 	escalate_script(e, "esc_gone", 1, params);
 }
 
