@@ -53,46 +53,143 @@
 #define AUDIT_BACKOFF_MIN_MS 100
 #define AUDIT_BACKOFF_MAX_MS 5000
 
-/* $1: JSON array of event rows, $2: JSON array of transition rows. Times
- * are unix milliseconds, turned into timestamptz exactly (no floating
- * point). WITH ORDINALITY keeps the rows in the batch's order (urgent
- * rows first, audit_take_rows), so that chain_seq follows it. The arrays
- * are read as json, not jsonb: json_to_recordset parses the text once as
- * it goes, jsonb would first build the whole array as a jsonb value (3 %
- * of PostgreSQL's time under tcp-max). */
+/* One batch, linked into the chain by alertd (audit_row_link; the
+ * canonical text and the hash of each row are made there, migration 008
+ * and docs/audit.md): $1, $2 the JSON arrays of the events' and the
+ * transitions' canonical texts, each also the row's columns; $3 the
+ * chain_seq of the head alertd linked after; $4 a bytea of the head's
+ * hash and then each row's, in chain order (a row's prev_hash and
+ * row_hash are found there by their chain_seq: a bytea, whose substrings
+ * cost the same wherever they lie, unlike those of a UTF-8 text); $5 the
+ * number of rows; $6, $7 the JSON arrays of the redelivery rows' parts
+ * (audit_event_row.redelivery: a duplicate delivery's rows, written again
+ * only to be sure they are durable), not linked. The lookups of stored
+ * rows are kept per row (OFFSET 0),
+ * one probe of the key's index each, whatever the plan thinks of the
+ * table's size.
+ *
+ * In one statement (one round trip, one commit): the head is locked and
+ * read (its newest version, after any writer this one waited for), and
+ * the rows of the batch already stored are looked up (a replay), and so
+ * are the redelivery rows (stored, or their original in this batch: the
+ * usual case, with nothing to write). When the head is the one the batch
+ * was linked after, no linked row is stored and no redelivery row is
+ * missing, the linked rows are inserted as alertd linked them and the
+ * head is moved. Otherwise (another writer moved the head: a second
+ * instance, a notification row; a replay; a redelivery whose original
+ * never made it) the same rows and the redelivery rows after them are
+ * inserted without their links, and the chain trigger of 006 links them as it links any such row
+ * (skipping the rows stored already): the batch costs what it cost before
+ * migration 008, but no second round trip, and no retry that could chase a
+ * busy head. Either way the answer names the head after the batch (its
+ * last row, or the head as locked if no row was written), which alertd
+ * links the next batch after. Times are unix milliseconds, turned into
+ * timestamptz exactly (no floating point); the arrays are read as json,
+ * which keeps each element's text: the stored canon is the very text that
+ * was hashed. */
+/* The columns of a part's JSON, linked (audit_row_link) or not. */
+#define AUDIT_EV_COLS \
+	"  chain_seq bigint, recorded_at_ms bigint," \
+	"  accept_seq bigint, event_id text, source_id text, source_kind text," \
+	"  type text, outcome text, incident_id bigint, priority int," \
+	"  occurred_at_ms bigint, received_at_ms bigint, payload text)"
+#define AUDIT_TR_COLS \
+	"  chain_seq bigint, recorded_at_ms bigint," \
+	"  transition_id text, incident_id bigint, from_state text," \
+	"  to_state text, actor text, detail text, at_ms bigint)"
+
 static const char audit_batch_sql[] =
-	"WITH ev AS ("
-	" INSERT INTO events (accept_seq, event_id, source_id, source_kind,"
-	"  type, outcome, incident_id, priority, occurred_at, received_at,"
-	"  payload)"
-	" SELECT x.accept_seq, x.event_id, x.source_id, x.source_kind, x.type,"
-	"  x.outcome, x.incident_id, x.priority,"
-	"  timestamptz 'epoch' + x.occurred_at_ms * interval '1 millisecond',"
-	"  timestamptz 'epoch' + x.received_at_ms * interval '1 millisecond',"
-	"  x.payload::jsonb"
-	" FROM ROWS FROM (json_to_recordset($1::json) AS ("
-	"  accept_seq bigint, event_id text, source_id text, source_kind text,"
-	"  type text, outcome text, incident_id bigint, priority int,"
-	"  occurred_at_ms bigint, received_at_ms bigint, payload text))"
-	"  WITH ORDINALITY AS x"
-	" ORDER BY x.ordinality"
-	" ON CONFLICT (accept_seq, event_id) DO NOTHING"
-	" RETURNING 1"
+	"WITH h AS ("
+	" SELECT chain_seq, hash FROM audit_chain_head FOR UPDATE"
+	"), ev_in AS ("
+	" SELECT c.canon, x.* FROM json_array_elements($1::json) AS c(canon),"
+	" json_to_record(c.canon) AS x(" AUDIT_EV_COLS
+	"), tr_in AS ("
+	" SELECT c.canon, y.* FROM json_array_elements($2::json) AS c(canon),"
+	" json_to_record(c.canon) AS y(" AUDIT_TR_COLS
+	"), ev_again AS ("
+	" SELECT NULL::json AS canon, x.* FROM json_to_recordset($6::json)"
+	" AS x(" AUDIT_EV_COLS
+	"), tr_again AS ("
+	" SELECT NULL::json AS canon, y.* FROM json_to_recordset($7::json)"
+	" AS y(" AUDIT_TR_COLS
+	"), missing AS ("
+	" SELECT 1 FROM ev_again r WHERE NOT EXISTS (SELECT 1 FROM events e"
+	"  WHERE e.event_id = r.event_id AND e.accept_seq = r.accept_seq"
+	"  OFFSET 0) AND NOT EXISTS (SELECT 1 FROM ev_in i"
+	"  WHERE i.event_id = r.event_id AND i.accept_seq = r.accept_seq)"
+	" UNION ALL"
+	" SELECT 1 FROM tr_again r WHERE NOT EXISTS (SELECT 1"
+	"  FROM incident_transitions t WHERE t.transition_id = r.transition_id"
+	"  AND t.at = timestamptz 'epoch' + r.at_ms * interval '1 millisecond'"
+	"  OFFSET 0) AND NOT EXISTS (SELECT 1 FROM tr_in i"
+	"  WHERE i.transition_id = r.transition_id AND i.at_ms = r.at_ms)"
+	"), dup AS ("
+	" SELECT i.chain_seq FROM ev_in i WHERE EXISTS (SELECT 1 FROM events e"
+	"  WHERE e.event_id = i.event_id AND e.accept_seq = i.accept_seq"
+	"  OFFSET 0)"
+	" UNION ALL"
+	" SELECT i.chain_seq FROM tr_in i WHERE EXISTS (SELECT 1"
+	"  FROM incident_transitions t WHERE t.transition_id = i.transition_id"
+	"  AND t.at = timestamptz 'epoch' + i.at_ms * interval '1 millisecond'"
+	"  OFFSET 0)"
+	"), ok AS ("
+	" SELECT h.chain_seq = $3::bigint AND h.hash = substring($4::bytea, 1, 32)"
+	"  AND NOT EXISTS (SELECT 1 FROM dup)"
+	"  AND NOT EXISTS (SELECT 1 FROM missing) AS ok FROM h"
+	"), ev AS ("
+	" INSERT INTO events (chain_seq, prev_hash, row_hash, canon, recorded_at,"
+	"  accept_seq, event_id, source_id, source_kind, type, outcome,"
+	"  incident_id, priority, occurred_at, received_at, payload)"
+	" SELECT"
+	"  CASE WHEN (SELECT ok FROM ok) THEN i.chain_seq END,"
+	"  CASE WHEN (SELECT ok FROM ok) THEN substring($4::bytea,"
+	"   (i.chain_seq - $3::bigint - 1)::int * 32 + 1, 32) END,"
+	"  CASE WHEN (SELECT ok FROM ok) THEN substring($4::bytea,"
+	"   (i.chain_seq - $3::bigint)::int * 32 + 1, 32) END,"
+	"  CASE WHEN (SELECT ok FROM ok) THEN i.canon::text END,"
+	"  timestamptz 'epoch' + i.recorded_at_ms * interval '1 millisecond',"
+	"  i.accept_seq, i.event_id, i.source_id, i.source_kind, i.type,"
+	"  i.outcome, i.incident_id, i.priority,"
+	"  timestamptz 'epoch' + i.occurred_at_ms * interval '1 millisecond',"
+	"  timestamptz 'epoch' + i.received_at_ms * interval '1 millisecond',"
+	"  i.payload::jsonb"
+	" FROM (SELECT * FROM ev_in UNION ALL SELECT * FROM ev_again"
+	"  WHERE NOT (SELECT ok FROM ok)) i ORDER BY i.chain_seq NULLS LAST"
+	" RETURNING chain_seq, row_hash"
 	"), tr AS ("
-	" INSERT INTO incident_transitions (transition_id, incident_id,"
-	"  from_state, to_state, actor, detail, at)"
-	" SELECT y.transition_id, y.incident_id, y.from_state, y.to_state,"
-	"  y.actor, y.detail::jsonb,"
-	"  timestamptz 'epoch' + y.at_ms * interval '1 millisecond'"
-	" FROM ROWS FROM (json_to_recordset($2::json) AS ("
-	"  transition_id text, incident_id bigint, from_state text,"
-	"  to_state text, actor text, detail text, at_ms bigint))"
-	"  WITH ORDINALITY AS y"
-	" ORDER BY y.ordinality"
-	" ON CONFLICT (transition_id, at) DO NOTHING"
+	" INSERT INTO incident_transitions (chain_seq, prev_hash, row_hash,"
+	"  canon, recorded_at, transition_id, incident_id, from_state,"
+	"  to_state, actor, detail, at)"
+	" SELECT"
+	"  CASE WHEN (SELECT ok FROM ok) THEN i.chain_seq END,"
+	"  CASE WHEN (SELECT ok FROM ok) THEN substring($4::bytea,"
+	"   (i.chain_seq - $3::bigint - 1)::int * 32 + 1, 32) END,"
+	"  CASE WHEN (SELECT ok FROM ok) THEN substring($4::bytea,"
+	"   (i.chain_seq - $3::bigint)::int * 32 + 1, 32) END,"
+	"  CASE WHEN (SELECT ok FROM ok) THEN i.canon::text END,"
+	"  timestamptz 'epoch' + i.recorded_at_ms * interval '1 millisecond',"
+	"  i.transition_id, i.incident_id, i.from_state, i.to_state, i.actor,"
+	"  i.detail::jsonb,"
+	"  timestamptz 'epoch' + i.at_ms * interval '1 millisecond'"
+	" FROM (SELECT * FROM tr_in UNION ALL SELECT * FROM tr_again"
+	"  WHERE NOT (SELECT ok FROM ok)) i ORDER BY i.chain_seq NULLS LAST"
+	" RETURNING chain_seq, row_hash"
+	"), up AS ("
+	" UPDATE audit_chain_head SET chain_seq = $3::bigint + $5::bigint,"
+	"  hash = substring($4::bytea, $5::int * 32 + 1, 32), updated_at = now()"
+	" WHERE (SELECT ok FROM ok) AND $5::bigint > 0"
 	" RETURNING 1"
+	"), last AS ("
+	" SELECT chain_seq, row_hash FROM ev UNION ALL"
+	" SELECT chain_seq, row_hash FROM tr UNION ALL"
+	" SELECT chain_seq, hash FROM h"
+	" ORDER BY chain_seq DESC LIMIT 1"
 	")"
-	" SELECT (SELECT count(*) FROM ev), (SELECT count(*) FROM tr)";
+	" SELECT (SELECT ok FROM ok), (SELECT chain_seq FROM last),"
+	"  encode((SELECT row_hash FROM last), 'hex'),"
+	"  (SELECT count(*) FROM ev), (SELECT count(*) FROM tr),"
+	"  (SELECT count(*) FROM dup), (SELECT count(*) FROM up)";
 
 enum audit_state {
 	/* Nothing in flight: a new row goes out at once (PostgreSQL ready) or
@@ -112,6 +209,7 @@ struct audit_batch {
 	bool suspects;           /* made only of suspect rows */
 	size_t n_spooled;        /* rows read back from the spool */
 	struct timespec sent;    /* for alertd_audit_batch_seconds */
+	struct audit_link link;  /* as sent last */
 };
 
 /* A callback to run once the lists are consistent again. */
@@ -129,6 +227,10 @@ struct audit {
 	struct audit_list queue;
 	struct audit_list retry;
 	struct audit_batch *batch;
+	/* The head of the chain as alertd last saw it (its own commits, or
+	 * the head a batch statement named); -1: not known yet. */
+	int64_t head_seq;
+	unsigned char head_hash[AUDIT_HASH_LEN];
 	struct event *ev_retry;
 	/* The spool (NULL: none): rows that PostgreSQL cannot take now wait
 	 * in spool_queue for the next loop turn, where they are appended and
@@ -139,6 +241,7 @@ struct audit {
 	size_t spool_loaded;     /* rows read back, not yet committed */
 	uint64_t spool_syncs;
 	double spool_sync_s;
+	uint64_t trigger_linked; /* audit_trigger_linked() */
 	int backoff_ms;
 	size_t split_max;        /* rows per suspect batch; 0: no isolation */
 	uint64_t dropped_total;
@@ -477,12 +580,44 @@ static void audit_take_rows(struct audit *a, struct audit_batch *b)
 
 static void audit_on_batch_done(PGresult *res, const char *errmsg, void *arg);
 
+/* Links the batch's rows after the head alertd knows and sends them.
+ * false: nothing sent (out of memory), the rows are still in b. */
+static bool audit_send(struct audit *a, struct audit_batch *b)
+{
+	char seq[24], n[24];
+	const char *params[7];
+
+	audit_link_free(&b->link);
+	if (!audit_row_link(&b->rows, a->head_seq, a->head_hash,
+			    tzclock_now_ms(), &b->link))
+		return false;
+	snprintf(seq, sizeof(seq), "%" PRId64, a->head_seq);
+	snprintf(n, sizeof(n), "%" PRId64, b->link.n);
+	params[0] = b->link.events;
+	params[1] = b->link.transitions;
+	params[2] = seq;
+	params[3] = b->link.hashes;
+	params[4] = n;
+	params[5] = b->link.again_events;
+	params[6] = b->link.again_transitions;
+	clock_gettime(CLOCK_MONOTONIC, &b->sent);
+	if (!pg_conn_query_prepared(a->conn, "alertd_audit_batch",
+				    audit_batch_sql, 7, params,
+				    audit_timeout_ms(), audit_on_batch_done,
+				    b))
+		return false;
+	a->batch = b;
+	audit_set_state(a, AUDIT_WRITING);
+	log_debug("audit: batch of %zu rows sent (chain_seq %" PRId64
+		  "..%" PRId64 ")", b->rows.n, a->head_seq + 1, b->link.seq);
+	return true;
+}
+
 /* Sends the next batch if there is something to send and nothing in
  * flight. */
 static void audit_flush(struct audit *a)
 {
 	struct audit_batch *b = NULL;
-	char *params[2] = {NULL, NULL};
 
 	if (a->state != AUDIT_IDLE ||
 	    (!a->urgent.n && !a->queue.n && !a->retry.n &&
@@ -496,29 +631,16 @@ static void audit_flush(struct audit *a)
 		goto fail;
 	b->a = a;
 	audit_take_rows(a, b);
-	if (!(params[0] = audit_row_join(&b->rows, true)) ||
-	    !(params[1] = audit_row_join(&b->rows, false)))
+	if (!audit_send(a, b))
 		goto fail;
-	clock_gettime(CLOCK_MONOTONIC, &b->sent);
-	if (!pg_conn_query_prepared(a->conn, "alertd_audit_batch",
-				    audit_batch_sql, 2,
-				    (const char *const *)params,
-				    audit_timeout_ms(), audit_on_batch_done,
-				    b))
-		goto fail;
-	a->batch = b;
-	audit_set_state(a, AUDIT_WRITING);
-	log_debug("audit: batch of %zu rows sent", b->rows.n);
-	free(params[0]);
-	free(params[1]);
 	return;
 fail:
 	log_error("audit: cannot send a batch (out of memory?); rows kept "
 		  "for retry");
-	free(params[0]);
-	free(params[1]);
 	if (b) {
+		audit_link_free(&b->link);
 		audit_keep_rows(a, &b->rows);
+		audit_link_free(&b->link);
 		free(b);
 	}
 	audit_set_state(a, AUDIT_WAITING);
@@ -542,7 +664,28 @@ static void audit_batch_free(struct audit_batch *b)
 
 	while ((r = audit_row_pop(&b->rows)))
 		audit_row_free(r);
+	audit_link_free(&b->link);
 	free(b);
+}
+
+/* The head the statement named (hex hash); false if it is not one. */
+static bool audit_adopt_head(struct audit *a, const char *seq,
+			     const char *hex)
+{
+	unsigned char h[AUDIT_HASH_LEN];
+
+	if (strlen(hex) != 2 * AUDIT_HASH_LEN)
+		return false;
+	for (int i = 0; i < AUDIT_HASH_LEN; i++) {
+		unsigned int v;
+
+		if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+			return false;
+		h[i] = (unsigned char)v;
+	}
+	a->head_seq = strtoll(seq, NULL, 10);
+	memcpy(a->head_hash, h, AUDIT_HASH_LEN);
+	return true;
 }
 
 static void audit_on_batch_ok(struct audit *a, struct audit_batch *b,
@@ -551,9 +694,27 @@ static void audit_on_batch_ok(struct audit *a, struct audit_batch *b,
 	struct audit_row *r;
 	size_t spooled = 0;
 
+	bool linked = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+
 	log_debug("audit: batch of %zu rows committed (%s new events, %s new "
-		  "transitions)", b->rows.n, PQgetvalue(res, 0, 0),
-		  PQgetvalue(res, 0, 1));
+		  "transitions, head %s, linked by %s)", b->rows.n,
+		  PQgetvalue(res, 0, 3), PQgetvalue(res, 0, 4),
+		  PQgetvalue(res, 0, 1), linked ? "alertd" : "the trigger");
+	if (!linked)
+		a->trigger_linked++;
+	if (strcmp(PQgetvalue(res, 0, 5), "0") != 0)
+		log_info("audit: %s rows of a batch were recorded already (by "
+			 "an earlier attempt whose answer was lost, or before "
+			 "a replayed spool): not written again",
+			 PQgetvalue(res, 0, 5));
+	if (!audit_adopt_head(a, PQgetvalue(res, 0, 1),
+			      PQgetvalue(res, 0, 2)) ||
+	    (linked && a->head_seq != b->link.seq)) {
+		log_error("audit: unexpected chain head %s after a batch "
+			  "linked up to %" PRId64 "; asking again next batch",
+			  PQgetvalue(res, 0, 1), b->link.seq);
+		a->head_seq = -1;
+	}
 	a->backoff_ms = AUDIT_BACKOFF_MIN_MS;
 	if (b->suspects && a->split_max < audit_batch_max())
 		a->split_max *= 2;
@@ -563,6 +724,7 @@ static void audit_on_batch_ok(struct audit *a, struct audit_batch *b,
 		audit_row_answer(a, r, true);
 		audit_row_free(r);
 	}
+	audit_link_free(&b->link);
 	free(b);
 	audit_spool_done(a, spooled);
 	audit_flush(a);
@@ -600,6 +762,7 @@ static void audit_on_batch_refused(struct audit *a, struct audit_batch *b,
 	for (r = b->rows.head; r; r = r->next)
 		r->suspect = true;
 	audit_row_prepend(&a->retry, &b->rows);
+	audit_link_free(&b->link);
 	free(b);
 	audit_trim_retry(a);
 	audit_set_state(a, AUDIT_IDLE);
@@ -621,7 +784,7 @@ static void audit_on_batch_done(PGresult *res, const char *errmsg, void *arg)
 	a->batch = NULL;
 	metrics_observe(METRICS_AUDIT_BATCH, metrics_since(&b->sent));
 	if (res && PQresultStatus(res) == PGRES_TUPLES_OK &&
-	    PQntuples(res) == 1) {
+	    PQntuples(res) == 1 && PQnfields(res) == 7) {
 		audit_on_batch_ok(a, b, res);
 		audit_deliver(a);
 		return;
@@ -637,6 +800,7 @@ static void audit_on_batch_done(PGresult *res, const char *errmsg, void *arg)
 		 sqlstate ? sqlstate : "", sqlstate ? ": " : "",
 		 errmsg ? errmsg : "unknown error");
 	audit_keep_rows(a, &b->rows);
+	audit_link_free(&b->link);
 	free(b);
 	audit_set_state(a, AUDIT_WAITING);
 	audit_arm_retry(a);
@@ -706,6 +870,7 @@ struct audit *audit_new(struct event_base *base, struct pg_conn *conn)
 	a->base = base;
 	a->conn = conn;
 	a->backoff_ms = AUDIT_BACKOFF_MIN_MS;
+	a->head_seq = -1;
 	a->ev_retry = evtimer_new(base, audit_on_retry, a);
 	a->ev_spool = event_new(base, -1, 0, audit_on_spool, a);
 	if (!a->ev_retry || !a->ev_spool) {
@@ -846,6 +1011,11 @@ size_t audit_pending(const struct audit *a)
 {
 	return a->urgent.n + a->queue.n + a->spool_queue.n +
 	       (a->batch ? a->batch->rows.n - a->batch->n_spooled : 0);
+}
+
+uint64_t audit_trigger_linked(const struct audit *a)
+{
+	return a->trigger_linked;
 }
 
 size_t audit_retry_backlog(const struct audit *a)

@@ -39,6 +39,12 @@ struct audit_event_row {
 				  * epoch, which clockless devices send */
 	int64_t received_at_ms;
 	const char *payload_json;
+	/* A duplicate delivery's rows (this event row and its transition):
+	 * stored already by the original delivery, or in the same batch
+	 * (pipeline.c writes them again only so that the duplicate is
+	 * answered once they are durable). Kept out of the batch's links
+	 * (audit.c): they are checked, and inserted only if missing. */
+	bool redelivery;
 };
 
 struct audit_transition_row {
@@ -83,6 +89,10 @@ void audit_record_urgent(struct audit *a, const struct audit_event_row *ev,
 size_t audit_pending(const struct audit *a);
 size_t audit_retry_backlog(const struct audit *a);
 bool audit_usable(const struct audit *a);
+/* Batches since start that the chain trigger linked instead of alertd:
+ * the head had moved since alertd linked them (another writer) or rows
+ * of them were stored already (a replay). */
+uint64_t audit_trigger_linked(const struct audit *a);
 
 /* The spool (issue 4): usable (configured, open, writable, not full);
  * rows and bytes in the file (not yet emptied after replay); group fsyncs

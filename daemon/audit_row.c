@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "jsonw.h"
 
 void audit_row_push(struct audit_list *l, struct audit_row *r)
@@ -170,6 +172,7 @@ struct audit_row *audit_row_new(const struct audit_event_row *ev,
 		goto fail;
 	if (tr && !(r->tr_json = audit_row_encode_transition(tr)))
 		goto fail;
+	r->redelivery = ev && ev->redelivery;
 	r->ev_len = r->ev_json ? strlen(r->ev_json) : 0;
 	r->tr_len = r->tr_json ? strlen(r->tr_json) : 0;
 	return r;
@@ -205,4 +208,153 @@ char *audit_row_join(const struct audit_list *rows, bool events)
 	*p++ = ']';
 	*p = '\0';
 	return out;
+}
+
+/* ---- the chain ---- */
+
+void audit_link_free(struct audit_link *l)
+{
+	free(l->events);
+	free(l->transitions);
+	free(l->hashes);
+	free(l->again_events);
+	free(l->again_transitions);
+	*l = (struct audit_link){0};
+}
+
+static void audit_row_hex(const unsigned char *h, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (int i = 0; i < AUDIT_HASH_LEN; i++) {
+		out[2 * i] = digits[h[i] >> 4];
+		out[2 * i + 1] = digits[h[i] & 15];
+	}
+}
+
+/* A redelivery part, not linked: its row JSON with recorded_at_ms put
+ * first, appended to the array w. */
+static void audit_row_again_part(struct jsonw *w, int64_t recorded_ms,
+				 const char *json, size_t len)
+{
+	if (w->len > 1)
+		jsonw_lit(w, ",");
+	jsonw_lit(w, "{\"recorded_at_ms\":");
+	jsonw_int(w, recorded_ms);
+	jsonw_lit(w, ",");
+	jsonw_put(w, json + 1, len - 1);
+}
+
+/* One part's canonical text, appended to the array w, and its hash
+ * after prev (replaced by it). json is the part's row JSON ({"...}). */
+static bool audit_row_link_part(struct jsonw *w, EVP_MD_CTX *ctx,
+				const EVP_MD *md, const char *table,
+				int64_t seq, int64_t recorded_ms,
+				const char *json, size_t len,
+				unsigned char prev[AUDIT_HASH_LEN])
+{
+	size_t start;
+	unsigned int n = 0;
+
+	if (w->len > 1)
+		jsonw_lit(w, ",");
+	start = w->len;
+	jsonw_lit(w, "{\"table\":\"");
+	jsonw_lit(w, table);
+	jsonw_lit(w, "\",\"chain_seq\":");
+	jsonw_int(w, seq);
+	jsonw_lit(w, ",\"recorded_at_ms\":");
+	jsonw_int(w, recorded_ms);
+	jsonw_lit(w, ",");
+	jsonw_put(w, json + 1, len - 1);
+	return w->ok &&
+	       EVP_DigestInit_ex2(ctx, md, NULL) == 1 &&
+	       EVP_DigestUpdate(ctx, prev, AUDIT_HASH_LEN) == 1 &&
+	       EVP_DigestUpdate(ctx, w->p + start, w->len - start) == 1 &&
+	       EVP_DigestFinal_ex(ctx, prev, &n) == 1 && n == AUDIT_HASH_LEN;
+}
+
+bool audit_row_link(struct audit_list *rows, int64_t head_seq,
+		    const unsigned char head_hash[AUDIT_HASH_LEN],
+		    int64_t recorded_ms, struct audit_link *out)
+{
+	static EVP_MD *md;
+	struct jsonw ev = JSONW_INIT, tr = JSONW_INIT;
+	struct jsonw aev = JSONW_INIT, atr = JSONW_INIT;
+	unsigned char h[AUDIT_HASH_LEN];
+	EVP_MD_CTX *ctx = NULL;
+	struct audit_row *r;
+	size_t parts = 0;
+	bool ok = true;
+	char *hex = NULL, *p;
+
+	*out = (struct audit_link){0};
+	for (r = rows->head; r; r = r->next)
+		if (!r->redelivery)
+			parts += (r->ev_json != NULL) + (r->tr_json != NULL);
+	if ((!md && !(md = EVP_MD_fetch(NULL, "SHA256", NULL))) ||
+	    !(ctx = EVP_MD_CTX_new()) ||
+	    !(hex = malloc(2 + (parts + 1) * 2 * AUDIT_HASH_LEN + 1))) {
+		EVP_MD_CTX_free(ctx);
+		free(hex);
+		return false;
+	}
+	memcpy(h, head_hash, AUDIT_HASH_LEN);
+	hex[0] = '\\';
+	hex[1] = 'x';
+	audit_row_hex(h, hex + 2);
+	p = hex + 2 + 2 * AUDIT_HASH_LEN;
+	jsonw_lit(&ev, "[");
+	jsonw_lit(&tr, "[");
+	jsonw_lit(&aev, "[");
+	jsonw_lit(&atr, "[");
+	out->seq = head_seq;
+	for (r = rows->head; ok && r; r = r->next) {
+		r->ev_chain = r->tr_chain = 0;
+		if (r->redelivery) {
+			if (r->ev_json)
+				audit_row_again_part(&aev, recorded_ms,
+						     r->ev_json, r->ev_len);
+			if (r->tr_json)
+				audit_row_again_part(&atr, recorded_ms,
+						     r->tr_json, r->tr_len);
+			continue;
+		}
+		if (r->ev_json) {
+			r->ev_chain = ++out->seq;
+			ok = audit_row_link_part(&ev, ctx, md, "events",
+						 r->ev_chain, recorded_ms,
+						 r->ev_json, r->ev_len, h);
+			audit_row_hex(h, p);
+			p += 2 * AUDIT_HASH_LEN;
+		}
+		if (ok && r->tr_json) {
+			r->tr_chain = ++out->seq;
+			ok = audit_row_link_part(&tr, ctx, md,
+						 "incident_transitions",
+						 r->tr_chain, recorded_ms,
+						 r->tr_json, r->tr_len, h);
+			audit_row_hex(h, p);
+			p += 2 * AUDIT_HASH_LEN;
+		}
+	}
+	*p = '\0';
+	EVP_MD_CTX_free(ctx);
+	jsonw_lit(&ev, "]");
+	jsonw_lit(&tr, "]");
+	jsonw_lit(&aev, "]");
+	jsonw_lit(&atr, "]");
+	out->events = jsonw_finish(&ev);
+	out->transitions = jsonw_finish(&tr);
+	out->again_events = jsonw_finish(&aev);
+	out->again_transitions = jsonw_finish(&atr);
+	out->hashes = hex;
+	out->n = out->seq - head_seq;
+	memcpy(out->hash, h, AUDIT_HASH_LEN);
+	if (!ok || !out->events || !out->transitions || !out->again_events ||
+	    !out->again_transitions) {
+		audit_link_free(out);
+		return false;
+	}
+	return true;
 }

@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "audit.h"
 
@@ -22,7 +23,10 @@ struct audit_row {
 	void *arg;
 	bool suspect;                   /* in a batch refused for its data */
 	bool from_spool;                /* read back from the spool file */
+	bool redelivery;                /* audit_event_row.redelivery */
 	int alone_failures;             /* data failures in a batch of one */
+	int64_t ev_chain, tr_chain;     /* chain_seq of its parts in the
+					 * batch linked last; 0: no part */
 };
 
 struct audit_list {
@@ -45,5 +49,38 @@ struct audit_row *audit_row_new(const struct audit_event_row *ev,
 void audit_row_free(struct audit_row *r);
 /* The JSON array of the rows' events (or transitions). */
 char *audit_row_join(const struct audit_list *rows, bool events);
+
+/* The chain (docs/audit.md): a row's canonical text is the JSON of its
+ * part (event or transition) with the table's name, its chain_seq and
+ * recorded_at first:
+ *   {"table":"events","chain_seq":N,"recorded_at_ms":T,"accept_seq":..}
+ * and its row_hash is SHA-256(prev_hash || that text). */
+#define AUDIT_HASH_LEN 32
+
+/* A batch linked after the head seq/hash: the parameters of the batch
+ * statement and the head it leaves. */
+struct audit_link {
+	char *events;        /* JSON array of the events' canonical texts */
+	char *transitions;   /* the same for the transitions */
+	char *again_events;  /* JSON arrays of the redelivery rows' parts,
+			      * not linked: each its row JSON with */
+	char *again_transitions; /* recorded_at_ms put first */
+	char *hashes;        /* the head's hash, then each row's, as one
+			      * bytea in hex input form ("\\x...") */
+	int64_t n;           /* rows linked (parts: events + transitions) */
+	int64_t seq;         /* the head after them */
+	unsigned char hash[AUDIT_HASH_LEN];
+};
+
+/* Links the rows' parts in order (each row: its event, then its
+ * transition), the first after head_seq/head_hash, recorded at
+ * recorded_ms; sets each row's ev_chain/tr_chain. Redelivery rows are
+ * not linked (ev_chain/tr_chain 0) but put in again_*. false: out of memory
+ * or no digest (*out is then empty). */
+bool audit_row_link(struct audit_list *rows, int64_t head_seq,
+		    const unsigned char head_hash[AUDIT_HASH_LEN],
+		    int64_t recorded_ms, struct audit_link *out)
+	__attribute__((warn_unused_result));
+void audit_link_free(struct audit_link *l);
 
 #endif

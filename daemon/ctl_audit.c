@@ -10,8 +10,13 @@
  *                                              chain_seq in two tables)
  *   - prev_hash is the previous row's row_hash (else: deleted/inserted/
  *                                                reordered)
- *   - row_hash = SHA-256(prev_hash || audit_canon(row)), computed here
+ *   - row_hash = SHA-256(prev_hash || canonical text), computed here
  *     with OpenSSL                             (else: the row edited)
+ *   - for a row alertd linked (migration 008), that its stored canonical
+ *     text says what its columns say (content_ok, checked in SQL)
+ *                                              (else: the row edited)
+ * The canonical text is the stored one (canon) for a row alertd linked,
+ * audit_canon(row) for a row the trigger linked (docs/audit.md).
  * and, for the whole chain, that the last row is the one the head names
  * (else: rows cut off the end, or inserted after it). The whole chain is
  * every row of every chained table, whatever its chain_seq: a forged row
@@ -130,13 +135,20 @@ static bool ctl_audit_link_hash(const char *prev_hex, const char *canon,
  * the view, with no condition on chain_seq: rows below 1 come first,
  * rows with a NULL chain_seq last (one ordered pass per table, a merge of
  * the chain_seq indexes). Ties (one chain_seq in two tables) in a fixed
- * order, so that the same row is named twice over. */
-#define CTL_AUDIT_COLS \
+ * order, so that the same row is named twice over.
+ *
+ * Each query comes in two forms: [1] for a schema with migration 008
+ * (content_ok), [0] for an older one (a restored dump of an older
+ * database), whose rows were all linked by the trigger. */
+#define CTL_AUDIT_COLS(ok) \
 	" SELECT chain_seq, tbl, seq, ref, encode(prev_hash, 'hex')," \
-	"  encode(row_hash, 'hex'), canon FROM audit_chain_rows"
-static const char ctl_audit_all_sql[] =
-	"DECLARE audit_verify NO SCROLL CURSOR FOR" CTL_AUDIT_COLS
-	" ORDER BY chain_seq, tbl, seq";
+	"  encode(row_hash, 'hex'), canon, " ok " FROM audit_chain_rows"
+#define CTL_AUDIT_ALL(ok) \
+	"DECLARE audit_verify NO SCROLL CURSOR FOR" CTL_AUDIT_COLS(ok) \
+	" ORDER BY chain_seq, tbl, seq"
+static const char *const ctl_audit_all_sql[2] = {
+	CTL_AUDIT_ALL("true"), CTL_AUDIT_ALL("content_ok")
+};
 /* A range start..end and its two edges: the row before start (the
  * anchor: its content is checked, its own link is not) and the row after
  * end (link and content checked), so that a row deleted at an edge, or
@@ -149,17 +161,28 @@ static const char ctl_audit_edges_sql[] =
 	"                 WHERE chain_seq < $1::bigint), $1::bigint),"
 	"       coalesce((SELECT min(chain_seq) FROM audit_chain_rows"
 	"                 WHERE chain_seq > $2::bigint), $2::bigint)";
-static const char ctl_audit_range_sql[] =
-	"DECLARE audit_verify NO SCROLL CURSOR FOR" CTL_AUDIT_COLS
-	" WHERE chain_seq BETWEEN $1::bigint AND $2::bigint"
-	" ORDER BY chain_seq, tbl, seq";
+#define CTL_AUDIT_RANGE(ok) \
+	"DECLARE audit_verify NO SCROLL CURSOR FOR" CTL_AUDIT_COLS(ok) \
+	" WHERE chain_seq BETWEEN $1::bigint AND $2::bigint" \
+	" ORDER BY chain_seq, tbl, seq"
+static const char *const ctl_audit_range_sql[2] = {
+	CTL_AUDIT_RANGE("true"), CTL_AUDIT_RANGE("content_ok")
+};
 /* A ranged verify does not read every row: the rows that cannot be
  * links at all (chain_seq NULL or outside 1..head) are found anywhere by
  * the chain_seq indexes. */
-static const char ctl_audit_stray_sql[] =
-	"SELECT * FROM (" CTL_AUDIT_COLS
-	" WHERE chain_seq IS NULL OR chain_seq < 1 OR chain_seq > $1::bigint"
-	") s ORDER BY chain_seq, tbl, seq LIMIT 1";
+#define CTL_AUDIT_STRAY(ok) \
+	"SELECT * FROM (" CTL_AUDIT_COLS(ok) \
+	" WHERE chain_seq IS NULL OR chain_seq < 1 OR chain_seq > $1::bigint" \
+	") s ORDER BY chain_seq, tbl, seq LIMIT 1"
+static const char *const ctl_audit_stray_sql[2] = {
+	CTL_AUDIT_STRAY("true"), CTL_AUDIT_STRAY("content_ok")
+};
+/* 1 when the schema has content_ok (migration 008). */
+static const char ctl_audit_schema_sql[] =
+	"SELECT count(*) FROM pg_attribute"
+	" WHERE attrelid = 'audit_chain_rows'::regclass"
+	" AND attname = 'content_ok' AND NOT attisdropped";
 
 /* Any audit row's chain_seq by recorded time: min of those at or after
  * $1 (from) or max of those before $1 (to); NULL if there is none. */
@@ -178,6 +201,7 @@ struct ctl_verify {
 	char head_hash[65];
 	int64_t rows;           /* rows of the range checked */
 	int64_t before, after;  /* chain_seq of the edges read, or 0 */
+	int schema;             /* 1: migration 008 is applied, else 0 */
 	char last[200];         /* "<table> row seq=<seq> key=<ref>" of the
 				 * row before, for a chain_seq seen twice */
 };
@@ -271,6 +295,13 @@ static bool ctl_audit_check_rows(struct ctl_verify *v, PGresult *res)
 					 "content (row edited?)");
 			return false;
 		}
+		if (strcmp(PQgetvalue(res, i, 7), "t") != 0) {
+			ctl_audit_broken(res, i,
+					 "the row's columns differ from the "
+					 "canonical text its row_hash covers "
+					 "(row edited?)");
+			return false;
+		}
 		snprintf(v->prev, sizeof(v->prev), "%s", row);
 		snprintf(v->last, sizeof(v->last), "%s row seq=%s key=%s",
 			 PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
@@ -308,7 +339,8 @@ static int ctl_audit_strays(PGconn *pg, struct ctl_verify *v)
 	PGresult *res;
 
 	snprintf(h, sizeof(h), "%" PRId64, v->head_seq);
-	if (!(res = ctl_audit_exec(pg, "verify", ctl_audit_stray_sql, 1, p)))
+	if (!(res = ctl_audit_exec(pg, "verify",
+					 ctl_audit_stray_sql[v->schema], 1, p)))
 		return CTL_A_FAIL;
 	if (PQntuples(res) == 0) {
 		PQclear(res);
@@ -331,7 +363,8 @@ static bool ctl_audit_declare(PGconn *pg, const struct ctl_verify *v,
 	PGresult *res;
 
 	if (all) {
-		res = ctl_audit_exec(pg, "verify", ctl_audit_all_sql, 0, NULL);
+		res = ctl_audit_exec(pg, "verify", ctl_audit_all_sql[v->schema],
+				     0, NULL);
 		PQclear(res);
 		return res != NULL;
 	}
@@ -342,7 +375,8 @@ static bool ctl_audit_declare(PGconn *pg, const struct ctl_verify *v,
 	snprintf(s, sizeof(s), "%s", PQgetvalue(res, 0, 0));
 	snprintf(e, sizeof(e), "%s", PQgetvalue(res, 0, 1));
 	PQclear(res);
-	res = ctl_audit_exec(pg, "verify", ctl_audit_range_sql, 2, p);
+	res = ctl_audit_exec(pg, "verify", ctl_audit_range_sql[v->schema], 2,
+			     p);
 	PQclear(res);
 	return res != NULL;
 }
@@ -419,6 +453,11 @@ static int ctl_audit_verify(PGconn *pg, const char *from, const char *to)
 	v.head_seq = ctl_audit_int(res, 0, 0);
 	v.end = v.head_seq;
 	snprintf(v.head_hash, sizeof(v.head_hash), "%s", PQgetvalue(res, 0, 1));
+	PQclear(res);
+	if (!(res = ctl_audit_exec(pg, "verify", ctl_audit_schema_sql, 0,
+				   NULL)))
+		return CTL_A_FAIL;
+	v.schema = ctl_audit_int(res, 0, 0) > 0;
 	PQclear(res);
 	if (!all && (status = ctl_audit_strays(pg, &v)) != CTL_A_OK)
 		return status;

@@ -258,6 +258,11 @@ static double daemon_gauge_aged(void *arg)
 	return (double)supervise_aged(((struct daemon *)arg)->supervise);
 }
 
+static double daemon_gauge_audit_trigger_linked(void *arg)
+{
+	return (double)audit_trigger_linked(((struct daemon *)arg)->audit);
+}
+
 static void daemon_register_gauges(struct daemon *d)
 {
 	metrics_register_gauge("alertd_device_offline_opened",
@@ -281,6 +286,9 @@ static void daemon_register_gauges(struct daemon *d)
 	metrics_register_gauge("alertd_audit_retry_rows",
 			       "Audit rows of failed batches waiting to be written again.",
 			       daemon_gauge_audit_retry, d);
+	metrics_register_gauge("alertd_audit_trigger_linked_batches",
+			       "Audit batches the chain trigger linked instead of alertd, because the chain head had moved (another writer) or rows were stored already (a counter).",
+			       daemon_gauge_audit_trigger_linked, d);
 	metrics_register_gauge("alertd_spool_rows",
 			       "Audit rows in the local spool file (not yet emptied after replay).",
 			       daemon_gauge_spool_rows, d);

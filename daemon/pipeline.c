@@ -368,6 +368,7 @@ static void pipeline_on_decided(const struct decide_result *res, void *arg)
 		.occurred_at_ms = ev->occurred_at != NULL ? ev->occurred_at_ms : 0,
 		.received_at_ms = ev->received_at_ms,
 		.payload_json = payload,
+		.redelivery = res->outcome == EVT_OUTCOME_DUPLICATE,
 	};
 	/* The opening transition has a fixed id, so recording it again for a
 	 * duplicate delivery is a no-op. */

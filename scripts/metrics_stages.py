@@ -11,6 +11,10 @@ for the bench's RESULT line:
     ingest_events=N ingest_p50_ms=X ingest_p99_ms=X
     decide_calls=N decide_p50_ms=X decide_p99_ms=X
     audit_batches=N audit_p50_ms=X audit_p99_ms=X
+    audit_trigger_linked=N
+
+(the last: the audit batches linked into the chain by the trigger instead
+of by alertd, docs/audit.md; absent from a daemon without that metric).
 
 A quantile is interpolated linearly inside its bucket, as Prometheus's
 histogram_quantile() does; past the last finite bucket it is that bound.
@@ -18,6 +22,7 @@ histogram_quantile() does; past the last finite bucket it is that bound.
 import re
 import sys
 
+SAMPLE = re.compile(r'^(\w+) (\S+)$')
 BUCKET = re.compile(r'^(\w+)_bucket\{le="([^"]+)"\} (\S+)$')
 STAGES = (("ingest", "events", "alertd_ingest_seconds"),
           ("decide", "calls", "alertd_decide_seconds"),
@@ -34,6 +39,16 @@ def buckets(path):
                 le = float("inf") if m.group(2) == "+Inf" else float(m.group(2))
                 out.setdefault(m.group(1), {})[le] = float(m.group(3))
     return out
+
+
+def sample(path, name):
+    """The value of the unlabelled sample name, or None."""
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            m = SAMPLE.match(line.strip())
+            if m and m.group(1) == name:
+                return float(m.group(2))
+    return None
 
 
 def quantile(q, cum):
@@ -67,6 +82,10 @@ def main():
         for q in (50, 99):
             v = quantile(q / 100, cum) * 1000 if cum else 0.0
             fields.append("%s_p%d_ms=%.2f" % (key, q, v))
+    name = "alertd_audit_trigger_linked_batches"
+    b, a = sample(sys.argv[1], name), sample(sys.argv[2], name)
+    if a is not None:
+        fields.append("audit_trigger_linked=%d" % (a - (b or 0)))
     print(" ".join(fields))
 
 

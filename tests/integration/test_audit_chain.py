@@ -4,6 +4,7 @@ names the first broken row after an edit, a deletion, an insertion or a
 reordering (done as the PostgreSQL superuser with the triggers off)."""
 
 import hashlib
+import json
 import re
 import struct
 import time
@@ -11,7 +12,7 @@ import time
 import psycopg2
 import pytest
 
-from helpers import TcpClient, make_event, post_event, pb
+from helpers import TcpClient, http_get, make_event, post_event, pb
 
 
 @pytest.fixture
@@ -62,13 +63,24 @@ def test_untouched_chain_verifies(chain):
     assert m, head
     assert m.group(1) in r.stdout
     # The hash is SHA-256(prev_hash || canonical text), recomputable by
-    # anyone with psql.
+    # anyone with psql: alertd's rows keep the very text it hashed. The
+    # first batch after a start is linked by the trigger (alertd does not
+    # know the head yet), the others (one event each) by alertd.
     with admin.cursor() as cur:
-        cur.execute("SELECT prev_hash, row_hash, audit_canon('events', e) "
-                    "FROM events e ORDER BY chain_seq LIMIT 1")
-        prev, row, canon = cur.fetchone()
-    assert hashlib.sha256(bytes(prev) + canon.encode()).digest() == \
-        bytes(row)
+        cur.execute("SELECT prev_hash, row_hash, canon FROM audit_chain_rows "
+                    "ORDER BY chain_seq")
+        links = cur.fetchall()
+        cur.execute("SELECT chain_seq, canon FROM events ORDER BY chain_seq")
+        evs = cur.fetchall()
+    assert len(links) == 7
+    for prev, row, canon in links:
+        assert hashlib.sha256(bytes(prev) + canon.encode()).digest() == \
+            bytes(row)
+    assert evs[0][1] is None
+    assert all(c is not None for _, c in evs[1:]), evs
+    last = json.loads(evs[-1][1])
+    assert last["table"] == "events" and last["chain_seq"] == evs[-1][0]
+    assert isinstance(last["payload"], dict)
 
 
 def test_rows_are_append_only_for_the_daemon_role(chain):
@@ -386,20 +398,67 @@ def test_an_empty_chain_verifies(alertd):
         "between the genesis and the end of the chain)" in r.stdout
 
 
+def trigger_linked(d):
+    st, text, _ = http_get(d.http, "/metrics")
+    m = re.search(r"^alertd_audit_trigger_linked_batches (\d+)$", text, re.M)
+    assert st == 200 and m, text
+    return int(m.group(1))
+
+
 def test_duplicate_delivery_does_not_move_the_chain(alertd, test_env):
+    """A duplicate's rows are written again only to be sure they are
+    durable: they are checked, not linked, so the batch they ride in is
+    still linked by alertd (only the first batch after the start, when
+    alertd does not know the head yet, is linked by the trigger)."""
     ev = make_event()
     for _ in range(3):
         st, body, _ = post_event(alertd.http, ev)
         assert st == 202
     r = alertd.ctl("audit", "verify")
     assert "ok, 2 rows" in r.stdout, r.stdout
+    assert trigger_linked(alertd) == 1
+    # a batch of nothing but a duplicate's rows writes nothing and leaves
+    # the head alone (no failed batch spooled and replayed behind this)
+    assert not re.search(r"audit: batch of \d+ rows failed", alertd.log()), \
+        alertd.log()
+    conn = alertd.db()
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM events")
+        assert cur.fetchone()[0] == 1
+
+
+def test_duplicate_whose_original_is_gone_is_written(chain):
+    """A duplicate's row is checked against the stored rows: when its
+    original is not there (here deleted by hand; in life a row dropped
+    after failing again and again), the batch is linked by the trigger
+    and the row is written, so an accepted event keeps a row."""
+    d, admin = chain
+    ev, ev2 = make_event(), make_event()
+    for e in (ev, ev2):
+        st, body, _ = post_event(d.http, e)
+        assert st == 202, body
+    before = trigger_linked(d)
+    with admin.cursor() as cur:
+        cur.execute("DELETE FROM events WHERE event_id = %s",
+                    (ev["event_id"],))
+        assert cur.rowcount == 1
+    st, body, _ = post_event(d.http, ev)
+    assert st == 202 and body["outcome"] == "duplicate", body
+    with admin.cursor() as cur:
+        cur.execute("SELECT chain_seq, canon IS NULL FROM events "
+                    "WHERE event_id = %s", (ev["event_id"],))
+        assert cur.fetchall() == [(12, True)]
+    assert trigger_linked(d) == before + 1
+    # the hole where the deleted row was is still found
+    r = verify(d)
+    assert r.returncode == 1 and "BROKEN at chain_seq" in r.stdout, r.stdout
 
 
 def test_repeats_inside_one_batch_are_written_once(alertd):
     """Every frame sent twice in one write, so that an event and its repeat
     usually share a Redis call and an audit batch: acked twice, new then
-    duplicate, stored once, and the trigger did not move the head for the
-    repeat (the chain verifies with one link per row)."""
+    duplicate, stored once, and the repeat did not move the head (the
+    chain verifies with one link per row)."""
     m = pb()
     evs = [make_event() for _ in range(20)]
     data = b"".join(struct.pack(">I", len(f)) + f
@@ -426,8 +485,10 @@ def test_repeats_inside_one_batch_are_written_once(alertd):
 @pytest.mark.kill_after(180)
 def test_two_instances_writing_at_once_keep_one_chain(alertd_factory,
                                                       test_env):
-    """The chain is linked in PostgreSQL under the head's row lock: two
-    daemons committing batches at the same time still make one chain."""
+    """Each daemon links its batches after the head it last saw, and the
+    batch statement checks that head under its row lock (writing nothing
+    and naming the new head if it moved): two daemons committing batches
+    at the same time still make one chain."""
     import threading
     d1 = alertd_factory(spool__path=str(test_env.tmp / "spool-a"))
     d2 = alertd_factory(spool__path=str(test_env.tmp / "spool-b"))
@@ -483,6 +544,89 @@ def test_notification_rows_join_the_chain(chain):
                     "WHERE chain_seq = 9")
     # The row is named as it reads now, edited.
     assert_broken(verify(d), 9, key + "#2:delivered")
+
+
+def test_rows_linked_elsewhere_move_the_head_alertd_links_after(chain):
+    """alertd links its rows after the head it last saw; rows linked by
+    the trigger meanwhile (notifications, a row inserted by hand) move
+    the head, and alertd's next batch, finding the head moved, is linked
+    by the trigger instead, in the same statement; the batch after it is
+    alertd's again: one chain, no row lost, no second round trip."""
+    d, admin = chain
+    conn = d.db()
+    with conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO notifications (idempotency_key, attempt, "
+            "incident_id, level, channel, target, outcome, at) "
+            "VALUES ('1:1:sms:+90***1', 1, 1, 1, 'sms', '+90***1', "
+            "'sent', now())")
+    conn.commit()
+    ev, ev2 = make_event(), make_event()
+    for e in (ev, ev2):
+        st, body, _ = post_event(d.http, e)
+        assert st == 202, body
+    with conn.cursor() as cur:
+        cur.execute("SELECT chain_seq, canon IS NOT NULL FROM events "
+                    "WHERE event_id = ANY(%s) ORDER BY chain_seq",
+                    ([ev["event_id"], ev2["event_id"]],))
+        assert cur.fetchall() == [(9, False), (11, True)]
+        cur.execute("SELECT chain_seq FROM audit_chain_head")
+        assert cur.fetchone()[0] == 12
+    st, text, _ = http_get(d.http, "/metrics")
+    assert re.search(r"^alertd_audit_trigger_linked_batches [12]$", text,
+                     re.M), text
+    r = verify(d)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "ok, 12 rows (chain_seq 1..12)" in r.stdout, r.stdout
+
+
+def test_edited_canonical_text_is_found(chain):
+    """A row alertd linked keeps the text it hashed (canon): editing that
+    text breaks the hash."""
+    d, admin = chain
+    seq, tbl, key = [r for r in rows(admin) if r[1] == "events"][2]
+    with admin.cursor() as cur:
+        cur.execute("UPDATE events SET canon = replace(canon, "
+                    "'\"priority\":', '\"priority\":1') "
+                    "WHERE chain_seq = %s", (seq,))
+        assert cur.rowcount == 1
+    r = verify(d)
+    assert_broken(r, seq, key)
+    assert "row_hash does not match" in r.stdout
+
+
+@pytest.mark.parametrize("edit", [
+    "UPDATE events SET recorded_at = recorded_at + interval '1 ms'",
+    "UPDATE events SET occurred_at = NULL",
+    "UPDATE events SET source_kind = 'ferry'",
+])
+def test_edited_column_of_an_alertd_row_is_found(chain, edit):
+    """The canonical text stays as hashed; a column that no longer says
+    what it says (recorded_at and chain_seq included) is BROKEN."""
+    d, admin = chain
+    seq, tbl, key = [r for r in rows(admin) if r[1] == "events"][1]
+    with admin.cursor() as cur:
+        cur.execute(edit + " WHERE chain_seq = %s", (seq,))
+        assert cur.rowcount == 1
+    r = verify(d)
+    assert_broken(r, seq, key)
+    assert "columns differ from the canonical text" in r.stdout, r.stdout
+
+
+def test_canonical_text_that_is_not_json_is_broken_not_an_error(chain):
+    """A canon replaced by text that is not JSON, with a row_hash made to
+    match it, is a BROKEN row, not a verify that stops with an error."""
+    d, admin = chain
+    seq, tbl, key = [r for r in rows(admin)
+                     if r[1] == "incident_transitions"][0]
+    with admin.cursor() as cur:
+        cur.execute("UPDATE incident_transitions SET canon = '{not json', "
+                    "row_hash = sha256(prev_hash || "
+                    "convert_to('{not json', 'UTF8')) "
+                    "WHERE chain_seq = %s", (seq,))
+    r = verify(d)
+    assert_broken(r, seq, key)
+    assert "columns differ" in r.stdout, r.stdout
 
 
 def test_rows_from_any_session_time_zone_and_batch_shape_verify(chain):

@@ -297,3 +297,57 @@ def test_rows_spooled_in_either_payload_form_are_replayed(alertd_factory,
                         (eid,))
             got = cur.fetchall()
             assert got == [(p,)], (eid, got)
+
+
+@pytest.mark.kill_after(120)
+def test_spooled_rows_recorded_already_are_not_linked_twice(alertd_factory,
+                                                            test_env):
+    """A spool can hold rows that PostgreSQL has (the batch in flight at a
+    stop committed after all). alertd links the chain itself (migration
+    008): a replayed batch that meets such a row writes nothing, drops
+    that row (it is recorded) and links the others again, so each row is
+    stored once and the chain has no hole and no link to a missing row."""
+    cfg = test_env.config()
+
+    def row(eid, n, at_ms):
+        ev = {"accept_seq": 910000000 + n, "event_id": eid,
+              "source_id": "bus-replay", "source_kind": "bus",
+              "type": "panic", "outcome": "new", "incident_id": 910000 + n,
+              "priority": 100, "received_at_ms": at_ms,
+              "payload": {"event_id": eid, "type": "panic",
+                          "source": {"id": "bus-replay", "kind": "bus"}}}
+        tr = {"transition_id": "%d:open" % (910000 + n),
+              "incident_id": 910000 + n, "from_state": None,
+              "to_state": "new", "actor": "alertd",
+              "detail": json.dumps({"reason": "opened"}), "at_ms": at_ms}
+        return (json.dumps(ev, separators=(",", ":")),
+                json.dumps(tr, separators=(",", ":")))
+
+    tag = uuid.uuid4().hex[:10]
+    a = row("replay-a-" + tag, 1, 1795000000001)
+    b = row("replay-b-" + tag, 2, 1795000000002)
+    test_env.spool_dir.mkdir(parents=True, exist_ok=True)
+    spool = test_env.spool_dir / "audit.spool"
+    spool.write_bytes(_spool_record(*a))
+    d = alertd_factory(config=cfg)
+    wait_until(lambda: _ready(d)[1]["spool"]["rows"] == 0, 30,
+               what="the spool replayed")
+    assert d.stop() == 0
+    # Row a again (recorded already), then the new row b, in one batch.
+    spool.write_bytes(_spool_record(*a) + _spool_record(*b))
+    d = alertd_factory(config=cfg)
+    wait_until(lambda: _ready(d)[1]["spool"]["rows"] == 0, 30,
+               what="the spool replayed")
+    d.wait_log("were recorded already")
+    conn = d.db()
+    with conn.cursor() as cur:
+        cur.execute("SELECT event_id, count(*) FROM events "
+                    "WHERE source_id = 'bus-replay' GROUP BY 1 ORDER BY 1")
+        assert cur.fetchall() == [("replay-a-" + tag, 1),
+                                  ("replay-b-" + tag, 1)]
+        cur.execute("SELECT count(*) FROM incident_transitions "
+                    "WHERE incident_id IN (910001, 910002)")
+        assert cur.fetchone()[0] == 2
+    r = d.ctl("audit", "verify")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "ok, 4 rows (chain_seq 1..4)" in r.stdout, r.stdout

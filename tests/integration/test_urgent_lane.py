@@ -203,11 +203,11 @@ def test_an_operators_action_is_written_ahead_of_queued_rows(
         cur.execute("SELECT chain_seq FROM incident_transitions"
                     " WHERE transition_id = %s", ("%d:2" % iid,))
         acked = cur.fetchone()[0]
-    # The first fault was in flight; the next batch took the ack and the
-    # second fault (a batch writes its events, then its transitions); the
-    # third fault came last. First in, first out would have written the
-    # ack last.
-    assert f[0] < f[1] < acked < f[2], (f, acked)
+    # The first fault was in flight; the next batch took the ack, ahead,
+    # and the second fault (a batch links its rows in the order it took
+    # them); the third fault came last. First in, first out would have
+    # written the ack last.
+    assert f[0] < acked < f[1] < f[2], (f, acked)
 
 
 def test_drain_answers_queued_events(alertd_factory):
