@@ -41,6 +41,7 @@
 #include <time.h>
 
 #include <event2/event.h>
+#include <openssl/crypto.h>
 
 #include "config.h"
 #include "log.h"
@@ -672,20 +673,17 @@ static void audit_batch_free(struct audit_batch *b)
 static bool audit_adopt_head(struct audit *a, const char *seq,
 			     const char *hex)
 {
-	unsigned char h[AUDIT_HASH_LEN];
+	unsigned char *h;
+	long n = 0;
 
-	if (strlen(hex) != 2 * AUDIT_HASH_LEN)
+	if (!(h = OPENSSL_hexstr2buf(hex, &n)))
 		return false;
-	for (int i = 0; i < AUDIT_HASH_LEN; i++) {
-		unsigned int v;
-
-		if (sscanf(hex + 2 * i, "%2x", &v) != 1)
-			return false;
-		h[i] = (unsigned char)v;
+	if (n == AUDIT_HASH_LEN) {
+		a->head_seq = strtoll(seq, NULL, 10);
+		memcpy(a->head_hash, h, AUDIT_HASH_LEN);
 	}
-	a->head_seq = strtoll(seq, NULL, 10);
-	memcpy(a->head_hash, h, AUDIT_HASH_LEN);
-	return true;
+	OPENSSL_free(h);
+	return n == AUDIT_HASH_LEN;
 }
 
 static void audit_on_batch_ok(struct audit *a, struct audit_batch *b,
