@@ -54,6 +54,29 @@
 #define AUDIT_BACKOFF_MIN_MS 100
 #define AUDIT_BACKOFF_MAX_MS 5000
 
+/* The columns of a part's JSON, linked (audit_row_link) or not. */
+#define AUDIT_EV_COLS \
+	"  chain_seq bigint, recorded_at_ms bigint," \
+	"  accept_seq bigint, event_id text, source_id text, source_kind text," \
+	"  type text, outcome text, incident_id bigint, priority int," \
+	"  occurred_at_ms bigint, received_at_ms bigint, payload text)"
+#define AUDIT_TR_COLS \
+	"  chain_seq bigint, recorded_at_ms bigint," \
+	"  transition_id text, incident_id bigint, from_state text," \
+	"  to_state text, actor text, detail text, at_ms bigint)"
+
+/* chain_seq, prev_hash, row_hash and canon of a part i as alertd linked
+ * it when the batch is ok, else NULL (the trigger links it); then its
+ * recorded_at, alertd's clock either way. */
+#define AUDIT_LINK_VALUES \
+	"  CASE WHEN (SELECT ok FROM ok) THEN i.chain_seq END," \
+	"  CASE WHEN (SELECT ok FROM ok) THEN substring($4::bytea," \
+	"   (i.chain_seq - $3::bigint - 1)::int * 32 + 1, 32) END," \
+	"  CASE WHEN (SELECT ok FROM ok) THEN substring($4::bytea," \
+	"   (i.chain_seq - $3::bigint)::int * 32 + 1, 32) END," \
+	"  CASE WHEN (SELECT ok FROM ok) THEN i.canon::text END," \
+	"  timestamptz 'epoch' + i.recorded_at_ms * interval '1 millisecond',"
+
 /* One batch, linked into the chain by alertd (audit_row_link; the
  * canonical text and the hash of each row are made there, migration 008
  * and docs/audit.md): $1, $2 the JSON arrays of the events' and the
@@ -88,17 +111,6 @@
  * timestamptz exactly (no floating point); the arrays are read as json,
  * which keeps each element's text: the stored canon is the very text that
  * was hashed. */
-/* The columns of a part's JSON, linked (audit_row_link) or not. */
-#define AUDIT_EV_COLS \
-	"  chain_seq bigint, recorded_at_ms bigint," \
-	"  accept_seq bigint, event_id text, source_id text, source_kind text," \
-	"  type text, outcome text, incident_id bigint, priority int," \
-	"  occurred_at_ms bigint, received_at_ms bigint, payload text)"
-#define AUDIT_TR_COLS \
-	"  chain_seq bigint, recorded_at_ms bigint," \
-	"  transition_id text, incident_id bigint, from_state text," \
-	"  to_state text, actor text, detail text, at_ms bigint)"
-
 static const char audit_batch_sql[] =
 	"WITH h AS ("
 	" SELECT chain_seq, hash FROM audit_chain_head FOR UPDATE"
@@ -143,13 +155,7 @@ static const char audit_batch_sql[] =
 	"  accept_seq, event_id, source_id, source_kind, type, outcome,"
 	"  incident_id, priority, occurred_at, received_at, payload)"
 	" SELECT"
-	"  CASE WHEN (SELECT ok FROM ok) THEN i.chain_seq END,"
-	"  CASE WHEN (SELECT ok FROM ok) THEN substring($4::bytea,"
-	"   (i.chain_seq - $3::bigint - 1)::int * 32 + 1, 32) END,"
-	"  CASE WHEN (SELECT ok FROM ok) THEN substring($4::bytea,"
-	"   (i.chain_seq - $3::bigint)::int * 32 + 1, 32) END,"
-	"  CASE WHEN (SELECT ok FROM ok) THEN i.canon::text END,"
-	"  timestamptz 'epoch' + i.recorded_at_ms * interval '1 millisecond',"
+	AUDIT_LINK_VALUES
 	"  i.accept_seq, i.event_id, i.source_id, i.source_kind, i.type,"
 	"  i.outcome, i.incident_id, i.priority,"
 	"  timestamptz 'epoch' + i.occurred_at_ms * interval '1 millisecond',"
@@ -163,13 +169,7 @@ static const char audit_batch_sql[] =
 	"  canon, recorded_at, transition_id, incident_id, from_state,"
 	"  to_state, actor, detail, at)"
 	" SELECT"
-	"  CASE WHEN (SELECT ok FROM ok) THEN i.chain_seq END,"
-	"  CASE WHEN (SELECT ok FROM ok) THEN substring($4::bytea,"
-	"   (i.chain_seq - $3::bigint - 1)::int * 32 + 1, 32) END,"
-	"  CASE WHEN (SELECT ok FROM ok) THEN substring($4::bytea,"
-	"   (i.chain_seq - $3::bigint)::int * 32 + 1, 32) END,"
-	"  CASE WHEN (SELECT ok FROM ok) THEN i.canon::text END,"
-	"  timestamptz 'epoch' + i.recorded_at_ms * interval '1 millisecond',"
+	AUDIT_LINK_VALUES
 	"  i.transition_id, i.incident_id, i.from_state, i.to_state, i.actor,"
 	"  i.detail::jsonb,"
 	"  timestamptz 'epoch' + i.at_ms * interval '1 millisecond'"

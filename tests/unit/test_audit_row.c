@@ -139,22 +139,26 @@ static void link_hash(const unsigned char prev[32], const char *text,
 		snprintf(out + 2 * i, 3, "%02x", raw[i]);
 }
 
+/* The rows the chain tests link: an event that opened incident 3. */
+static const struct audit_event_row link_event = {
+	.accept_seq = 5, .event_id = "e-1", .source_id = "bus-1",
+	.source_kind = "bus", .type = "panic", .outcome = "new",
+	.incident_id = 3, .priority = 100, .received_at_ms = 1000,
+	.payload_json = "{\"event_id\":\"e-1\"}",
+};
+static const struct audit_transition_row link_transition = {
+	.transition_id = "3:open", .incident_id = 3, .to_state = "new",
+	.actor = "alertd", .at_ms = 1000,
+};
+
 /* The chain alertd links (migration 008, docs/audit.md): each part's
  * canonical text is its row JSON with table, chain_seq and recorded_at
  * first; the parts are linked in order, event before transition; the
  * hex bytea holds the head's hash and then each part's. */
 TEST(audit_row_link_texts_and_hashes)
 {
-	struct audit_event_row e = {
-		.accept_seq = 5, .event_id = "e-1", .source_id = "bus-1",
-		.source_kind = "bus", .type = "panic", .outcome = "new",
-		.incident_id = 3, .priority = 100, .received_at_ms = 1000,
-		.payload_json = "{\"event_id\":\"e-1\"}",
-	};
-	struct audit_transition_row t = {
-		.transition_id = "3:open", .incident_id = 3, .to_state = "new",
-		.actor = "alertd", .at_ms = 1000,
-	};
+	struct audit_event_row e = link_event;
+	struct audit_transition_row t = link_transition;
 	struct audit_list rows = {0};
 	struct audit_link l;
 	struct audit_row *r1, *r2;
@@ -223,16 +227,8 @@ TEST(audit_row_link_texts_and_hashes)
  * rows around them are numbered as if they were not there. */
 TEST(audit_row_link_leaves_redeliveries_out)
 {
-	struct audit_event_row e = {
-		.accept_seq = 5, .event_id = "e-1", .source_id = "bus-1",
-		.source_kind = "bus", .type = "panic", .outcome = "new",
-		.incident_id = 3, .priority = 100, .received_at_ms = 1000,
-		.payload_json = "{}",
-	};
-	struct audit_transition_row t = {
-		.transition_id = "3:open", .incident_id = 3, .to_state = "new",
-		.actor = "alertd", .at_ms = 1000,
-	};
+	struct audit_event_row e = link_event;
+	struct audit_transition_row t = link_transition;
 	struct audit_list rows = {0};
 	struct audit_link l;
 	struct audit_row *r1, *r2, *r3;
