@@ -16,7 +16,7 @@ import uuid
 import psycopg2
 import pytest
 
-from helpers import REPO
+from helpers import REPO, make_event, post_event
 
 MIGRATIONS = REPO / "config" / "migrations"
 TABLES = {"events", "incident_transitions", "operators", "schema_migrations"}
@@ -326,3 +326,52 @@ def test_migration_007_keeps_the_key_and_the_chain(pg_server, alertctl,
     r = alertctl("audit", "verify", config=cfg.path)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "ok, 5 rows" in r.stdout
+
+
+def test_migration_008_keeps_old_rows_and_links_new_ones(
+        pg_server, alertctl, empty_db, alertd_factory, tmp_path):
+    """A database of 007 holding trigger-linked rows: verify works on it
+    as it is (no content_ok column yet), 008 changes no old row's text,
+    and an alertd started on it afterwards links its own rows after them:
+    one chain of both kinds, verified."""
+    name, cfg = empty_db
+    d = tmp_path / "migrations"
+    d.mkdir()
+    for p in MIGRATIONS.glob("*.sql"):
+        if p.stem < "008":
+            (d / p.name).write_text(p.read_text())
+    alertctl("migrate", "--dir", d, config=cfg.path)
+    conn = pg_server.connect(dbname=name)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        for i in range(1, 4):
+            cur.execute(
+                "INSERT INTO events (accept_seq, event_id, source_id,"
+                " source_kind, type, outcome, incident_id, priority,"
+                " received_at, payload) VALUES (%s, %s, 'bus-1', 'bus',"
+                " 'panic', 'new', 1, 100, now(), '{\"n\": 1}')",
+                (i, "before-%d" % i))
+    r = alertctl("audit", "verify", config=cfg.path, check=False)
+    assert r.returncode == 0 and "ok, 3 rows" in r.stdout, r.stdout + r.stderr
+
+    r = alertctl("migrate", "--dir", MIGRATIONS, config=cfg.path)
+    assert "applied 008_chain_in_alertd" in r.stdout
+    r = alertctl("audit", "verify", config=cfg.path, check=False)
+    assert r.returncode == 0 and "ok, 3 rows" in r.stdout, r.stdout + r.stderr
+
+    daemon = alertd_factory(postgres__conninfo=pg_server.dsn_for(name))
+    for _ in range(3):
+        st, body, _ = post_event(daemon.http, make_event())
+        assert st == 202, body
+    with conn.cursor() as cur:
+        cur.execute("SELECT chain_seq, canon IS NOT NULL FROM events"
+                    " ORDER BY chain_seq")
+        got = cur.fetchall()
+    # 3 old rows, then 3 events each with its opening transition; the
+    # first batch after the start is linked by the trigger, the next two
+    # by alertd
+    assert [s for s, _ in got] == [1, 2, 3, 4, 6, 8], got
+    assert [c for _, c in got] == [False] * 4 + [True] * 2, got
+    r = alertctl("audit", "verify", config=cfg.path, check=False)
+    assert r.returncode == 0 and "ok, 9 rows (chain_seq 1..9)" in r.stdout, \
+        r.stdout + r.stderr
