@@ -639,7 +639,6 @@ fail:
 	log_error("audit: cannot send a batch (out of memory?); rows kept "
 		  "for retry");
 	if (b) {
-		audit_link_free(&b->link);
 		audit_keep_rows(a, &b->rows);
 		audit_link_free(&b->link);
 		free(b);

@@ -279,6 +279,17 @@ def test_schema_idempotency_keys_and_checks(test_env):
         assert cur.rowcount == 1
 
 
+def migrations_before(version, tmp_path):
+    """A folder with the migrations older than version (an upgrade
+    test's starting schema)."""
+    d = tmp_path / "migrations"
+    d.mkdir()
+    for p in MIGRATIONS.glob("*.sql"):
+        if p.stem < version:
+            (d / p.name).write_text(p.read_text())
+    return d
+
+
 def test_migration_007_keeps_the_key_and_the_chain(pg_server, alertctl,
                                                    empty_db, tmp_path):
     """007 swaps the idempotency key's column order and drops the plain
@@ -286,12 +297,8 @@ def test_migration_007_keeps_the_key_and_the_chain(pg_server, alertctl,
     rows, their chain and the key's behaviour stay; an event_id lookup
     still uses an index."""
     name, cfg = empty_db
-    d = tmp_path / "migrations"
-    d.mkdir()
-    for p in MIGRATIONS.glob("*.sql"):
-        if p.stem < "007":
-            (d / p.name).write_text(p.read_text())
-    alertctl("migrate", "--dir", d, config=cfg.path)
+    alertctl("migrate", "--dir", migrations_before("007", tmp_path),
+             config=cfg.path)
     conn = pg_server.connect(dbname=name)
     conn.autocommit = True
     ins = ("INSERT INTO events (accept_seq, event_id, source_id, source_kind,"
@@ -335,12 +342,8 @@ def test_migration_008_keeps_old_rows_and_links_new_ones(
     and an alertd started on it afterwards links its own rows after them:
     one chain of both kinds, verified."""
     name, cfg = empty_db
-    d = tmp_path / "migrations"
-    d.mkdir()
-    for p in MIGRATIONS.glob("*.sql"):
-        if p.stem < "008":
-            (d / p.name).write_text(p.read_text())
-    alertctl("migrate", "--dir", d, config=cfg.path)
+    alertctl("migrate", "--dir", migrations_before("008", tmp_path),
+             config=cfg.path)
     conn = pg_server.connect(dbname=name)
     conn.autocommit = True
     with conn.cursor() as cur:
