@@ -6,6 +6,11 @@ PKGS     := libevent hiredis libprotobuf-c libpq libsystemd inih jansson libcryp
 B        ?= build
 SAN      ?= 0
 FUZZ     ?= 0
+# The daemon's allocator: jemalloc (as Redis uses), or MALLOC=libc for
+# glibc's. glibc's malloc was over a quarter of alertd's CPU under load
+# (docs/BENCHMARKS.md, optimisation 28). Sanitizer builds always use the
+# sanitizer's own.
+MALLOC   ?= jemalloc
 CC       ?= cc
 
 CFLAGS_PKG := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -17,6 +22,14 @@ LDFLAGS  :=
 ifeq ($(SAN),1)
 CFLAGS   += -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined
 LDFLAGS  += -fsanitize=address,undefined
+MALLOC   := libc
+endif
+ifeq ($(MALLOC),jemalloc)
+ALERTD_LIBS := $(shell pkg-config --libs jemalloc 2>/dev/null || echo -ljemalloc) $(LIBS)
+else ifeq ($(MALLOC),libc)
+ALERTD_LIBS := $(LIBS)
+else
+$(error MALLOC must be jemalloc or libc, not $(MALLOC))
 endif
 # FUZZ=1 (with CC=clang, SAN=1): coverage for libFuzzer (scripts/fuzz.sh).
 ifeq ($(FUZZ),1)
@@ -70,7 +83,7 @@ $(B)/obj/fuzz_%.o: tests/fuzz/fuzz_%.c $(B)/gen/alertd.pb-c.h $(wildcard daemon/
 	$(CC) $(CFLAGS) -Itests/fuzz -c -o $@ $<
 
 $(B)/alertd: $(B)/obj/main.o $(MOD_OBJS)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(ALERTD_LIBS)
 
 $(B)/alertctl: $(CTL_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)

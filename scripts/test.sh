@@ -91,6 +91,20 @@ else
 	failed=$((failed + 1))
 fi
 
+echo "== release build, bench-smoke"
+# What `make run` and an install ship: -O2, no sanitizer, linked with
+# jemalloc (Makefile: MALLOC). Built in its own folder so that a developer's
+# build/ is left alone; the same smoke, so that the shipped allocator and
+# optimisation level answer every event too.
+RB="${TEST_RELEASE_BUILD:-build/test-release}"
+if make -s -j"$(nproc)" B="$RB" "$RB/alertd" "$RB/alertctl" "$RB/loadgen" &&
+	BENCH_BUILD="$RB" timeout -k 10 120 scripts/bench.sh --smoke; then
+	passed=$((passed + 1))
+else
+	echo "test.sh: release bench-smoke failed" >&2
+	failed=$((failed + 1))
+fi
+
 echo "== integration tests"
 xml="$B/pytest.xml"
 rm -f "$xml" "$ALERTD_TEST_PIDS"
