@@ -503,6 +503,19 @@ rps=$(redis-benchmark -p "$REDIS_PORT" -n 300000 -c 4 -P 32 -r 100000000 --csv \
 	2026-11-21T10:00:00.000Z 86400 1 38.4555 27.1199 10000 2>/dev/null |
 	tail -n 1 | cut -d, -f2 | tr -d '"')
 echo "LIMIT name=redis-decide rate=${rps:-0}" >>"$RES"
+# The same script as alertd calls it under load: decide_batch, 64 events a
+# call (tcp-max averages about 61), 10,000 sources as in the load, so that
+# most events merge. Its rate in events/s is the Redis limit of the TCP row.
+batch=()
+for ((i = 0; i < 64; i++)); do
+	batch+=("ev-__rand_int__-__rand_int__" "bus-__rand_int__" bus Konak
+		"lg.rb.h.1" heartbeat heartbeat 10 1763700000000
+		2026-11-21T10:00:00.000Z 86400 1 38.4555 27.1199 10000)
+done
+cps=$(redis-benchmark -p "$REDIS_PORT" -n 5000 -c 4 -P 4 -r 10000 --csv \
+	EVALSHA "$SHA" 0 decide_batch rbb: "" 64 "${batch[@]}" 2>/dev/null |
+	tail -n 1 | cut -d, -f2 | tr -d '"')
+echo "LIMIT name=redis-decide-batch rate=$(awk -v c="${cps:-0}" 'BEGIN{printf "%.0f", c * 64}') calls=${cps:-0}" >>"$RES"
 fi
 
 if want limit-pg; then
