@@ -468,8 +468,10 @@ local function decide_one(A, R)
 		h = nil -- a stale open key: a resolved incident is never reopened
 	end
 	local outcome
+	local was_priority, was_type = 0, nil
 	if h then
 		outcome = 'merged'
+		was_priority, was_type = tonumber(h.priority) or 0, h.type
 		h.count = int((tonumber(h.count) or 0) + 1)
 		h.priority = int(math.max(tonumber(h.priority) or 0, base))
 		if base > (tonumber(h.type_base) or -1) then
@@ -506,8 +508,14 @@ local function decide_one(A, R)
 		local was = h.flooding == '1'
 		if soft > 0 and flood_n > soft then
 			h.flooding = '1'
-			-- Published when the mark appears and every soft-th event.
-			quiet = was and (flood_n % soft) ~= 0
+			-- Published when the mark appears, every soft-th event, and
+			-- whenever the event raises the incident's priority or type
+			-- (a second press, a callback request becoming a call
+			-- request): a flood quiets repeats, never a change an
+			-- operator has to see.
+			quiet = was and (flood_n % soft) ~= 0 and
+				(tonumber(h.priority) or 0) <= was_priority and
+				h.type == was_type
 		elseif was then
 			h.flooding = '0'
 		end

@@ -335,3 +335,41 @@ def test_connection_ignoring_retry_after_is_paused_not_dropped(
     # 200 refusals in a row: a pause after the 64th, 128th and 192nd.
     assert m and int(m.group(1)) == 3
     assert _metric(d, "alertd_errors_total", "rate_limited") == 200
+
+
+def test_flood_never_quiets_a_raised_priority_or_type(redis_server):
+    """Script level: while a source floods, a merge that raises the
+    incident's priority (a repeated press) or its type (a callback request
+    becoming a call request) is published like the mark itself; repeats
+    that change neither stay quiet."""
+    import uuid
+    from test_priority import Script, rules, T0
+    s = Script(redis_server.client(), "tr%s:" % uuid.uuid4().hex[:8])
+    R = rules(flood_soft=2, flood_hard=20, flood_window_ms=1000,
+              repeat_step=5, repeat_cap=20)
+    t = T0 - T0 % 1000
+    b = "bus-" + uuid.uuid4().hex[:8]
+    out = [s.decide(b, now_ms=t + i, R=R) for i in range(7)]
+    # Count 5 is the last press that raises the repeat boost (cap 20 at
+    # 5 * (5 - 1)); without the rule it would be quiet (5 % 2 != 0).
+    assert [o["priority"] for o in out] == [100, 105, 110, 115, 120, 120,
+                                            120]
+    assert [o["change_id"] != "" for o in out] == [True, True, True, True,
+                                                   True, True, False]
+    assert out[6]["extra"] == ["quiet", "1"]
+
+    # No repeat boost here: only the type changes the priority.
+    R = rules(flood_soft=2, flood_hard=20, flood_window_ms=1000)
+    c = "stop-" + uuid.uuid4().hex[:8]
+    cb = [s.decide(c, etype="callback_request", now_ms=t + i, R=R)
+          for i in range(6)]
+    assert [o["change_id"] != "" for o in cb] == [True, True, True, True,
+                                                  False, True]
+    # The 7th event of the window: quiet as a repeat, published as a raise.
+    up = s.decide(c, etype="call_request", now_ms=t + 6, R=R)
+    assert up["incident_id"] == cb[0]["incident_id"]
+    assert up["snap"]["type"] == "call_request" and up["priority"] == 70
+    assert up["change_id"] != "" and up["extra"] == []
+    s.decide(c, etype="call_request", now_ms=t + 7, R=R)  # soft-th
+    again = s.decide(c, etype="call_request", now_ms=t + 8, R=R)
+    assert again["change_id"] == "" and again["extra"] == ["quiet", "1"]
