@@ -82,8 +82,15 @@ $(B)/obj/fuzz_%.o: tests/fuzz/fuzz_%.c $(B)/gen/alertd.pb-c.h $(wildcard daemon/
 	@mkdir -p $(B)/obj
 	$(CC) $(CFLAGS) -Itests/fuzz -c -o $@ $<
 
-$(B)/alertd: $(B)/obj/main.o $(MOD_OBJS)
-	$(CC) $(LDFLAGS) -o $@ $^ $(ALERTD_LIBS)
+# A stamp per allocator, so that `make MALLOC=...` relinks an up-to-date
+# build/alertd with the other one.
+$(B)/.malloc-$(MALLOC):
+	@mkdir -p $(B)
+	@rm -f $(B)/.malloc-*
+	@touch $@
+
+$(B)/alertd: $(B)/obj/main.o $(MOD_OBJS) $(B)/.malloc-$(MALLOC)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(ALERTD_LIBS)
 
 $(B)/alertctl: $(CTL_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
