@@ -14,7 +14,7 @@
 struct event_base;
 
 struct lg_opts {
-	const char *mode;       /* tcp | http | am | echo-server */
+	const char *mode;       /* tcp | http | am | echo-server | pg-limit */
 	const char *name;       /* label of the RESULT line */
 	const char *host;
 	int port;
@@ -40,6 +40,7 @@ struct lg_opts {
 				   longest answer took more (SLOW lines) */
 	bool panic_trace;       /* print each panic's send time and Ack
 				 * latency at the end (PANIC lines) */
+	const char *pg;         /* pg-limit: libpq connection string */
 	bool reconnect;         /* tcp: a closed connection is opened again
 				 * and its unanswered events sent again
 				 * (a restart of alertd under load) */
@@ -73,6 +74,9 @@ extern struct lg_stats lg_st;
 extern struct event_base *lg_base;
 
 int64_t lg_now_ns(void);
+/* The traffic mix's random numbers (xorshift, --seed). */
+uint64_t lg_rand(void);
+double lg_rand01(void);
 /* Parses the send time embedded in an id or label after `marker`
  * ("...:<hex ns>"); 0 when absent. */
 int64_t lg_parse_ts(const char *s, const char *marker);
@@ -83,5 +87,8 @@ void lg_sse_stop(void);
 int lg_echo_server(void);
 bool lg_am_start(void);   /* the webhook sink on --sink-port */
 void lg_am_stop(void);
+
+/* lg_pg.c: the PostgreSQL limit, alertd's audit batches sent alone */
+int lg_pg_limit(void);
 
 #endif

@@ -131,7 +131,7 @@ int64_t lg_parse_ts(const char *s, const char *marker)
 	return dot ? (int64_t)strtoull(dot + 1, NULL, 16) : 0;
 }
 
-static uint64_t lg_rand(void)
+uint64_t lg_rand(void)
 {
 	lg_rng ^= lg_rng << 13;
 	lg_rng ^= lg_rng >> 7;
@@ -139,7 +139,7 @@ static uint64_t lg_rand(void)
 	return lg_rng;
 }
 
-static double lg_rand01(void)
+double lg_rand01(void)
 {
 	return (double)(lg_rand() >> 11) / 9007199254740992.0;
 }
@@ -915,7 +915,8 @@ static void lg_report(void)
 static void lg_usage(void)
 {
 	fprintf(stderr,
-		"usage: loadgen tcp|http|am|echo-server [--port P] [--host H]\n"
+		"usage: loadgen tcp|http|am|echo-server|pg-limit [--port P]\n"
+		"  [--host H] [--pg CONNINFO (pg-limit; --window rows a batch)]\n"
 		"  [--name N] [--conns N] [--sources N] [--source-prefix bus-]\n"
 		"  [--rate EV/S (0 closed loop)]\n"
 		"  [--window N] [--count N] [--duration S] [--timeout S]\n"
@@ -941,7 +942,7 @@ static void lg_parse(int argc, char **argv)
 		{"sink-port", 1, 0, 'k'}, {"settle", 1, 0, 'x'},
 		{"seed", 1, 0, 'z'}, {"source-prefix", 1, 0, 'i'},
 		{"slow-ms", 1, 0, 'l'}, {"panic-trace", 0, 0, 'a'},
-		{"reconnect", 0, 0, 'C'},
+		{"reconnect", 0, 0, 'C'}, {"pg", 1, 0, 'g'},
 		{0, 0, 0, 0},
 	};
 	static char run_id[24];
@@ -979,13 +980,17 @@ static void lg_parse(int argc, char **argv)
 		case 'l': lg_opt.slow_ms = atof(optarg); break;
 		case 'a': lg_opt.panic_trace = true; break;
 		case 'C': lg_opt.reconnect = true; break;
+		case 'g': lg_opt.pg = optarg; break;
 		default: lg_usage();
 		}
 	}
 	if (lg_opt.conns < 1 || lg_opt.sources < 1 || lg_opt.window < 1 ||
 	    lg_opt.duration_s <= 0 || lg_opt.timeout_s <= 0)
 		lg_usage();
-	if (strcmp(lg_opt.mode, "tcp") != 0)
+	if (strcmp(lg_opt.mode, "pg-limit") == 0 && lg_opt.pg == NULL)
+		lg_usage();
+	if (strcmp(lg_opt.mode, "tcp") != 0 &&
+	    strcmp(lg_opt.mode, "pg-limit") != 0)
 		lg_opt.window = 1; /* evhttp: one request at a time */
 	if (strcmp(lg_opt.mode, "am") == 0)
 		lg_opt.dup_pct = 0;
@@ -1015,6 +1020,8 @@ int main(int argc, char **argv)
 		return 1;
 	if (strcmp(lg_opt.mode, "echo-server") == 0)
 		return lg_echo_server();
+	if (strcmp(lg_opt.mode, "pg-limit") == 0)
+		return lg_pg_limit();
 	if (strcmp(lg_opt.mode, "tcp") != 0 && strcmp(lg_opt.mode, "http") != 0 &&
 	    strcmp(lg_opt.mode, "am") != 0)
 		lg_usage();

@@ -192,6 +192,11 @@ static const char audit_batch_sql[] =
 	"  (SELECT count(*) FROM ev), (SELECT count(*) FROM tr),"
 	"  (SELECT count(*) FROM dup), (SELECT count(*) FROM up)";
 
+const char *audit_batch_statement(void)
+{
+	return audit_batch_sql;
+}
+
 enum audit_state {
 	/* Nothing in flight: a new row goes out at once (PostgreSQL ready) or
 	 * is answered durable=false and kept for retry (not ready). */

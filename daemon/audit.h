@@ -102,4 +102,10 @@ size_t audit_spool_rows(const struct audit *a);
 size_t audit_spool_bytes(const struct audit *a);
 double audit_spool_fsync_seconds(const struct audit *a, uint64_t *count);
 
+/* The statement every batch is written with (prepared once per
+ * connection), its seven parameters those of audit_row_link (audit_row.h).
+ * For the bench's PostgreSQL limit (bench/lg_pg.c), which must send
+ * PostgreSQL exactly what alertd sends. */
+const char *audit_batch_statement(void);
+
 #endif

@@ -59,7 +59,7 @@ def build(runs, limits, db, machine, versions, command):
 
     out.append("| measurement | alertd | target | peer or limit | alertd / that |")
     out.append("| --- | --- | --- | --- | --- |")
-    out.append("| durable TCP ingest, events/s (64 conns x 64 pipelined) | %s | ≥ 30,000 | limit %s (lowest of echo, Redis decide in 64-event calls, PostgreSQL 512-row) | %s |"
+    out.append("| durable TCP ingest, events/s (64 conns x 64 pipelined) | %s | ≥ 30,000 | limit %s (lowest of echo, Redis decide in 64-event calls, PostgreSQL with alertd's 512-row batches) | %s |"
                % (fmt(tcp), fmt(limit), ratio(tcp, limit)))
     out.append("| durable HTTP/JSON ingest, events/s (256 keep-alive conns) | %s | ≥ 20,000 | Alertmanager %s (not durable) | %s |"
                % (fmt(http), fmt(am), ratio(http, am)))
@@ -221,16 +221,18 @@ def build(runs, limits, db, machine, versions, command):
         out.append("| Redis, decide.lua in calls of 64 events, pipelined | %s events/s (%s calls/s) | `redis-benchmark -P 4 -c 4 -r 10000` EVALSHA of `decide_batch` with 64 events from 10,000 sources (most merge), no rules: how alertd calls it under load (tcp-max averages about 61 a call) |"
                    % (fmt(lim.get("redis-decide-batch")),
                       fmt(num(limits.get("redis-decide-batch", {}), "calls"))))
+    # bench/lg_pg.c (loadgen pg-limit): alertd's own batch statement and
+    # rows, one connection (bench.sh limit-pg).
     for n in (100, 512):
-        out.append("| PostgreSQL, %d-row batches, synchronous_commit=on | %s rows/s | `pgbench -c 1 -T 10`, one INSERT ... SELECT of %d event rows per transaction |"
+        out.append("| PostgreSQL, alertd's audit batches of %d rows, synchronous_commit=on | %s rows/s | `loadgen pg-limit --window %d`, one connection, closed loop: alertd's prepared batch statement (daemon/audit.c), its rows encoded and chain-linked by alertd's code in the mix of tcp-max, the next batch encoded while one commits |"
                    % (n, fmt(lim.get("pg-batch-%d" % n)), n))
-    for n, what in ((1, "1-row transactions at 1,000/s (the commits of tcp-1k)"),
-                    (30, "30-row transactions at 333/s (10,000 rows/s, about the batches of tcp-10k)")):
+    for n, what in ((1, "1-row batches at 1,000/s (the commits of tcp-1k)"),
+                    (30, "30-row batches at 333/s (10,000 rows/s, about the batches of tcp-10k)")):
         c = limits.get("pg-commit-%d" % n, {})
         if num(c, "count"):
-            out.append("| latency floor of a durable commit: PostgreSQL alone, %s | p50 / p99 / p99.9 %s / %s / %s ms | `pgbench -c 1 -R %s -T 10`, open loop (from each transaction's scheduled start), the same INSERT ... SELECT, `synchronous_commit=on`: an Ack waits for at least one such commit |"
+            out.append("| latency floor of a durable commit: PostgreSQL alone, %s | p50 / p99 / p99.9 %s / %s / %s ms | `loadgen pg-limit --window %d --rate %s`, open loop (from each batch's scheduled start), the same batches, `synchronous_commit=on`, after a `CHECKPOINT`: an Ack waits for at least one such commit |"
                        % (what, fmt(num(c, "p50_ms")), fmt(num(c, "p99_ms")),
-                          fmt(num(c, "p999_ms")), c.get("rate", "")))
+                          fmt(num(c, "p999_ms")), n, c.get("rate", "")))
     out.append("")
     out.append("Machine: " + "; ".join(machine) + ".  ")
     out.append("Versions: " + "; ".join(versions) + ".  ")
