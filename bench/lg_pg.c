@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "audit.h"
 #include "audit_row.h"
@@ -44,7 +45,32 @@ struct lg_pg {
 	int64_t again_seq;
 	uint64_t batches, rows, trigger_linked;
 	struct hist lat;
+	int backend_pid;         /* its CPU is read from /proc: the server
+				  * runs on this machine */
 };
+
+/* utime + stime of a process, in clock ticks; -1 if unreadable. */
+static long long lg_pg_cpu_ticks(int pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long ut, st;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	if (pid <= 0 || !(f = fopen(path, "r")))
+		return -1;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* after the command name in parentheses: state is field 3, utime
+	 * field 14, stime field 15 */
+	if (!(p = strrchr(buf, ')')) ||
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+		   &ut, &st) != 2)
+		return -1;
+	return (long long)(ut + st);
+}
 
 static int64_t lg_pg_wall_ms(void)
 {
@@ -95,6 +121,8 @@ static bool lg_pg_connect(struct lg_pg *g)
 		fprintf(stderr, "loadgen: no audit chain head: %s",
 			PQerrorMessage(g->conn));
 	PQclear(res);
+	if (ok)
+		g->backend_pid = PQbackendPID(g->conn);
 	return ok;
 }
 
@@ -258,8 +286,9 @@ int lg_pg_limit(void)
 	struct audit_list rows = {0}, next = {0};
 	struct audit_link link = {0};
 	int64_t t0, end, due, now;
+	long long cpu0 = -1, cpu1;
 	bool ok = false;
-	double s;
+	double s, cpu_us = -1;
 
 	if (!lg_pg_connect(&g))
 		goto out;
@@ -270,6 +299,7 @@ int lg_pg_limit(void)
 	 * made when the batch is sent, as in alertd. */
 	if (!lg_pg_make(&g, &rows, n))
 		goto out;
+	cpu0 = lg_pg_cpu_ticks(g.backend_pid);
 	t0 = lg_now_ns();
 	end = t0 + (int64_t)(lg_opt.duration_s * 1e9);
 	for (uint64_t k = 0;; k++) {
@@ -293,13 +323,19 @@ int lg_pg_limit(void)
 	}
 	ok = true;
 	s = (double)(lg_now_ns() - t0) / 1e9;
+	cpu1 = lg_pg_cpu_ticks(g.backend_pid);
+	if (cpu0 >= 0 && cpu1 >= cpu0 && g.rows > 0)
+		cpu_us = 1e6 * (double)(cpu1 - cpu0) /
+			 (double)sysconf(_SC_CLK_TCK) / (double)g.rows;
 	printf("LIMIT name=%s rate=%.0f tx_rate=%.0f count=%" PRIu64
 	       " rows=%" PRIu64 " p50_ms=%.2f p99_ms=%.2f p999_ms=%.2f"
-	       " max_ms=%.2f trigger_linked=%" PRIu64 "\n",
+	       " max_ms=%.2f backend_cpu_us_per_row=%.1f backend_busy_pct=%.0f"
+	       " trigger_linked=%" PRIu64 "\n",
 	       lg_opt.name, (double)g.rows / s, (double)g.batches / s,
 	       g.batches, g.rows, hist_quantile(&g.lat, 0.5) / 1000.0,
 	       hist_quantile(&g.lat, 0.99) / 1000.0,
 	       hist_quantile(&g.lat, 0.999) / 1000.0, g.lat.max_us / 1000.0,
+	       cpu_us, cpu_us >= 0 ? cpu_us * (double)g.rows / s / 1e4 : -1,
 	       g.trigger_linked);
 out:
 	lg_pg_drop(&rows);

@@ -171,11 +171,20 @@ psql_pg() {
 # looked up only). One LIMIT line into the results, rate=0 if it printed
 # none, and loadgen's exit status (rc).
 PG_CONNINFO="host=127.0.0.1 port=$PG_PORT user=alertd dbname=alertd_limits"
+# loadgen reports its backend's CPU per row; the server's other processes
+# (WAL writer, checkpointer, background writer) are added as
+# helpers_cpu_us_per_row: the CPU PostgreSQL as a whole spends on a row.
 pg_limit() { # NAME ROWS-PER-BATCH RATE(rows/s, 0 closed loop) SECONDS
-	local out rc=0
+	local out rc=0 h0 h1 rows
+	h0=$(tree_ticks "$(head -n 1 "$W/pg/postmaster.pid")")
 	out=$("$B/loadgen" pg-limit --pg "$PG_CONNINFO" --name "$1" \
 		--window "$2" --rate "$3" --duration "$4" --sources 10000 \
 		--panic-pct 1.7 --dup-pct 2 2>>"$W/loadgen.log") || rc=$?
+	h1=$(tree_ticks "$(head -n 1 "$W/pg/postmaster.pid")")
+	rows=$(grep -oE ' rows=[0-9]+' <<<"$out" | cut -d= -f2)
+	[ -n "$out" ] && out="$out helpers_cpu_us_per_row=$(awk -v a="$h0" \
+		-v b="$h1" -v n="${rows:-0}" -v t="$CLK_TCK" \
+		'BEGIN { printf "%.1f", (n > 0 ? (b - a) * 1e6 / t / n : -1) }')"
 	out="${out:-LIMIT name=$1 rate=0} rc=$rc"
 	printf '%s\n' "$out" >>"$RES"
 	say "$out"
@@ -272,6 +281,15 @@ runq_ns() { cut -d' ' -f2 "/proc/$1/schedstat" 2>/dev/null || echo 0; }
 # "busy total" jiffies of all cores (busy: not idle, not iowait)
 machine_jiffies() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i;
 	print t - $5 - $6, t; exit}' /proc/stat; }
+# ticks of a process and of its children (the postmaster and every
+# PostgreSQL process; a child that exits meanwhile takes its ticks along)
+tree_ticks() {
+	local t=0 p
+	for p in "$1" $(pgrep -P "$1"); do
+		t=$((t + $(cpu_ticks "$p")))
+	done
+	echo "$t"
+}
 now_ns() { date +%s%N; }
 hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
@@ -360,7 +378,8 @@ if [ "$SMOKE" = 1 ]; then
 	# The PostgreSQL limit's client: alertd's batches, linked by alertd
 	# (none fell back to the trigger), every row written.
 	pg_limit smoke-pg 20 0 1
-	grep 'name=smoke-pg ' "$RES" | grep -q ' trigger_linked=0 rc=0$' || ok=0
+	grep 'name=smoke-pg ' "$RES" | grep -q ' trigger_linked=0 ' || ok=0
+	grep 'name=smoke-pg ' "$RES" | grep -q ' rc=0$' || ok=0
 	grep 'name=smoke-pg ' "$RES" | grep -q ' rows=[1-9]' || ok=0
 	[ "$(psql_pg -d alertd_limits -c "SELECT count(*) > 0 FROM events
 		WHERE row_hash IS NOT NULL AND canon IS NOT NULL")" = t ] || ok=0
@@ -535,10 +554,13 @@ for ((i = 0; i < 64; i++)); do
 		"lg.rb.h.1" heartbeat heartbeat 10 1763700000000
 		2026-11-21T10:00:00.000Z 86400 1 38.4555 27.1199 10000)
 done
+r0=$(cpu_ticks "$REDIS_PID")
 cps=$(redis-benchmark -p "$REDIS_PORT" -n 5000 -c 4 -P 4 -r 10000 --csv \
 	EVALSHA "$SHA" 0 decide_batch rbb: "" 64 "${batch[@]}" 2>/dev/null |
 	tail -n 1 | cut -d, -f2 | tr -d '"')
-echo "LIMIT name=redis-decide-batch rate=$(awk -v c="${cps:-0}" 'BEGIN{printf "%.0f", c * 64}') calls=${cps:-0}" >>"$RES"
+r1=$(cpu_ticks "$REDIS_PID")
+# Redis's own CPU per event (5,000 calls of 64), from /proc
+echo "LIMIT name=redis-decide-batch rate=$(awk -v c="${cps:-0}" 'BEGIN{printf "%.0f", c * 64}') calls=${cps:-0} cpu_us_per_event=$(awk -v a="$r0" -v b="$r1" -v t="$CLK_TCK" 'BEGIN { printf "%.1f", (b - a) * 1e6 / t / 320000 }')" >>"$RES"
 fi
 
 if want limit-pg; then

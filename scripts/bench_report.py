@@ -44,6 +44,21 @@ def ratio(a, b):
     return "{:.2f}".format(a / b) if a and b else "—"
 
 
+def shared_cores(limits, machine):
+    """(events/s, cores, PostgreSQL µs, Redis µs): what the machine's cores
+    take when they run nothing but PostgreSQL's and Redis's share of an
+    event, from the CPU each spent per event in its limit run; None if a
+    results file lacks them."""
+    pg, rd = limits.get("pg-batch-512", {}), limits.get("redis-decide-batch", {})
+    pg_us = num(pg, "backend_cpu_us_per_row") + num(pg, "helpers_cpu_us_per_row")
+    rd_us = num(rd, "cpu_us_per_event")
+    cores = next((int(m.split("=", 1)[1]) for m in machine
+                  if m.startswith("nproc=")), 0)
+    if pg_us <= 0 or rd_us <= 0 or cores <= 0:
+        return None
+    return cores * 1e6 / (pg_us + rd_us), cores, pg_us, rd_us
+
+
 def build(runs, limits, db, machine, versions, command):
     r = lambda n: runs.get(n, {})
     out = []
@@ -54,13 +69,16 @@ def build(runs, limits, db, machine, versions, command):
     redis = lim.get("redis-decide-batch") or lim.get("redis-decide")
     implied = [v for v in (echo, redis, lim.get("pg-batch-512")) if v]
     limit = min(implied) if implied else 0
+    shared = shared_cores(limits, machine)
     tcp, http = num(r("tcp-max"), "throughput"), num(r("http-max"), "throughput")
     am = num(r("am-max"), "throughput")
 
     out.append("| measurement | alertd | target | peer or limit | alertd / that |")
     out.append("| --- | --- | --- | --- | --- |")
-    out.append("| durable TCP ingest, events/s (64 conns x 64 pipelined) | %s | ≥ 30,000 | limit %s (lowest of echo, Redis decide in 64-event calls, PostgreSQL with alertd's 512-row batches) | %s |"
-               % (fmt(tcp), fmt(limit), ratio(tcp, limit)))
+    both = ("; %s if both cores did nothing but PostgreSQL's and Redis's work"
+            % fmt(shared[0])) if shared else ""
+    out.append("| durable TCP ingest, events/s (64 conns x 64 pipelined) | %s | ≥ 30,000 | limit %s (lowest of echo, Redis decide in 64-event calls, PostgreSQL with alertd's 512-row batches%s) | %s |"
+               % (fmt(tcp), fmt(limit), both, ratio(tcp, limit)))
     out.append("| durable HTTP/JSON ingest, events/s (256 keep-alive conns) | %s | ≥ 20,000 | Alertmanager %s (not durable) | %s |"
                % (fmt(http), fmt(am), ratio(http, am)))
     # tcp-10k runs several times (bench.sh BENCH_10K_RUNS): the run with
@@ -226,13 +244,16 @@ def build(runs, limits, db, machine, versions, command):
     for n in (100, 512):
         out.append("| PostgreSQL, alertd's audit batches of %d rows, synchronous_commit=on | %s rows/s | `loadgen pg-limit --window %d`, one connection, closed loop: alertd's prepared batch statement (daemon/audit.c), its rows encoded and chain-linked by alertd's code in the mix of tcp-max, the next batch encoded while one commits |"
                    % (n, fmt(lim.get("pg-batch-%d" % n)), n))
-    for n, what in ((1, "1-row batches at 1,000/s (the commits of tcp-1k)"),
-                    (30, "30-row batches at 333/s (10,000 rows/s, about the batches of tcp-10k)")):
+    for n, rate, what in ((1, 1000, "1-row batches at 1,000/s (the commits of tcp-1k)"),
+                          (30, 10000, "30-row batches at 333/s (10,000 rows/s, about the batches of tcp-10k)")):
         c = limits.get("pg-commit-%d" % n, {})
         if num(c, "count"):
-            out.append("| latency floor of a durable commit: PostgreSQL alone, %s | p50 / p99 / p99.9 %s / %s / %s ms | `loadgen pg-limit --window %d --rate %s`, open loop (from each batch's scheduled start), the same batches, `synchronous_commit=on`, after a `CHECKPOINT`: an Ack waits for at least one such commit |"
+            out.append("| latency floor of a durable commit: PostgreSQL alone, %s | p50 / p99 / p99.9 %s / %s / %s ms | `loadgen pg-limit --window %d --rate %d`, open loop (from each batch's scheduled start), the same batches, `synchronous_commit=on`, after a `CHECKPOINT`: an Ack waits for at least one such commit |"
                        % (what, fmt(num(c, "p50_ms")), fmt(num(c, "p99_ms")),
-                          fmt(num(c, "p999_ms")), n, c.get("rate", "")))
+                          fmt(num(c, "p999_ms")), n, rate))
+    if shared:
+        out.append("| the cores shared by PostgreSQL and Redis alone | %s events/s | %d cores x 1 s / (PostgreSQL's CPU per row in 512-row batches, %s µs, its backend and every other server process, + Redis's CPU per event in 64-event calls, %s µs), from /proc: the most this machine could take with no alertd and no client, if the two overlapped perfectly |"
+                   % (fmt(shared[0]), shared[1], fmt(shared[2]), fmt(shared[3])))
     out.append("")
     out.append("Machine: " + "; ".join(machine) + ".  ")
     out.append("Versions: " + "; ".join(versions) + ".  ")
