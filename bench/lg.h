@@ -14,7 +14,8 @@
 struct event_base;
 
 struct lg_opts {
-	const char *mode;       /* tcp | http | am | echo-server | pg-limit */
+	const char *mode;       /* tcp | http | am | echo-server | pg-limit |
+				   rules */
 	const char *name;       /* label of the RESULT line */
 	const char *host;
 	int port;
@@ -41,6 +42,7 @@ struct lg_opts {
 	bool panic_trace;       /* print each panic's send time and Ack
 				 * latency at the end (PANIC lines) */
 	const char *pg;         /* pg-limit: libpq connection string */
+	const char *config;     /* rules: alertd's configuration file */
 	bool reconnect;         /* tcp: a closed connection is opened again
 				 * and its unanswered events sent again
 				 * (a restart of alertd under load) */
@@ -88,7 +90,9 @@ int lg_echo_server(void);
 bool lg_am_start(void);   /* the webhook sink on --sink-port */
 void lg_am_stop(void);
 
-/* lg_pg.c: the PostgreSQL limit, alertd's audit batches sent alone */
+/* lg_pg.c: the PostgreSQL limit, alertd's audit batches sent alone; and
+ * the rules argument alertd sends the decide script, for the Redis limit */
 int lg_pg_limit(void);
+int lg_rules(void);
 
 #endif

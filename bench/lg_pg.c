@@ -1,4 +1,5 @@
-/* lg_pg: the PostgreSQL limit of the bench (`loadgen pg-limit`): alertd's
+/* lg_pg: the PostgreSQL limit of the bench (`loadgen pg-limit`), and the
+ * rules argument of the Redis limit (`loadgen rules`). pg-limit: alertd's
  * own audit batch statement (audit_batch_statement, daemon/audit.c), its
  * rows made and linked into the chain by alertd's own code (audit_row_new,
  * audit_row_link), sent by one connection, one batch at a time, each
@@ -30,8 +31,10 @@
 #include "audit.h"
 #include "audit_row.h"
 #include "codec_json.h"
+#include "config.h"
 #include "evt.h"
 #include "lg.h"
+#include "rules.h"
 
 struct lg_pg {
 	PGconn *conn;
@@ -343,4 +346,27 @@ out:
 	audit_link_free(&link);
 	PQfinish(g.conn);
 	return ok ? 0 : 1;
+}
+
+/* The decide script's rules argument for a configuration, as alertd
+ * builds it (rules_json) at this moment: the Redis limit passes it, so
+ * that the script takes the path it takes for alertd (with rules, a
+ * heartbeat only updates supervision; without, it would merge into an
+ * incident). */
+int lg_rules(void)
+{
+	char err[256] = "";
+	struct config *cfg = config_load(lg_opt.config, err, sizeof(err));
+	char *text;
+
+	if (cfg == NULL) {
+		fprintf(stderr, "loadgen: %s: %s\n", lg_opt.config, err);
+		return 1;
+	}
+	text = rules_json(cfg, lg_pg_wall_ms());
+	if (text != NULL)
+		printf("%s\n", text);
+	free(text);
+	config_free(cfg);
+	return text != NULL ? 0 : 1;
 }

@@ -915,8 +915,10 @@ static void lg_report(void)
 static void lg_usage(void)
 {
 	fprintf(stderr,
-		"usage: loadgen tcp|http|am|echo-server|pg-limit [--port P]\n"
+		"usage: loadgen tcp|http|am|echo-server|pg-limit|rules [--port P]\n"
 		"  [--host H] [--pg CONNINFO (pg-limit; --window rows a batch)]\n"
+		"  [--config alertd.ini (rules: print the decide script's rules\n"
+		"   argument as alertd sends it now)]\n"
 		"  [--name N] [--conns N] [--sources N] [--source-prefix bus-]\n"
 		"  [--rate EV/S (0 closed loop)]\n"
 		"  [--window N] [--count N] [--duration S] [--timeout S]\n"
@@ -943,6 +945,7 @@ static void lg_parse(int argc, char **argv)
 		{"seed", 1, 0, 'z'}, {"source-prefix", 1, 0, 'i'},
 		{"slow-ms", 1, 0, 'l'}, {"panic-trace", 0, 0, 'a'},
 		{"reconnect", 0, 0, 'C'}, {"pg", 1, 0, 'g'},
+		{"config", 1, 0, 'o'},
 		{0, 0, 0, 0},
 	};
 	static char run_id[24];
@@ -981,6 +984,7 @@ static void lg_parse(int argc, char **argv)
 		case 'a': lg_opt.panic_trace = true; break;
 		case 'C': lg_opt.reconnect = true; break;
 		case 'g': lg_opt.pg = optarg; break;
+		case 'o': lg_opt.config = optarg; break;
 		default: lg_usage();
 		}
 	}
@@ -988,6 +992,8 @@ static void lg_parse(int argc, char **argv)
 	    lg_opt.duration_s <= 0 || lg_opt.timeout_s <= 0)
 		lg_usage();
 	if (strcmp(lg_opt.mode, "pg-limit") == 0 && lg_opt.pg == NULL)
+		lg_usage();
+	if (strcmp(lg_opt.mode, "rules") == 0 && lg_opt.config == NULL)
 		lg_usage();
 	if (strcmp(lg_opt.mode, "tcp") != 0 &&
 	    strcmp(lg_opt.mode, "pg-limit") != 0)
@@ -1022,6 +1028,8 @@ int main(int argc, char **argv)
 		return lg_echo_server();
 	if (strcmp(lg_opt.mode, "pg-limit") == 0)
 		return lg_pg_limit();
+	if (strcmp(lg_opt.mode, "rules") == 0)
+		return lg_rules();
 	if (strcmp(lg_opt.mode, "tcp") != 0 && strcmp(lg_opt.mode, "http") != 0 &&
 	    strcmp(lg_opt.mode, "am") != 0)
 		lg_usage();

@@ -537,27 +537,41 @@ ECHO_PID=""
 fi
 
 if want limit-redis; then
+# The rate column of redis-benchmark's --csv line, counted from the right:
+# the command's text in the first column is not escaped and may hold
+# commas (the rules JSON).
+csv_rps() { awk -F'","' '{print $(NF - 6)}'; }
 SHA=$(redis-cli -p "$REDIS_PORT" SCRIPT LOAD "$(cat daemon/lua/decide.lua)")
 # Every call opens a new incident (unique source): the costliest path.
 rps=$(redis-benchmark -p "$REDIS_PORT" -n 300000 -c 4 -P 32 -r 100000000 --csv \
 	EVALSHA "$SHA" 0 decide rb: "ev-__rand_int__" "bus-__rand_int__" bus \
 	Konak "lg.rb.h.1" heartbeat heartbeat 10 1763700000000 \
 	2026-11-21T10:00:00.000Z 86400 1 38.4555 27.1199 10000 2>/dev/null |
-	tail -n 1 | cut -d, -f2 | tr -d '"')
+	tail -n 1 | csv_rps)
 echo "LIMIT name=redis-decide rate=${rps:-0}" >>"$RES"
 # The same script as alertd calls it under load: decide_batch, 64 events a
-# call (tcp-max averages about 61), 10,000 sources as in the load, so that
-# most events merge. Its rate in events/s is the Redis limit of the TCP row.
+# call (tcp-max averages about 61), 10,000 sources as in the load, with the
+# rules argument alertd sends for the bench's configuration (with rules, a
+# heartbeat only updates supervision, as in alertd; without, the script
+# would merge it into an incident). One panic and one fault a call (1.6 %
+# each; tcp-max sends 1 % of each and 2 % duplicates). Its rate in
+# events/s is the Redis limit of the TCP row.
+RULES=$("$B/loadgen" rules --config "$CFG") || die "loadgen rules failed"
 batch=()
 for ((i = 0; i < 64; i++)); do
+	case $i in
+	0) t=(panic alarm 100) ;;
+	1) t=(fault fault 30) ;;
+	*) t=(heartbeat heartbeat 10) ;;
+	esac
 	batch+=("ev-__rand_int__-__rand_int__" "bus-__rand_int__" bus Konak
-		"lg.rb.h.1" heartbeat heartbeat 10 1763700000000
+		"lg.rb.h.1" "${t[@]}" 1763700000000
 		2026-11-21T10:00:00.000Z 86400 1 38.4555 27.1199 10000)
 done
 r0=$(cpu_ticks "$REDIS_PID")
 cps=$(redis-benchmark -p "$REDIS_PORT" -n 5000 -c 4 -P 4 -r 10000 --csv \
-	EVALSHA "$SHA" 0 decide_batch rbb: "" 64 "${batch[@]}" 2>/dev/null |
-	tail -n 1 | cut -d, -f2 | tr -d '"')
+	EVALSHA "$SHA" 0 decide_batch rbb: "$RULES" 64 "${batch[@]}" 2>/dev/null |
+	tail -n 1 | csv_rps)
 r1=$(cpu_ticks "$REDIS_PID")
 # Redis's own CPU per event (5,000 calls of 64), from /proc
 echo "LIMIT name=redis-decide-batch rate=$(awk -v c="${cps:-0}" 'BEGIN{printf "%.0f", c * 64}') calls=${cps:-0} cpu_us_per_event=$(awk -v a="$r0" -v b="$r1" -v t="$CLK_TCK" 'BEGIN { printf "%.1f", (b - a) * 1e6 / t / 320000 }')" >>"$RES"

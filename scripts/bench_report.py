@@ -236,7 +236,7 @@ def build(runs, limits, db, machine, versions, command):
                       fmt(num(e10, "ack_p999_ms"))))
     out.append("| Redis, decide.lua pipelined | %s calls/s | `redis-benchmark -P 32 -c 4` EVALSHA of daemon/lua/decide.lua, every call opening an incident |" % fmt(lim.get("redis-decide")))
     if lim.get("redis-decide-batch"):
-        out.append("| Redis, decide.lua in calls of 64 events, pipelined | %s events/s (%s calls/s) | `redis-benchmark -P 4 -c 4 -r 10000` EVALSHA of `decide_batch` with 64 events from 10,000 sources (most merge), no rules: how alertd calls it under load (tcp-max averages about 61 a call) |"
+        out.append("| Redis, decide.lua in calls of 64 events, pipelined | %s events/s (%s calls/s) | `redis-benchmark -P 4 -c 4 -r 10000` EVALSHA of `decide_batch` with 64 events from 10,000 sources, one panic, one fault and 62 heartbeats, and the rules argument alertd sends for the bench's configuration (`loadgen rules`): how alertd calls it under load (tcp-max averages about 61 a call) |"
                    % (fmt(lim.get("redis-decide-batch")),
                       fmt(num(limits.get("redis-decide-batch", {}), "calls"))))
     # bench/lg_pg.c (loadgen pg-limit): alertd's own batch statement and
