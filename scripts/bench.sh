@@ -573,8 +573,12 @@ cps=$(redis-benchmark -p "$REDIS_PORT" -n 5000 -c 4 -P 4 -r 10000 --csv \
 	EVALSHA "$SHA" 0 decide_batch rbb: "$RULES" 64 "${batch[@]}" 2>/dev/null |
 	tail -n 1 | csv_rps)
 r1=$(cpu_ticks "$REDIS_PID")
+# a script error is answered fast too: count them, so that a limit made of
+# errors shows (INFO commandstats, failed_calls of EVALSHA)
+failed=$(redis-cli -p "$REDIS_PORT" INFO commandstats |
+	grep -oE '^cmdstat_evalsha:.*failed_calls=[0-9]+' | grep -oE '[0-9]+$')
 # Redis's own CPU per event (5,000 calls of 64), from /proc
-echo "LIMIT name=redis-decide-batch rate=$(awk -v c="${cps:-0}" 'BEGIN{printf "%.0f", c * 64}') calls=${cps:-0} cpu_us_per_event=$(awk -v a="$r0" -v b="$r1" -v t="$CLK_TCK" 'BEGIN { printf "%.1f", (b - a) * 1e6 / t / 320000 }')" >>"$RES"
+echo "LIMIT name=redis-decide-batch rate=$(awk -v c="${cps:-0}" 'BEGIN{printf "%.0f", c * 64}') calls=${cps:-0} cpu_us_per_event=$(awk -v a="$r0" -v b="$r1" -v t="$CLK_TCK" 'BEGIN { printf "%.1f", (b - a) * 1e6 / t / 320000 }') failed_calls=${failed:-0}" >>"$RES"
 fi
 
 if want limit-pg; then
