@@ -383,6 +383,11 @@ if [ "$SMOKE" = 1 ]; then
 	grep 'name=smoke-pg ' "$RES" | grep -q ' rows=[1-9]' || ok=0
 	[ "$(psql_pg -d alertd_limits -c "SELECT count(*) > 0 FROM events
 		WHERE row_hash IS NOT NULL AND canon IS NOT NULL")" = t ] || ok=0
+	# The Redis limit's rules argument: alertd's, for this configuration.
+	"$B/loadgen" rules --config "$CFG" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+sys.exit(0 if r["flood_soft"] > 0 and "kind_mod" in r else 1)' || ok=0
 	if [ "$ok" = 1 ]; then
 		echo "bench-smoke: ok"
 		exit 0
