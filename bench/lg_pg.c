@@ -21,7 +21,6 @@
  * else runs in this process. */
 #include <inttypes.h>
 #include <libpq-fe.h>
-#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +34,7 @@
 #include "evt.h"
 #include "lg.h"
 #include "rules.h"
+#include "tzclock.h"
 
 struct lg_pg {
 	PGconn *conn;
@@ -75,26 +75,10 @@ static long long lg_pg_cpu_ticks(int pid)
 	return (long long)(ut + st);
 }
 
-static int64_t lg_pg_wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The head named by a result's columns seq, hex hash; false if none. */
 static bool lg_pg_adopt(struct lg_pg *g, const char *seq, const char *hex)
 {
-	long n = 0;
-	unsigned char *h = OPENSSL_hexstr2buf(hex, &n);
-
-	if (h != NULL && n == AUDIT_HASH_LEN) {
-		g->head_seq = strtoll(seq, NULL, 10);
-		memcpy(g->head_hash, h, AUDIT_HASH_LEN);
-	}
-	OPENSSL_free(h);
-	return n == AUDIT_HASH_LEN;
+	return audit_head_parse(seq, hex, &g->head_seq, g->head_hash);
 }
 
 static bool lg_pg_connect(struct lg_pg *g)
@@ -138,7 +122,7 @@ static struct audit_row *lg_pg_row(struct lg_pg *g)
 	bool urgent = r >= lg_opt.dup_pct &&
 		      r < lg_opt.dup_pct + lg_opt.panic_pct;
 	char source[24], label[64], tid[32];
-	int64_t now = lg_pg_wall_ms();
+	int64_t now = tzclock_now_ms();
 	struct evt ev = {0};
 	struct audit_row *row;
 	const char *why;
@@ -229,7 +213,7 @@ static bool lg_pg_send(struct lg_pg *g, struct audit_list *rows,
 	char seq[24], cnt[24];
 	const char *params[7];
 
-	if (!audit_row_link(rows, g->head_seq, g->head_hash, lg_pg_wall_ms(),
+	if (!audit_row_link(rows, g->head_seq, g->head_hash, tzclock_now_ms(),
 			    link))
 		return false;
 	snprintf(seq, sizeof(seq), "%" PRId64, g->head_seq);
@@ -363,7 +347,7 @@ int lg_rules(void)
 		fprintf(stderr, "loadgen: %s: %s\n", lg_opt.config, err);
 		return 1;
 	}
-	text = rules_json(cfg, lg_pg_wall_ms());
+	text = rules_json(cfg, tzclock_now_ms());
 	if (text != NULL)
 		printf("%s\n", text);
 	free(text);

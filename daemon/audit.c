@@ -41,7 +41,6 @@
 #include <time.h>
 
 #include <event2/event.h>
-#include <openssl/crypto.h>
 
 #include "config.h"
 #include "log.h"
@@ -677,17 +676,7 @@ static void audit_batch_free(struct audit_batch *b)
 static bool audit_adopt_head(struct audit *a, const char *seq,
 			     const char *hex)
 {
-	unsigned char *h;
-	long n = 0;
-
-	if (!(h = OPENSSL_hexstr2buf(hex, &n)))
-		return false;
-	if (n == AUDIT_HASH_LEN) {
-		a->head_seq = strtoll(seq, NULL, 10);
-		memcpy(a->head_hash, h, AUDIT_HASH_LEN);
-	}
-	OPENSSL_free(h);
-	return n == AUDIT_HASH_LEN;
+	return audit_head_parse(seq, hex, &a->head_seq, a->head_hash);
 }
 
 static void audit_on_batch_ok(struct audit *a, struct audit_batch *b,

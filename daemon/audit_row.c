@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include "jsonw.h"
@@ -357,4 +358,20 @@ bool audit_row_link(struct audit_list *rows, int64_t head_seq,
 		return false;
 	}
 	return true;
+}
+
+bool audit_head_parse(const char *seq, const char *hex, int64_t *seq_out,
+		      unsigned char hash[AUDIT_HASH_LEN])
+{
+	unsigned char *h;
+	long n = 0;
+
+	if (!(h = OPENSSL_hexstr2buf(hex, &n)))
+		return false;
+	if (n == AUDIT_HASH_LEN) {
+		*seq_out = strtoll(seq, NULL, 10);
+		memcpy(hash, h, AUDIT_HASH_LEN);
+	}
+	OPENSSL_free(h);
+	return n == AUDIT_HASH_LEN;
 }

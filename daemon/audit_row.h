@@ -83,4 +83,9 @@ bool audit_row_link(struct audit_list *rows, int64_t head_seq,
 	__attribute__((warn_unused_result));
 void audit_link_free(struct audit_link *l);
 
+/* The head as the batch statement names it (chain_seq, hex hash) into
+ * *seq_out and hash; false, leaving both alone, if it is not one. */
+bool audit_head_parse(const char *seq, const char *hex, int64_t *seq_out,
+		      unsigned char hash[AUDIT_HASH_LEN]);
+
 #endif
