@@ -13,6 +13,7 @@
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
 
+#include "api_incident.h"
 #include "audit.h"
 #include "config.h"
 #include "decide.h"
@@ -64,6 +65,8 @@ static void api_on_json(bool ok, const char *json, void *arg)
  * filtered by zones and masked by role like the stream (fanout_view). */
 struct api_view {
 	struct evhttp_request *req;
+	struct pg_conn *pg;   /* the incident's history (api_incident.c) */
+	int64_t incident_id;
 	enum auth_role role;
 	json_t *out;       /* the queue as seen, being built */
 	char zones[];
@@ -83,32 +86,21 @@ static bool api_view_one(const char *snap, void *arg)
 	return true;
 }
 
-static void api_on_json_view(bool ok, const char *json, void *arg)
+static void api_on_queue_view(bool ok, const char *json, void *arg)
 {
 	struct api_view *v = arg;
 	json_t *arr = ok && json != NULL && json[0] == '[' ?
 			      json_loads(json, 0, NULL) : NULL;
 	json_t *out = NULL;
-	char *text = NULL, *copy;
+	char *text = NULL;
 
 	if (v->role != AUTH_ROLE_AUDITOR &&
 	    !(v->role == AUTH_ROLE_OPERATOR && v->zones[0] != '\0')) {
 		api_on_json(ok, json, v->req); /* sees everything as is */
 		goto done;
 	}
-	if (!ok || json == NULL || (json[0] == '[' && arr == NULL)) {
-		api_on_json(ok && json != NULL ? false : ok, NULL, v->req);
-		goto done;
-	}
 	if (arr == NULL) {
-		const char *seen = fanout_view(v->role, v->zones, json, &copy);
-
-		if (seen == NULL)
-			http_reply_error(v->req, 403, "forbidden", NULL,
-					 "the incident is not in your zones", 0);
-		else
-			http_reply_json(v->req, 200, seen);
-		free(copy);
+		api_reply_unavailable(v->req, "the incident store");
 		goto done;
 	}
 	v->out = out = json_array();
@@ -126,6 +118,28 @@ done:
 	free(v);
 }
 
+/* decide_incident: one snapshot, as the operator may see it, then its
+ * history (api_incident_reply). */
+static void api_on_incident_view(bool ok, const char *json, void *arg)
+{
+	struct api_view *v = arg;
+	char *copy = NULL;
+	const char *seen = ok && json != NULL
+				   ? fanout_view(v->role, v->zones, json, &copy)
+				   : NULL;
+
+	if (!ok || json == NULL)
+		api_on_json(ok, json, v->req);
+	else if (seen == NULL)
+		http_reply_error(v->req, 403, "forbidden", NULL,
+				 "the incident is not in your zones", 0);
+	else
+		api_incident_reply(v->req, v->pg, v->incident_id, seen,
+				   auth_role_name(v->role));
+	free(copy);
+	free(v);
+}
+
 static struct api_view *api_view_new(struct evhttp_request *req,
 				     const struct operator_info *op)
 {
@@ -134,6 +148,8 @@ static struct api_view *api_view_new(struct evhttp_request *req,
 
 	if (v != NULL) {
 		v->req = req;
+		v->pg = NULL;
+		v->incident_id = 0;
 		v->role = op->role;
 		v->out = NULL;
 		memcpy(v->zones, z, strlen(z) + 1);
@@ -184,10 +200,13 @@ static void api_on_operator(const struct operator_info *op, bool unavailable,
 		if (v == NULL)
 			sent = false;
 		else if (call->route == API_QUEUE)
-			sent = decide_queue(deps->decide, api_on_json_view, v);
-		else
+			sent = decide_queue(deps->decide, api_on_queue_view, v);
+		else {
+			v->pg = deps->pg_query;
+			v->incident_id = call->incident_id;
 			sent = decide_incident(deps->decide, call->incident_id,
-					       api_on_json_view, v);
+					       api_on_incident_view, v);
+		}
 		if (!sent)
 			free(v);
 		break;
