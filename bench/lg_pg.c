@@ -347,7 +347,7 @@ int lg_rules(void)
 		fprintf(stderr, "loadgen: %s: %s\n", lg_opt.config, err);
 		return 1;
 	}
-	text = rules_json(cfg, tzclock_now_ms());
+	text = rules_json(cfg, tzclock_now_ms(), NULL);
 	if (text != NULL)
 		printf("%s\n", text);
 	free(text);

@@ -114,6 +114,10 @@ struct decide {
 				    * DECIDE_RULES_REFRESH_MS */
 	struct event *ev_flush;
 	int batches_inflight;      /* decide_batch calls sent, not answered */
+	/* The highest incident id and accept_seq known to be given (the
+	 * script's replies, PostgreSQL): sent with the rules, so that the
+	 * counters go on above them after Redis lost its data. */
+	struct rules_seq_floor floor;
 };
 
 static void decide_on_reply(redisReply *reply, void *arg);
@@ -380,6 +384,8 @@ static void decide_answer_event(struct decide_call *call,
 		call->cb.event(NULL, call->arg);
 		return;
 	}
+	if (call->d != NULL && res.refused == NULL)
+		decide_raise_floor(call->d, res.incident_id, res.accept_seq);
 	call->cb.event(&res, call->arg);
 }
 
@@ -451,6 +457,8 @@ static void decide_answer_items(struct decide_call *call,
 		call->cb.items(false, 0, NULL, call->arg);
 		return;
 	}
+	for (size_t i = 0; i < n && call->d != NULL; i++)
+		decide_raise_floor(call->d, items[i].incident_id, 0);
 	call->cb.items(true, n, items, call->arg);
 	free(items);
 }
@@ -606,11 +614,20 @@ void decide_free(struct decide *d)
 	free(d);
 }
 
+void decide_raise_floor(struct decide *d, int64_t incident, int64_t accept)
+{
+	if (incident > d->floor.incident)
+		d->floor.incident = incident;
+	if (accept > d->floor.accept)
+		d->floor.accept = accept;
+}
+
 /* The rules argument of the script (rules.c). */
 static bool decide_call_rules(struct decide_call *call,
 			      const struct config *cfg, int64_t now_ms)
 {
-	char *text = rules_json(cfg, now_ms);
+	char *text = rules_json(cfg, now_ms,
+				call->d != NULL ? &call->d->floor : NULL);
 
 	if (text == NULL) {
 		log_error("decide: out of memory for the rules");

@@ -113,6 +113,12 @@ bool decide_changes_since(struct decide *d, const char *last_id, size_t max,
 			  decide_changes_cb cb, void *arg)
 	__attribute__((warn_unused_result));
 
+/* Raises the floor of the script's counters (rules.h): incident ids and
+ * accept_seq continue above what is known to have been given, even after
+ * Redis lost its data. alertd raises it from every reply itself; seqfloor
+ * adds what PostgreSQL holds. */
+void decide_raise_floor(struct decide *d, int64_t incident, int64_t accept);
+
 /* Re-applies aging to the incidents whose aging step is due at now_ms
  * (at most limit), one script call. */
 bool decide_age(struct decide *d, int64_t now_ms, int limit,

@@ -30,6 +30,7 @@
 #include "presence.h"
 #include "redis_pool.h"
 #include "registry.h"
+#include "seqfloor.h"
 #include "supervise.h"
 
 #define ALERTD_VERSION "0.1.0"
@@ -62,6 +63,7 @@ struct daemon {
 	struct pipeline *pipeline;
 	struct supervise *supervise;
 	struct registry *registry;
+	struct seqfloor *seqfloor;
 	struct http_server *http;
 	struct ingest_tcp *tcp;
 	uint64_t watchdog_usec;
@@ -145,6 +147,7 @@ static void daemon_on_janitor(evutil_socket_t fd, short what, void *arg)
 		notify_tick(d->notify);
 	}
 	escalate_tick(d->escalate);
+	seqfloor_tick(d->seqfloor);
 	if (d->state == DAEMON_DRAINING)
 		daemon_check_drained(d);
 }
@@ -347,7 +350,9 @@ static void daemon_build(struct daemon *d, const struct config *cfg)
 	d->pipeline = pipeline_new(d->decide, d->audit);
 	d->supervise = supervise_new(d->decide, d->audit);
 	d->registry = registry_new(d->redis, d->pg_ops);
-	if (d->pipeline == NULL || d->supervise == NULL || d->registry == NULL)
+	d->seqfloor = seqfloor_new(d->decide, d->pg_ops);
+	if (d->pipeline == NULL || d->supervise == NULL || d->registry == NULL ||
+	    d->seqfloor == NULL)
 		die(1, "out of memory at start-up");
 	d->presence = presence_new(d->decide, d->pipeline, d->audit, d->fanout);
 	d->console_tcp = console_tcp_new(d->base, d->decide, d->operators,
@@ -431,6 +436,7 @@ static void daemon_free(struct daemon *d)
 	pipeline_free(d->pipeline);
 	supervise_free(d->supervise);
 	registry_free(d->registry);
+	seqfloor_free(d->seqfloor);
 	presence_free(d->presence);
 	operators_free(d->operators);
 	console_tcp_free(d->console_tcp);

@@ -21,15 +21,16 @@ bool rules_is_night(const struct config *cfg, int64_t now_ms)
 				 cfg->night_end_min);
 }
 
-char *rules_json(const struct config *cfg, int64_t now_ms)
+char *rules_json(const struct config *cfg, int64_t now_ms,
+		 const struct rules_seq_floor *floor)
 {
 	json_t *r = json_object(), *kmod = json_object(),
 	       *zmod = json_object(), *nk = json_object(),
-	       *sup = json_object();
+	       *sup = json_object(), *seq = json_object();
 	char *text = NULL;
 
 	if (r == NULL || kmod == NULL || zmod == NULL || nk == NULL ||
-	    sup == NULL)
+	    sup == NULL || seq == NULL)
 		goto done;
 	for (int k = 0; k < EVT_KIND__COUNT; k++) {
 		const char *name = evt_kind_name((enum evt_kind)k);
@@ -66,12 +67,18 @@ char *rules_json(const struct config *cfg, int64_t now_ms)
 							      : "reject"));
 	json_object_set_new(r, "device_offline",
 			    json_integer(cfg->priority_device_offline));
+	json_object_set_new(seq, "incident",
+			    json_integer(floor ? floor->incident : 0));
+	json_object_set_new(seq, "accept",
+			    json_integer(floor ? floor->accept : 0));
+	json_object_set(r, "seq_floor", seq);
 	text = json_dumps(r, JSON_COMPACT | JSON_SORT_KEYS);
 done:
 	json_decref(kmod);
 	json_decref(zmod);
 	json_decref(nk);
 	json_decref(sup);
+	json_decref(seq);
 	json_decref(r);
 	return text;
 }

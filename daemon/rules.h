@@ -15,8 +15,17 @@ struct config;
  * when the zone is unknown, which config_load does not let through). */
 bool rules_is_night(const struct config *cfg, int64_t now_ms);
 
-/* The compact JSON text (caller frees), or NULL when out of memory. */
-char *rules_json(const struct config *cfg, int64_t now_ms)
+/* The highest incident id and accept_seq alertd knows were given: the
+ * script's counters never go back below them (decide.lua next_seq). */
+struct rules_seq_floor {
+	int64_t incident;
+	int64_t accept;
+};
+
+/* The compact JSON text (caller frees), or NULL when out of memory;
+ * floor may be NULL (nothing known). */
+char *rules_json(const struct config *cfg, int64_t now_ms,
+		 const struct rules_seq_floor *floor)
 	__attribute__((warn_unused_result));
 
 #endif

@@ -59,6 +59,26 @@ local function int(n)
 	return string.format('%d', n)
 end
 
+-- The next value of counter seq:<name> (incident ids, accept sequence
+-- numbers). They must never run backwards: PostgreSQL keeps every id
+-- they gave, and a reused incident id would mix two incidents in the
+-- audit trail (a reused accept_seq could even make a new event's row look
+-- stored already). When Redis lost its data, INCR starts again at 1; the
+-- rules then carry seq_floor, the highest value alertd knows of (its own
+-- replies and PostgreSQL, docs/redis.md), and the counter jumps above it.
+-- No extra command while the counter is intact.
+local function next_seq(R, name)
+	local key = P .. 'seq:' .. name
+	local v = redis.call('INCR', key)
+	local floor = R and type(R.seq_floor) == 'table' and
+		tonumber(R.seq_floor[name]) or 0
+	if v <= floor then
+		v = floor + 1
+		redis.call('SET', key, int(v))
+	end
+	return int(v)
+end
+
 local function clamp(n, lo, hi)
 	if n < lo then return lo end
 	if n > hi then return hi end
@@ -347,7 +367,7 @@ local function mode_sweep()
 		end
 		-- iv 0: supervision was turned off since the due time was set.
 		if src and iv > 0 and not redis.call('GET', okey) then
-			local id = int(redis.call('INCR', P .. 'seq:incident'))
+			local id = next_seq(R, 'incident')
 			local kind = src.kind or 'other'
 			local base = clamp(tonumber(R.device_offline) or 0, 0, 999)
 			local h = {
@@ -446,7 +466,7 @@ local function decide_one(A, R)
 		end
 		if etype == 'heartbeat' then
 			-- Supervision only: no incident (docs/api.md).
-			local seq = int(redis.call('INCR', P .. 'seq:accept'))
+			local seq = next_seq(R, 'accept')
 			redis.call('SET', evt_key, cjson.encode({
 				outcome = 'merged', incident_id = '0',
 				priority = '0', accept_seq = seq, opened = '0',
@@ -481,7 +501,7 @@ local function decide_one(A, R)
 		h.version = int((tonumber(h.version) or 0) + 1)
 	else
 		outcome = 'new'
-		id = int(redis.call('INCR', P .. 'seq:incident'))
+		id = next_seq(R, 'incident')
 		h = {
 			id = id, state = 'new', priority = int(base),
 			type = etype, type_base = int(base), class = class,
@@ -526,7 +546,7 @@ local function decide_one(A, R)
 	end
 
 	-- (c) accept sequence, (d) queue position.
-	local accept_seq = int(redis.call('INCR', P .. 'seq:accept'))
+	local accept_seq = next_seq(R, 'accept')
 	redis.call('ZADD', P .. 'queue',
 		queue_score(tonumber(h.priority), tonumber(h.first_seen_ms)), id)
 

@@ -54,7 +54,7 @@ const char *fuzz_config_one(const uint8_t *data, size_t size)
 	/* 2026-11-21 12:00 and 23:00 UTC: day and night somewhere. */
 	for (int64_t t = INT64_C(1795262400000); t <= INT64_C(1795302000000);
 	     t += INT64_C(39600000)) {
-		if (!(rules = rules_json(cfg, t)) ||
+		if (!(rules = rules_json(cfg, t, NULL)) ||
 		    !(j = json_loads(rules, 0, NULL))) {
 			why = "the rules of an accepted config are not JSON";
 			free(rules);

@@ -283,6 +283,33 @@ def test_incident_ids_are_sequential_integers(s):
     assert ids == [ids[0], ids[0] + 1, ids[0] + 2]
 
 
+def _decide_with_floor(s, floor):
+    """decide with rules carrying seq_floor (what alertd knows was
+    given): {"incident": N, "accept": M}."""
+    reply = s.r.eval(s.text, 0, "decide", s.prefix, uid("e"), uid("src"),
+                     "bus", "", "", "panic", "alarm", "100", str(T0),
+                     iso(T0), "86400", "0", "", "", "10000",
+                     json.dumps({"seq_floor": floor}))
+    res = dict(zip(OUT, reply))
+    return int(res["incident_id"]), int(res["accept_seq"])
+
+
+def test_counters_never_go_back_below_the_floor(s):
+    # No counters (Redis lost its data): they continue above the floor.
+    assert _decide_with_floor(s, {"incident": 500, "accept": 900}) == \
+        (501, 901)
+    # Counters above the floor: one step, as always.
+    assert _decide_with_floor(s, {"incident": 500, "accept": 900}) == \
+        (502, 902)
+    # A floor above the counters (ids another instance gave): above it.
+    assert _decide_with_floor(s, {"incident": 700, "accept": 0}) == \
+        (701, 903)
+    # Without rules: the counters as they are.
+    res = s.decide(uid("e"), uid("src"))
+    assert (res["incident_id"], res["accept_seq"]) == (702, 904)
+    assert s.r.get(s.prefix + "seq:incident") == "702"
+
+
 def test_resolved_incident_is_not_merged_into(s):
     """After the open key is gone (resolve), the next event opens anew."""
     src = uid("bus")

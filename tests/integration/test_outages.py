@@ -233,3 +233,71 @@ def test_audit_backend_killed_between_batches(alertd):
                            for ev in before + after), RECOVERY_S,
                what="one row for every event")
     assert alertd.alive()
+
+
+def _max_ids(alertd):
+    """The highest incident id and accept_seq in the audit trail."""
+    with alertd.db().cursor() as cur:
+        cur.execute("SELECT coalesce(max(incident_id), 0),"
+                    " coalesce(max(accept_seq), 0) FROM events")
+        return cur.fetchone()
+
+
+def _accept_seq(alertd, event_id):
+    with alertd.db().cursor() as cur:
+        cur.execute("SELECT accept_seq FROM events WHERE event_id = %s",
+                    (event_id,))
+        return [r[0] for r in cur.fetchall()]
+
+
+def _forget_everything(alertd):
+    """What Redis without persistence keeps of this test after a restart:
+    nothing (the other tests' keys stay)."""
+    keys = alertd.redis_keys()
+    assert keys
+    alertd.redis().delete(*keys)
+
+
+def test_ids_continue_after_redis_lost_its_data(alertd):
+    """Incident ids and accept_seq never start again at 1: a reused id
+    would mix two incidents in the audit trail (and GET /v1/incidents/{id}
+    would show another incident's history); a reused accept_seq could make
+    a retried event's new row look stored already."""
+    first = make_event()
+    for ev in (first, make_event(), make_event(source=first["source"])):
+        st, body, _ = post_event(alertd.http, ev)
+        assert st == 202, body
+    inc_max, acc_max = _max_ids(alertd)
+    assert inc_max >= 2 and acc_max >= 3
+
+    _forget_everything(alertd)
+    # The same device retries its first event: a new decision now (Redis
+    # forgot it), and a row of its own.
+    body = _recover(alertd, first)
+    assert body["outcome"] == "new", body
+    assert body["incident_id"] > inc_max, (body, inc_max)
+    seqs = _accept_seq(alertd, first["event_id"])
+    assert len(seqs) == 2 and max(seqs) > acc_max, (seqs, acc_max)
+    fresh = make_event()
+    st, body2, _ = post_event(alertd.http, fresh)
+    assert st == 202 and body2["incident_id"] > body["incident_id"], body2
+
+
+def test_ids_continue_after_alertd_and_redis_both_restarted(alertd_factory):
+    """A new alertd on an empty Redis (a machine restarted, Redis without
+    persistence): the counters continue above what PostgreSQL holds."""
+    a = alertd_factory()
+    for _ in range(3):
+        st, body, _ = post_event(a.http, make_event())
+        assert st == 202, body
+    a.stop()
+    inc_max, acc_max = _max_ids(a)
+    _forget_everything(a)
+
+    b = alertd_factory()
+    b.wait_log("seqfloor: incident ids continue above %d" % inc_max)
+    ev = make_event()
+    st, body, _ = post_event(b.http, ev)
+    assert st == 202 and body["outcome"] == "new", body
+    assert body["incident_id"] == inc_max + 1, (body, inc_max)
+    assert _accept_seq(b, ev["event_id"]) == [acc_max + 1]

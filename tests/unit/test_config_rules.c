@@ -114,8 +114,8 @@ TEST(rules_json_night_flag_and_members)
 	REQUIRE(cfg != NULL);
 	CHECK(!rules_is_night(cfg, T_2159_IST));
 	CHECK(rules_is_night(cfg, T_2159_IST + 1000));
-	day = rules_json(cfg, T_2159_IST);
-	night = rules_json(cfg, T_2159_IST + 1000);
+	day = rules_json(cfg, T_2159_IST, NULL);
+	night = rules_json(cfg, T_2159_IST + 1000, NULL);
 	REQUIRE(day != NULL && night != NULL);
 	CHECK(strstr(day, "\"night\":0") != NULL);
 	CHECK(strstr(night, "\"night\":1") != NULL);
