@@ -543,7 +543,9 @@ static const char *ingest_tcp_auth_detail(enum auth_sig_result r)
 }
 
 /* One signed event: signature first (no unauthenticated bytes reach the
- * decoder), then decode and validate, then the source's own secret. */
+ * event decoder; a refused event's id alone is read, to name it in its
+ * Nack: pipelined answers are matched by event_id), then decode and
+ * validate, then the source's own secret. */
 static void ingest_tcp_conn_event(struct tcp_conn *c, int64_t t,
 				  const char *v1, const uint8_t *bytes,
 				  size_t len)
@@ -557,10 +559,14 @@ static void ingest_tcp_conn_event(struct tcp_conn *c, int64_t t,
 
 	r = auth_verify(cfg, t, v1, bytes, len, time(NULL), &idx);
 	if (r != AUTH_SIG_OK) {
-		log_info("tcp=%s: event refused: %s", c->name,
-			 auth_sig_code(r));
-		ingest_tcp_conn_nack(c, "", auth_sig_code(r),
+		char *id = codec_pb_peek_event_id(bytes, len,
+						  limits.max_id_len);
+
+		log_info("tcp=%s: event=%s refused: %s", c->name,
+			 id ? id : "-", auth_sig_code(r));
+		ingest_tcp_conn_nack(c, id ? id : "", auth_sig_code(r),
 				     ingest_tcp_auth_detail(r));
+		free(id);
 		return;
 	}
 	ev = codec_pb_decode_event(bytes, len, &limits, &err);

@@ -79,11 +79,14 @@ def test_bad_signature_gets_nack_and_connection_stays(alertd):
         assert f.WhichOneof("msg") == "nack", f
         assert f.nack.code == "signature_invalid"
         assert f.nack.retry is False
+        # named, so that a device matching pipelined answers knows which
+        assert f.nack.event_id == bad["event_id"]
         c.send_event(old, t=int(time.time()) - 3600)
         f = c.read_frame()
         assert f.WhichOneof("msg") == "nack", f
         assert f.nack.code == "timestamp_out_of_window"
         assert f.nack.retry is False
+        assert f.nack.event_id == old["event_id"]
         c.send_event(good)
         a = _ack(c.read_frame())
         assert a.event_id == good["event_id"]
