@@ -35,6 +35,8 @@
 #include "operators.h"
 
 #define CONSOLE_SUBSCRIBE_S 10
+#define CONSOLE_STR_(x) #x
+#define CONSOLE_STR(x) CONSOLE_STR_(x)
 #define CONSOLE_FRAME_MAX 65536
 #define CONSOLE_OUT_MAX (4 * 1024 * 1024)
 #define CONSOLE_REPLAY_MAX 10000
@@ -410,12 +412,19 @@ static void console_on_read(struct bufferevent *bev, void *arg)
 	frame = alertd__v1__frame__unpack(NULL, n, evbuffer_pullup(in, n));
 	evbuffer_drain(in, n);
 	if (frame == NULL || frame->msg_case != ALERTD__V1__FRAME__MSG_SUBSCRIBE ||
-	    frame->subscribe == NULL || frame->subscribe->token == NULL ||
-	    frame->subscribe->token[0] == '\0') {
+	    frame->subscribe == NULL) {
 		if (frame != NULL)
 			alertd__v1__frame__free_unpacked(frame, NULL);
 		console_error(c, "malformed_frame", "send one Subscribe with a "
 			      "token first");
+		return;
+	}
+	if (frame->subscribe->token == NULL ||
+	    frame->subscribe->token[0] == '\0') {
+		/* like a request without a bearer token (HTTP 401) */
+		alertd__v1__frame__free_unpacked(frame, NULL);
+		console_error(c, "unauthorized",
+			      "the Subscribe carries no operator token");
 		return;
 	}
 	if (frame->subscribe->last_event_id != NULL &&
@@ -441,6 +450,10 @@ static void console_on_event(struct bufferevent *bev, short what, void *arg)
 	}
 	if (c->state == CON_CLOSING)
 		console_close(c, c->why);
+	else if ((what & BEV_EVENT_TIMEOUT) && c->state == CON_WAIT_SUBSCRIBE)
+		/* told why, like any other refusal, then closed */
+		console_error(c, "timeout", "no Subscribe within "
+			      CONSOLE_STR(CONSOLE_SUBSCRIBE_S) " s");
 	else
 		console_close(c, (what & BEV_EVENT_TIMEOUT)
 					 ? "no Subscribe in time"

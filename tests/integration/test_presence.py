@@ -291,3 +291,29 @@ def test_tcp_console_error_frame_then_orderly_close(alertd_factory,
         assert c.sock.recv(65536) == b""    # FIN, not a reset
         t.join(10)
         c.sock.shutdown(socket.SHUT_WR)
+
+
+def test_tcp_console_told_why_when_refused_before_subscribing(alertd_factory,
+                                                              make_config):
+    """A Subscribe without a token is refused as unauthorized (like a
+    request without a bearer token), and a console that sends nothing
+    within 10 s is told so in an Error frame before the close, like any
+    other refusal (docs/api.md: errors come as Frame{error})."""
+    import time
+    from conftest import free_port
+    from helpers import TcpClient
+    port = free_port()
+    cfg = make_config(server__console_tcp_listen="127.0.0.1:%d" % port)
+    alertd = alertd_factory(config=cfg)
+    with _subscribe(alertd, cfg, "") as c:
+        f = c.read_frame(10)
+        assert f is not None and f.WhichOneof("msg") == "error", f
+        assert f.error.code == "unauthorized", f
+        assert c.read_frame(10) is None            # then closed
+    with TcpClient("127.0.0.1", port) as c:
+        t0 = time.monotonic()
+        f = c.read_frame(20)
+        assert f is not None and f.WhichOneof("msg") == "error", f
+        assert f.error.code == "timeout", f
+        assert 9 <= time.monotonic() - t0 < 15
+        assert c.read_frame(10) is None
