@@ -7,9 +7,10 @@
  * The reply is the snapshot with four members more (docs/api.md):
  *   "events"       its newest API_INCIDENT_EVENTS events, oldest first:
  *                  {"received_at", "outcome", "priority", "event"} where
- *                  event is the payload as stored (personal attrs and a
- *                  support-line label "***" unless the caller's role is in
- *                  [audit] personal_roles, as in GET /v1/audit);
+ *                  event is the payload as stored (personal attrs "***"
+ *                  unless the caller's role is in [audit] personal_roles,
+ *                  as in GET /v1/audit; a support-line label as in the
+ *                  snapshot: "***" for the auditor);
  *   "transitions"  its newest API_INCIDENT_TRANSITIONS transitions, oldest
  *                  first: {"at", "from", "to", "actor", "detail"};
  *   "events_truncated", "transitions_truncated"
@@ -60,7 +61,8 @@ static const char api_incident_sql[] =
 struct api_incident_call {
 	struct evhttp_request *req;
 	json_t *snap;          /* the snapshot as the caller may see it */
-	bool show_personal;
+	bool show_personal;    /* personal attrs as stored */
+	bool mask_label;       /* a support-line label "***", as in snap */
 	char id[24];
 };
 
@@ -81,13 +83,15 @@ static json_t *api_incident_json(const PGresult *res, int i, int col)
 	return v ? v : json_null();
 }
 
-static json_t *api_incident_event(const PGresult *res, int i,
-				  bool show_personal)
+static json_t *api_incident_event(const struct api_incident_call *call,
+				  const PGresult *res, int i)
 {
 	json_t *o = json_object(), *ev = api_incident_json(res, i, 5);
 
-	if (!show_personal && json_is_object(ev))
-		personal_mask_event(config_current(), ev);
+	if (!call->show_personal && json_is_object(ev))
+		personal_mask_attrs(config_current(), ev);
+	if (call->mask_label && json_is_object(ev))
+		personal_mask_label(ev);
 	json_object_set_new(o, "received_at", api_incident_text(res, i, 1));
 	json_object_set_new(o, "outcome", api_incident_text(res, i, 2));
 	json_object_set_new(o, "priority",
@@ -159,9 +163,7 @@ static void api_incident_on_result(PGresult *res, const char *errmsg,
 				     : API_INCIDENT_TRANSITIONS))
 			continue;
 		json_array_insert_new(event ? events : transitions, 0,
-				      event ? api_incident_event(
-						      res, i,
-						      call->show_personal)
+				      event ? api_incident_event(call, res, i)
 					    : api_incident_transition(res, i));
 	}
 	json_object_set_new(call->snap, "events", events);
@@ -192,6 +194,8 @@ void api_incident_reply(struct evhttp_request *req, struct pg_conn *pg,
 	}
 	call->req = req;
 	call->show_personal = personal_role_sees(config_current(), role);
+	/* the snapshot's rule (fanout_view): the auditor's is masked */
+	call->mask_label = strcmp(role, "auditor") == 0;
 	snprintf(call->id, sizeof(call->id), "%" PRId64, incident_id);
 	params[0] = call->id;
 	if (pg == NULL || !pg_conn_ready(pg) ||

@@ -83,15 +83,25 @@ static void personal_each(const struct config *cfg, json_t *ev, bool hash)
 	}
 }
 
-void personal_mask_event(const struct config *cfg, json_t *payload)
+void personal_mask_attrs(const struct config *cfg, json_t *payload)
+{
+	personal_each(cfg, payload, false);
+}
+
+void personal_mask_label(json_t *payload)
 {
 	json_t *src = json_object_get(payload, "source");
 	const char *kind = json_string_value(json_object_get(src, "kind"));
 
-	personal_each(cfg, payload, false);
 	if (kind != NULL && strcmp(kind, "support_line") == 0 &&
 	    json_is_string(json_object_get(src, "label")))
 		json_object_set_new(src, "label", json_string(PERSONAL_MASK));
+}
+
+void personal_mask_event(const struct config *cfg, json_t *payload)
+{
+	personal_mask_attrs(cfg, payload);
+	personal_mask_label(payload);
 }
 
 char *personal_store_payload(const struct config *cfg, const char *json)

@@ -33,5 +33,9 @@ char *personal_store_payload(const struct config *cfg, const char *json);
 /* Replaces every personal attr of an event object (payload), and the
  * label of a support-line source, by "***". */
 void personal_mask_event(const struct config *cfg, json_t *payload);
+/* Its two halves, for GET /v1/incidents/{id}, where the label follows
+ * the rule of the snapshot beside it (masked for the auditor). */
+void personal_mask_attrs(const struct config *cfg, json_t *payload);
+void personal_mask_label(json_t *payload);
 
 #endif

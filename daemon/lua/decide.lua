@@ -749,7 +749,9 @@ local function mode_action()
 		h.resolve_note = a1
 		h.outcome = a2
 		detail.note = a1
-		detail.outcome = a2
+		if a2 ~= '' then -- optional: absent, not "" (docs/api.md)
+			detail.outcome = a2
+		end
 		redis.call('ZREM', P .. 'queue', id)
 		local open_key = P .. 'open:' .. (h.source_id or '') .. ':' ..
 			(h.class or '')

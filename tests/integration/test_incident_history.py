@@ -85,6 +85,8 @@ def test_incident_with_its_events_and_transitions(alertd, operator_token):
     assert t[1]["actor"] == inc["acked_by"] == t[2]["actor"]
     assert t[1]["detail"]["action"] == "ack"
     assert t[2]["detail"]["note"] == "driver safe"
+    # no outcome given: none recorded (not "")
+    assert t[2]["detail"] == {"action": "resolve", "note": "driver safe"}
     assert all(MS_UTC.match(x["at"]) for x in t), t
     assert inc["transitions_truncated"] is False
     assert "history_error" not in inc
@@ -97,11 +99,15 @@ def test_personal_attrs_masked_unless_the_role_may_see_them(
                     attrs={"caller_phone": PHONE, "line": "women"})
     iid = _post(alertd, ev)["incident_id"]
 
-    # operator: not in [audit] personal_roles (default admin)
+    # operator: not in [audit] personal_roles (default admin); the label
+    # as in the snapshot beside it
     seen = _get(alertd, add_operator_token("operator"), iid)
     attrs = seen["events"][0]["event"]["attrs"]
     assert attrs == {"caller_phone": "***", "line": "women"}, attrs
     assert PHONE not in json.dumps(seen)
+    assert seen["source"]["label"] == "caller Zeynep K."
+    assert seen["events"][0]["event"]["source"]["label"] == \
+        "caller Zeynep K."
 
     # auditor: also the support-line label, in the snapshot too
     seen = _get(alertd, add_operator_token("auditor"), iid)
