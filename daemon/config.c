@@ -663,6 +663,43 @@ static void config_keep_running(struct config *next,
 	}
 }
 
+size_t config_warnings(const struct config *cfg, config_warn_fn fn,
+		       void *arg)
+{
+	char msg[256];
+	size_t n = 0;
+
+	if (strcmp(cfg->personal_store, "hash") == 0 &&
+	    cfg->personal_salt[0] == '\0') {
+		fn("[audit] personal_salt is empty: the hashed personal attrs "
+		   "(a caller's phone number) can be found again by hashing "
+		   "every number; set a long random salt (docs/audit.md)", arg);
+		n++;
+	}
+	for (size_t i = 0; i < cfg->n_secrets; i++) {
+		if (strncmp(cfg->secrets[i].secret, "change-me", 9) != 0)
+			continue;
+		snprintf(msg, sizeof(msg),
+			 "[device_secrets] %s: still the example secret; anyone "
+			 "who read the example can sign events as these sources",
+			 cfg->secrets[i].pattern);
+		fn(msg, arg);
+		n++;
+	}
+	return n;
+}
+
+static void config_log_warning(const char *msg, void *arg)
+{
+	(void)arg;
+	log_warn("config: %s", msg);
+}
+
+void config_log_warnings(const struct config *cfg)
+{
+	config_warnings(cfg, config_log_warning, NULL);
+}
+
 bool config_reload(void)
 {
 	char err[512];
@@ -680,6 +717,7 @@ bool config_reload(void)
 	}
 	config_set_current(next);
 	log_info("config: reloaded %s", next->path);
+	config_log_warnings(next);
 	return true;
 }
 
@@ -724,17 +762,25 @@ bool config_split_hostport(const char *s, char **host, int *port)
 
 void config_print_defaults(void)
 {
-	const char *section = "";
-
+	/* Each section once, in the order it first appears in the table,
+	 * with all of its settings (the table groups them by topic). */
 	for (size_t i = 0; i < CONFIG_N_SETTINGS; i++) {
-		const struct config_setting *s = &config_table[i];
+		const char *section = config_table[i].section;
+		bool seen = false;
 
-		if (strcmp(section, s->section) != 0) {
-			printf("%s[%s]\n", i ? "\n" : "", s->section);
-			section = s->section;
+		for (size_t j = 0; j < i && !seen; j++)
+			seen = strcmp(config_table[j].section, section) == 0;
+		if (seen)
+			continue;
+		printf("%s[%s]\n", i ? "\n" : "", section);
+		for (size_t j = i; j < CONFIG_N_SETTINGS; j++) {
+			const struct config_setting *s = &config_table[j];
+
+			if (strcmp(s->section, section) == 0)
+				printf("%s = %s%s\n", s->name, s->def,
+				       s->reloadable ? ""
+						     : "    ; restart to change");
 		}
-		printf("%s = %s%s\n", s->name, s->def,
-		       s->reloadable ? "" : "    ; restart to change");
 	}
 	printf("\n[priority_zones]\n; <zone> = <priority modifier>\n");
 	printf("\n[device_secrets]\n; <glob on source.id> = <secret>\n");

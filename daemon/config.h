@@ -144,6 +144,16 @@ void config_set_current(struct config *cfg); /* frees the previous one */
  * logs why, keeps the old config and returns false. */
 bool config_reload(void);
 
+/* What a valid config may still get dangerously wrong (an empty
+ * personal_salt while attrs are hashed, the example's device secret):
+ * each as one sentence to fn; the count. Logged at start and reload,
+ * printed by --check-config. */
+typedef void (*config_warn_fn)(const char *msg, void *arg);
+size_t config_warnings(const struct config *cfg, config_warn_fn fn,
+		       void *arg);
+/* The same, each logged as a warning. */
+void config_log_warnings(const struct config *cfg);
+
 /* The limits of the contract as the event model wants them. */
 struct evt_limits config_evt_limits(const struct config *cfg);
 

@@ -37,9 +37,14 @@ bool log_level_parse(const char *name, enum log_level *out)
 
 void log_set_level(enum log_level level)
 {
+	const char *lib = getenv("ALERTD_LIBEVENT_DEBUG");
+
 	log_current_level = level;
-	event_enable_debug_logging(level == LOG_LVL_DEBUG ? EVENT_DBG_ALL
-							  : EVENT_DBG_NONE);
+	/* libevent's own debug output (hundreds of lines a second, even
+	 * idle) only on request: debug is for alertd's own messages. */
+	event_enable_debug_logging(level == LOG_LVL_DEBUG && lib != NULL &&
+					   strcmp(lib, "1") == 0
+				   ? EVENT_DBG_ALL : EVENT_DBG_NONE);
 }
 
 /* A message may quote what a client sent (an id, a header): a line break

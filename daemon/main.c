@@ -383,6 +383,12 @@ static void daemon_build(struct daemon *d, const struct config *cfg)
 	daemon_register_gauges(d);
 }
 
+static void main_print_warning(const char *msg, void *arg)
+{
+	(void)arg;
+	fprintf(stderr, "alertd: warning: %s\n", msg);
+}
+
 static void daemon_add_signal(struct daemon *d, struct event **ev, int sig,
 			      event_callback_fn cb)
 {
@@ -534,11 +540,13 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (check) {
+		config_warnings(cfg, main_print_warning, NULL);
 		printf("%s: valid\n", path);
 		config_free(cfg);
 		return 0;
 	}
 	config_set_current(cfg);
+	config_log_warnings(cfg);
 	signal(SIGPIPE, SIG_IGN);
 	log_hook_libevent();
 	d.base = main_event_base();
