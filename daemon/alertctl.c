@@ -55,7 +55,13 @@ static void ctl_usage(FILE *out)
 		"  operator add  create an operator; prints its token (shown once)\n"
 		"  operator list the operators, their roles, zones and state\n"
 		"  operator revoke  revoke an operator's token at once\n"
-		"  incidents the open queue from Redis, as a table or --json\n");
+		"  incidents the open queue from Redis, as a table or --json\n"
+		"  sources   the device registry (state, last seen); import\n"
+		"            FILE.csv loads it (docs/prioritisation.md), load\n"
+		"            copies it into Redis again\n"
+		"  audit     verify the hash chain, show its head, query the\n"
+		"            trail (alertctl audit --help, docs/audit.md)\n"
+		"  --help after any command shows this text\n");
 }
 
 int ctl_usage_error(const char *fmt, ...)
@@ -504,6 +510,17 @@ int main(int argc, char **argv)
 			config_path = argv[i] + 2;
 		else
 			return ctl_usage_error("unknown option '%s'", argv[i]);
+	}
+	/* "alertctl migrate --help": help, not a usage error (the audit
+	 * command has its own). */
+	for (int j = i; j < argc; j++) {
+		if (strcmp(argv[j], "-h") == 0 || strcmp(argv[j], "--help") == 0) {
+			if (strcmp(argv[i], "audit") == 0)
+				ctl_audit_usage(stdout);
+			else
+				ctl_usage(stdout);
+			return CTL_OK;
+		}
 	}
 	if (i < argc && strcmp(argv[i], "sources") == 0) {
 		cfg = config_load(config_path, err, sizeof(err));

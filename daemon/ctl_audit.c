@@ -26,7 +26,9 @@
  * The first broken link is printed with its row, exit status 1. */
 #include "ctl_audit.h"
 
+#include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,9 +47,9 @@ enum ctl_audit_format { FMT_TABLE, FMT_JSON, FMT_CSV };
 
 #define CTL_AUDIT_FETCH "10000"
 
-void ctl_audit_usage(void)
+void ctl_audit_usage(FILE *out)
 {
-	fprintf(stderr,
+	fprintf(out,
 		"usage: alertctl audit verify [--from TIME] [--to TIME]\n"
 		"       alertctl audit head\n"
 		"       alertctl audit incident ID [OUTPUT]\n"
@@ -643,6 +645,17 @@ struct ctl_audit_args {
 	int limit;
 };
 
+/* s is a decimal integer in 1..max, nothing around it. */
+static bool ctl_audit_positive(const char *s, long long max, long long *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtoll(s, &end, 10);
+	return s[0] >= '0' && s[0] <= '9' && *end == '\0' && errno == 0 &&
+	       *out >= 1 && *out <= max;
+}
+
 static int ctl_audit_parse(int argc, char **argv, struct ctl_audit_args *a)
 {
 	if (argc < 2)
@@ -671,8 +684,16 @@ static int ctl_audit_parse(int argc, char **argv, struct ctl_audit_args *a)
 			a->to = v;
 		else if (strcmp(o, "--by") == 0)
 			a->by = v;
-		else if (strcmp(o, "--limit") == 0)
-			a->limit = atoi(v);
+		else if (strcmp(o, "--limit") == 0) {
+			long long n;
+
+			if (!ctl_audit_positive(v, INT_MAX, &n)) {
+				fprintf(stderr, "alertctl: --limit is a "
+					"positive integer, not \"%s\"\n", v);
+				return CTL_A_USAGE;
+			}
+			a->limit = (int)n;
+		}
 		else if (strcmp(o, "--format") == 0 && strcmp(v, "json") == 0)
 			a->fmt = FMT_JSON;
 		else if (strcmp(o, "--format") == 0 && strcmp(v, "csv") == 0)
@@ -693,7 +714,7 @@ int ctl_audit(const struct config *cfg, int argc, char **argv)
 	int status;
 
 	if (ctl_audit_parse(argc, argv, &a) != CTL_A_OK) {
-		ctl_audit_usage();
+		ctl_audit_usage(stderr);
 		return CTL_A_USAGE;
 	}
 	q.from = a.from;
@@ -701,8 +722,15 @@ int ctl_audit(const struct config *cfg, int argc, char **argv)
 	q.by = a.by;
 	q.limit = a.limit;
 	if (strcmp(a.cmd, "incident") == 0 && a.arg) {
+		long long id;
+
+		if (!ctl_audit_positive(a.arg, LLONG_MAX, &id)) {
+			fprintf(stderr, "alertctl: an incident id is a positive "
+				"integer, not \"%s\"\n", a.arg);
+			return CTL_A_USAGE;
+		}
 		q.kind = AUDIT_Q_INCIDENT;
-		q.incident_id = strtoll(a.arg, NULL, 10);
+		q.incident_id = id;
 	} else if (strcmp(a.cmd, "source") == 0 && a.arg) {
 		q.kind = AUDIT_Q_SOURCE;
 		q.source_id = a.arg;
@@ -712,7 +740,7 @@ int ctl_audit(const struct config *cfg, int argc, char **argv)
 	} else if (strcmp(a.cmd, "stats") == 0 && !a.arg) {
 		q.kind = AUDIT_Q_STATS;
 	} else if (strcmp(a.cmd, "verify") != 0 && strcmp(a.cmd, "head") != 0) {
-		ctl_audit_usage();
+		ctl_audit_usage(stderr);
 		return CTL_A_USAGE;
 	}
 	pg = PQconnectdb(cfg->pg_conninfo);
