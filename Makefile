@@ -155,7 +155,14 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/share/alertd/migrations
 	install -m 644 config/migrations/*.sql $(DESTDIR)$(PREFIX)/share/alertd/migrations/
 	install -D -m 644 README.md $(DESTDIR)$(PREFIX)/share/doc/alertd/README.md
-	test -e $(DESTDIR)/etc/alertd/alertd.ini || \
-	  install -D -m 640 config/alertd.example.ini $(DESTDIR)/etc/alertd/alertd.ini
+	install -m 644 docs/*.md $(DESTDIR)$(PREFIX)/share/doc/alertd/
 	install -D -m 644 systemd/alertd.service $(DESTDIR)/etc/systemd/system/alertd.service
 	install -D -m 644 systemd/alertd.sysusers $(DESTDIR)/usr/lib/sysusers.d/alertd.conf
+	# The service user first, so that it can read the config (root:alertd
+	# 0640: it holds the device secrets and the database password).
+	if [ -z "$(DESTDIR)" ] && command -v systemd-sysusers >/dev/null; then \
+	  systemd-sysusers /usr/lib/sysusers.d/alertd.conf; fi
+	test -e $(DESTDIR)/etc/alertd/alertd.ini || \
+	  install -D -m 640 config/alertd.example.ini $(DESTDIR)/etc/alertd/alertd.ini
+	if [ -z "$(DESTDIR)" ] && getent group alertd >/dev/null; then \
+	  chgrp alertd /etc/alertd/alertd.ini; fi
