@@ -55,6 +55,8 @@ static const struct config_setting config_table[] = {
 	{"server", "tcp_max_inflight", CFG_INT, "256", true, OFF(tcp_max_inflight), 1, 65536},
 	{"server", "pipeline_max_inflight", CFG_INT, "1024", true, OFF(pipeline_max_inflight), 1, 65536},
 	{"server", "max_connections", CFG_INT, "4096", true, OFF(max_connections), 1, 1000000},
+	{"server", "tcp_first_event_timeout_s", CFG_INT, "60", true, OFF(tcp_first_event_timeout_s), 1, 86400},
+	{"server", "tcp_frame_timeout_s", CFG_INT, "30", true, OFF(tcp_frame_timeout_s), 1, 3600},
 	{"server", "drain_timeout_s", CFG_INT, "30", true, OFF(drain_timeout_s), 1, 3600},
 	{"server", "retry_after_s", CFG_INT, "2", true, OFF(retry_after_s), 1, 3600},
 	{"server", "sse_ping_s", CFG_INT, "15", true, OFF(sse_ping_s), 1, 3600},
@@ -410,6 +412,10 @@ static bool config_add_secret(struct config *cfg, const char *pattern,
 	if (grown == NULL)
 		goto oom;
 	cfg->secrets = grown;
+	grown[cfg->n_secrets].repeat = false;
+	for (size_t i = 0; i < cfg->n_secrets; i++)
+		if (strcmp(grown[i].secret, secret) == 0)
+			grown[cfg->n_secrets].repeat = true;
 	grown[cfg->n_secrets].pattern = strdup(pattern);
 	grown[cfg->n_secrets].secret = strdup(secret);
 	cfg->n_secrets++;

@@ -17,6 +17,7 @@
 struct config_secret {
 	char *pattern;
 	char *secret;
+	bool repeat;    /* the same secret as an earlier entry */
 };
 
 struct policy;
@@ -37,6 +38,8 @@ struct config {
 	int tcp_max_inflight;      /* per connection, 256 */
 	int pipeline_max_inflight; /* in decide/record at once, 1024 */
 	int max_connections;       /* TCP device connections, 4096 */
+	int tcp_first_event_timeout_s; /* a signed event after connect, 60 */
+	int tcp_frame_timeout_s;   /* a frame whole after its first byte, 30 */
 	int drain_timeout_s;       /* SIGTERM drain limit, 30 */
 	int retry_after_s;         /* Retry-After on 503, 2 */
 	int sse_ping_s;            /* 15 */

@@ -31,10 +31,15 @@
 #include "config.h"
 #include "decide.h"
 #include "fanout.h"
+#include "listen_guard.h"
 #include "log.h"
 #include "operators.h"
 
 #define CONSOLE_SUBSCRIBE_S 10
+/* Open console connections beyond which a new one is refused (Error
+ * "too_many_connections"): a control room has tens of consoles, and
+ * every connection is a file descriptor alertd's devices need too. */
+#define CONSOLE_MAX_CONNS 1024
 #define CONSOLE_STR_(x) #x
 #define CONSOLE_STR(x) CONSOLE_STR_(x)
 #define CONSOLE_FRAME_MAX 65536
@@ -79,6 +84,8 @@ struct console_conn {
 	const char *why;       /* CON_CLOSING: the error code, for the log */
 	bool peer_eof;         /* CON_CLOSING: the console closed its side */
 	struct event *closing; /* CON_CLOSING: the CONSOLE_CLOSING_S bound */
+	struct event *hello;   /* CON_WAIT_SUBSCRIBE: CONSOLE_SUBSCRIBE_S from
+				* the connect, however slowly bytes come */
 };
 
 struct console_tcp {
@@ -86,9 +93,11 @@ struct console_tcp {
 	struct decide *decide;
 	struct operators *operators;
 	struct evconnlistener *listener;
+	struct listen_guard *guard;
 	struct event *reaper;
 	LIST_HEAD(, console_conn) conns;
 	LIST_HEAD(, console_conn) dead;
+	size_t n_conns;                  /* length of conns */
 };
 
 static void console_on_read(struct bufferevent *bev, void *arg);
@@ -114,6 +123,8 @@ static void console_conn_free(struct console_conn *c)
 	console_held_clear(c);
 	if (c->closing != NULL)
 		event_free(c->closing);
+	if (c->hello != NULL)
+		event_free(c->hello);
 	free(c->name);
 	free(c->zones);
 	free(c->resume);
@@ -158,11 +169,14 @@ static void console_close(struct console_conn *c, const char *why)
 	c->state = CON_CLOSED;
 	if (c->closing != NULL)
 		event_del(c->closing);
+	if (c->hello != NULL)
+		event_del(c->hello);
 	if (c->bev != NULL) {
 		bufferevent_free(c->bev);
 		c->bev = NULL;
 	}
 	LIST_REMOVE(c, next);
+	c->owner->n_conns--;
 	LIST_INSERT_HEAD(&c->owner->dead, c, next);
 	event_add(c->owner->reaper, &now);
 }
@@ -432,6 +446,7 @@ static void console_on_read(struct bufferevent *bev, void *arg)
 		c->resume = strdup(frame->subscribe->last_event_id);
 	c->state = CON_AUTH;
 	bufferevent_set_timeouts(bev, NULL, NULL);
+	evtimer_del(c->hello);
 	c->call_in_flight = true;
 	operators_lookup(c->owner->operators, frame->subscribe->token,
 			 console_on_operator, c);
@@ -450,14 +465,21 @@ static void console_on_event(struct bufferevent *bev, short what, void *arg)
 	}
 	if (c->state == CON_CLOSING)
 		console_close(c, c->why);
-	else if ((what & BEV_EVENT_TIMEOUT) && c->state == CON_WAIT_SUBSCRIBE)
-		/* told why, like any other refusal, then closed */
+	else
+		console_close(c, "peer left");
+}
+
+static void console_on_hello_timeout(evutil_socket_t fd, short what,
+				     void *arg)
+{
+	struct console_conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	/* told why, like any other refusal, then closed */
+	if (c->state == CON_WAIT_SUBSCRIBE)
 		console_error(c, "timeout", "no Subscribe within "
 			      CONSOLE_STR(CONSOLE_SUBSCRIBE_S) " s");
-	else
-		console_close(c, (what & BEV_EVENT_TIMEOUT)
-					 ? "no Subscribe in time"
-					 : "peer left");
 }
 
 static void console_on_accept(struct evconnlistener *l, evutil_socket_t fd,
@@ -475,15 +497,23 @@ static void console_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	c->state = CON_WAIT_SUBSCRIBE;
 	STAILQ_INIT(&c->held);
 	LIST_INSERT_HEAD(&t->conns, c, next);
+	t->n_conns++;
 	c->bev = bufferevent_socket_new(t->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (c->bev == NULL) {
-		evutil_closesocket(fd);
+	c->hello = evtimer_new(t->base, console_on_hello_timeout, c);
+	if (c->bev == NULL || c->hello == NULL) {
+		if (c->bev == NULL)
+			evutil_closesocket(fd);
 		console_close(c, "out of memory");
 		return;
 	}
 	bufferevent_setcb(c->bev, console_on_read, NULL, console_on_event, c);
-	bufferevent_set_timeouts(c->bev, &tmo, NULL);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	if (t->n_conns > CONSOLE_MAX_CONNS) {
+		console_error(c, "too_many_connections", "the server has too "
+			      "many console connections; try again later");
+		return;
+	}
+	evtimer_add(c->hello, &tmo);
 }
 
 /* fanout tap: one change to every subscribed console. */
@@ -588,6 +618,11 @@ bool console_tcp_listen(struct console_tcp *t, const char *hostport)
 		log_error("console tcp: cannot listen on %s", hostport);
 		return false;
 	}
+	t->guard = listen_guard_new(t->base, t->listener, "console tcp");
+	if (t->guard == NULL) {
+		log_error("console tcp: out of memory");
+		return false;
+	}
 	log_info("console tcp: listening on %s", hostport);
 	return true;
 }
@@ -600,6 +635,7 @@ void console_tcp_free(struct console_tcp *t)
 
 	if (t == NULL)
 		return;
+	listen_guard_free(t->guard);
 	if (t->listener != NULL)
 		evconnlistener_free(t->listener);
 	while ((c = LIST_FIRST(&t->conns)) != NULL)

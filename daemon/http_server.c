@@ -14,6 +14,7 @@
 
 #include "codec_json.h"
 #include "config.h"
+#include "listen_guard.h"
 #include "log.h"
 #include "metrics.h"
 #include "netaddr.h"
@@ -27,6 +28,7 @@ struct http_server {
 	struct event_base *base;
 	struct evhttp *http;
 	struct evhttp_bound_socket *listener;
+	struct listen_guard *guard;
 	struct http_deps deps;
 	bool draining;
 };
@@ -188,6 +190,12 @@ bool http_server_listen(struct http_server *s, const char *hostport)
 		evconnlistener_free(l);
 		return false;
 	}
+	/* After evhttp_bind_listener, which leaves the error callback. */
+	s->guard = listen_guard_new(s->base, l, "http");
+	if (s->guard == NULL) {
+		log_error("http=%s: out of memory", hostport);
+		return false;
+	}
 	log_info("http=%s: listening", hostport);
 	return true;
 }
@@ -195,6 +203,8 @@ bool http_server_listen(struct http_server *s, const char *hostport)
 void http_server_stop_accepting(struct http_server *s)
 {
 	s->draining = true;
+	listen_guard_free(s->guard);
+	s->guard = NULL;
 	if (s->listener != NULL) {
 		evhttp_del_accept_socket(s->http, s->listener);
 		s->listener = NULL;
@@ -205,6 +215,7 @@ void http_server_free(struct http_server *s)
 {
 	if (s == NULL)
 		return;
+	listen_guard_free(s->guard);
 	evhttp_free(s->http);
 	free(s);
 }

@@ -20,6 +20,10 @@
 #include "pipeline.h"
 #include "tzclock.h"
 
+/* Events waiting in the pipeline beyond which an HTTP event that is not
+ * an alarm gets 503 (the size of the TCP ingest's bound). */
+#define INGEST_HTTP_QUEUE_MAX 16384
+
 enum ingest_http_media {
 	MEDIA_JSON,
 	MEDIA_PROTOBUF,
@@ -173,6 +177,19 @@ void ingest_http_on_event(struct evhttp_request *req, void *server)
 		http_reply_error(req, 401, "signature_invalid", NULL,
 				 "the signing secret is not the one configured for this source",
 				 0);
+		evt_free(ev);
+		return;
+	}
+	/* The device TCP port bounds what it has read and not answered
+	 * (INGEST_TCP_TOTAL_EVENTS); HTTP requests are bounded only by the
+	 * connections, which libevent does not cap. Past the same bound the
+	 * routine events are told to come back (503, Retry-After), never an
+	 * alarm: those always queue, in the urgent lane. */
+	if (pipeline_inflight(deps->pipeline) >= INGEST_HTTP_QUEUE_MAX &&
+	    !evt_type_urgent(ev->type)) {
+		http_reply_error(req, 503, "unavailable", NULL,
+				 "alertd has too many events waiting; send "
+				 "the event again", cfg->retry_after_s);
 		evt_free(ev);
 		return;
 	}

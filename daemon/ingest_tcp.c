@@ -40,6 +40,7 @@
 #include "bevout.h"
 #include "codec_pb.h"
 #include "config.h"
+#include "listen_guard.h"
 #include "log.h"
 #include "metrics.h"
 #include "netaddr.h"
@@ -54,6 +55,15 @@
 #define INGEST_TCP_READ_SLACK (64 * 1024)
 /* A peer that takes none of our output for this long is gone. */
 #define INGEST_TCP_WRITE_TIMEOUT_S 30
+/* [server] tcp_first_event_timeout_s and tcp_frame_timeout_s: a
+ * connection must send its first correctly signed event that soon after
+ * connecting, and every frame must arrive whole that soon after its first
+ * byte; else it gets an Error frame "timeout" and is closed. Without
+ * them, connections that send nothing, or a byte of a frame now and
+ * then, would hold max_connections (and up to a frame of memory each)
+ * for ever; the write timeout and keepalive only find peers that are
+ * gone. A device that keeps its connection open between events is never
+ * timed out once it has sent one. */
 /* How long a closing connection waits for the peer's FIN. */
 #define INGEST_TCP_LINGER_S 2
 /* Input discarded while lingering before we stop waiting for the FIN (the
@@ -84,8 +94,6 @@
  * answers within the Redis and PostgreSQL deadlines unless it is queued
  * behind a backlog. */
 #define INGEST_TCP_FAIL_WAIT_S 10
-/* Pause after accept() failed with e.g. EMFILE, instead of spinning. */
-#define INGEST_TCP_ACCEPT_RETRY_S 1
 
 enum tcp_conn_state {
 	TCP_CONN_READING,  /* frames are read, checked and submitted */
@@ -135,6 +143,10 @@ struct tcp_conn {
 	uint8_t *error_frame; /* FAILING: sent once the answers are out */
 	size_t error_len;
 	struct event *fail_ev; /* FAILING: INGEST_TCP_FAIL_WAIT_S */
+	struct event *deadline_ev; /* first event, frame: the timeouts above */
+	bool signed_once;   /* a correctly signed event came: no hello
+			     * deadline any more */
+	bool frame_timed;   /* deadline_ev runs for a partial frame */
 	struct tcp_job *jobs;
 	struct tcp_conn *prev, *next;
 	bool flush_listed;  /* on owner->flushq */
@@ -147,7 +159,7 @@ struct ingest_tcp {
 	struct pipeline *pipeline;
 	struct evconnlistener *listener;
 	struct event *reaper;
-	struct event *accept_retry;
+	struct listen_guard *guard; /* accept() failing: pause, not spin */
 	bool accepting;
 	struct tcp_conn *conns; /* open */
 	struct tcp_conn *dead;  /* closed, freed by the reaper */
@@ -569,6 +581,7 @@ static void ingest_tcp_conn_event(struct tcp_conn *c, int64_t t,
 		free(id);
 		return;
 	}
+	c->signed_once = true;
 	ev = codec_pb_decode_event(bytes, len, &limits, &err);
 	if (ev == NULL) {
 		char *id = codec_pb_peek_event_id(bytes, len,
@@ -644,6 +657,46 @@ static bool ingest_tcp_conn_next_frame(struct tcp_conn *c)
 	return c->state == TCP_CONN_READING;
 }
 
+/* After a read: the hello deadline runs from the connect until the first
+ * signed event; after that a frame deadline runs while part of a frame
+ * is buffered, from when the first part came (a byte now and then does
+ * not move it). */
+static void ingest_tcp_conn_arm_deadline(struct tcp_conn *c)
+{
+	struct timeval frame = {config_current()->tcp_frame_timeout_s, 0};
+	bool partial = evbuffer_get_length(bufferevent_get_input(c->bev)) > 0;
+
+	if (!c->signed_once)
+		return; /* the hello deadline, armed at the connect */
+	if (partial && !c->frame_timed) {
+		c->frame_timed = true;
+		event_add(c->deadline_ev, &frame);
+	} else if (!partial && (c->frame_timed ||
+				evtimer_pending(c->deadline_ev, NULL))) {
+		c->frame_timed = false;
+		event_del(c->deadline_ev);
+	}
+}
+
+static void ingest_tcp_on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct tcp_conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	c->frame_timed = false;
+	/* Blocked or draining: what waits is our doing, not the peer's. */
+	if (c->state != TCP_CONN_READING)
+		return;
+	if (!c->signed_once)
+		ingest_tcp_conn_fail(c, "timeout", "no correctly signed event "
+				     "within tcp_first_event_timeout_s of "
+				     "connecting");
+	else if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+		ingest_tcp_conn_fail(c, "timeout", "a frame did not arrive "
+				     "whole within tcp_frame_timeout_s");
+}
+
 static void ingest_tcp_on_read(struct bufferevent *bev, void *arg)
 {
 	struct tcp_conn *c = arg;
@@ -673,6 +726,8 @@ static void ingest_tcp_on_read(struct bufferevent *bev, void *arg)
 	/* Every whole frame is taken; after EOF no more will come. */
 	if (c->state == TCP_CONN_READING && c->peer_eof)
 		ingest_tcp_conn_drain(c);
+	else if (c->state == TCP_CONN_READING || c->state == TCP_CONN_BLOCKED)
+		ingest_tcp_conn_arm_deadline(c);
 }
 
 /* The output is fully written. */
@@ -778,6 +833,12 @@ static struct tcp_conn *ingest_tcp_conn_new(struct ingest_tcp *t,
 		return NULL;
 	}
 	c->owner = t;
+	c->deadline_ev = evtimer_new(t->base, ingest_tcp_on_deadline, c);
+	if (c->deadline_ev == NULL) {
+		bufferevent_free(c->bev);
+		free(c);
+		return NULL;
+	}
 	netaddr_format(sa, c->name, sizeof(c->name));
 	/* Answers are small and latency matters more than packet count. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -823,32 +884,18 @@ static void ingest_tcp_on_accept(struct evconnlistener *listener,
 	}
 	log_debug("tcp=%s: connected", c->name);
 	ingest_tcp_conn_set_state(c, TCP_CONN_READING);
-}
+	{
+		struct timeval hello = {
+			config_current()->tcp_first_event_timeout_s, 0};
 
-static void ingest_tcp_on_accept_error(struct evconnlistener *listener,
-				       void *arg)
-{
-	struct ingest_tcp *t = arg;
-	struct timeval tv = {INGEST_TCP_ACCEPT_RETRY_S, 0};
-	int err = EVUTIL_SOCKET_ERROR();
-
-	log_warn("tcp: accept failed: %s; pausing accepts for %d s",
-		 evutil_socket_error_to_string(err), INGEST_TCP_ACCEPT_RETRY_S);
-	evconnlistener_disable(listener);
-	event_add(t->accept_retry, &tv);
-}
-
-static void ingest_tcp_on_accept_retry(evutil_socket_t fd, short what,
-				       void *arg)
-{
-	struct ingest_tcp *t = arg;
-
-	if (t->accepting && t->listener != NULL)
-		evconnlistener_enable(t->listener);
+		event_add(c->deadline_ev, &hello);
+	}
 }
 
 static void ingest_tcp_conn_free(struct tcp_conn *c)
 {
+	if (c->deadline_ev != NULL)
+		event_free(c->deadline_ev);
 	if (c->pause_ev != NULL)
 		event_free(c->pause_ev);
 	if (c->fail_ev != NULL)
@@ -882,9 +929,8 @@ struct ingest_tcp *ingest_tcp_new(struct event_base *base,
 	t->base = base;
 	t->pipeline = pipeline;
 	t->reaper = event_new(base, -1, 0, ingest_tcp_on_reap, t);
-	t->accept_retry = event_new(base, -1, 0, ingest_tcp_on_accept_retry, t);
 	t->flush = event_new(base, -1, 0, ingest_tcp_on_flush, t);
-	if (t->reaper == NULL || t->accept_retry == NULL || t->flush == NULL) {
+	if (t->reaper == NULL || t->flush == NULL) {
 		ingest_tcp_free(t);
 		return NULL;
 	}
@@ -915,7 +961,13 @@ bool ingest_tcp_listen(struct ingest_tcp *t, const char *hostport)
 			  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 		goto fail;
 	}
-	evconnlistener_set_error_cb(t->listener, ingest_tcp_on_accept_error);
+	t->guard = listen_guard_new(t->base, t->listener, "tcp");
+	if (t->guard == NULL) {
+		log_error("tcp=%s: out of memory", hostport);
+		evconnlistener_free(t->listener);
+		t->listener = NULL;
+		goto fail;
+	}
 	t->accepting = true;
 	log_info("tcp=%s: listening for devices", hostport);
 	free(host);
@@ -933,12 +985,12 @@ void ingest_tcp_stop_accepting(struct ingest_tcp *t)
 	/* Closed rather than disabled: a device that connects now is refused
 	 * at once and tries another instance, instead of waiting in the
 	 * kernel's backlog for an accept that never comes. */
+	listen_guard_free(t->guard);
+	t->guard = NULL;
 	if (t->listener != NULL) {
 		evconnlistener_free(t->listener);
 		t->listener = NULL;
 	}
-	if (t->accept_retry != NULL)
-		event_del(t->accept_retry);
 	/* Frames not read yet were never accepted; the devices send them
 	 * again elsewhere. What is in flight is answered. */
 	for (c = t->conns; c != NULL; c = next) {
@@ -974,14 +1026,13 @@ void ingest_tcp_free(struct ingest_tcp *t)
 {
 	if (t == NULL)
 		return;
+	listen_guard_free(t->guard);
 	if (t->listener != NULL)
 		evconnlistener_free(t->listener);
 	ingest_tcp_free_list(t->conns);
 	ingest_tcp_free_list(t->dead);
 	if (t->reaper != NULL)
 		event_free(t->reaper);
-	if (t->accept_retry != NULL)
-		event_free(t->accept_retry);
 	if (t->flush != NULL)
 		event_free(t->flush);
 	free(t);

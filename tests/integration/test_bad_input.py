@@ -3,12 +3,13 @@ the field at fault where there is one), as a JSON error body, and changes
 nothing in Redis or PostgreSQL."""
 
 import json
+import os
 import time
 
 import pytest
 
 from helpers import (FERRY_SECRET, event_body, http_request, make_event,
-                     pb_event, post_event, sign, uid)
+                     pb_event, post_event, sign, uid, wait_until)
 
 MAX_BODY = 16 * 1024
 
@@ -326,3 +327,43 @@ def test_pb_event_type_unspecified(alertd):
     assert resp.get("field") == "type", resp
     assert _state(alertd)["events"] == 0
 
+
+
+def _cpu_s(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_out_of_file_descriptors_pauses_accepts_instead_of_spinning(alertd):
+    """accept() failing with EMFILE (connections opened until alertd has
+    no file descriptor left): libevent's listener would retry at once,
+    at 100 % of a core and a log line each time, while the devices and
+    consoles already connected wait for that core. alertd pauses the
+    listener a second at a time instead, and takes connections again
+    once descriptors are free."""
+    import socket
+    import subprocess
+    pid = alertd.pid
+    used = len(os.listdir("/proc/%d/fd" % pid))
+    subprocess.run(["prlimit", "--pid", str(pid),
+                    "--nofile=%d:%d" % (used + 8, used + 8)], check=True)
+    port = int(alertd.http.rsplit(":", 1)[1])
+    socks = []
+    try:
+        for _ in range(40):
+            socks.append(socket.create_connection(("127.0.0.1", port), 5))
+        time.sleep(1.0)
+        cpu0 = _cpu_s(pid)
+        time.sleep(3.0)
+        spent = _cpu_s(pid) - cpu0
+        assert spent < 1.0, "alertd spun: %.2f s of CPU in 3 s" % spent
+        warned = alertd.log().count("http: accept failed")
+        assert 1 <= warned <= 10, warned
+        assert alertd.alive()
+    finally:
+        for s in socks:
+            s.close()
+    wait_until(lambda: http_request(alertd.http, "GET", "/healthz",
+                                    timeout=2)[0] == 200, 10,
+               what="/healthz once descriptors are free")

@@ -338,3 +338,65 @@ def test_device_listeners_take_a_fleet_reconnecting_at_once(alertd):
     http_port = int(alertd.http.rsplit(":", 1)[1])
     assert _listen_backlog(alertd.tcp[1]) == want
     assert _listen_backlog(http_port) == want
+
+
+def _timeouts(alertd_factory):
+    return alertd_factory(server__tcp_first_event_timeout_s="2",
+                          server__tcp_frame_timeout_s="2")
+
+
+def _timed_out(c, within):
+    t0 = time.monotonic()
+    f = c.read_frame(within + 5)
+    assert f is not None and f.WhichOneof("msg") == "error", f
+    assert f.error.code == "timeout", f
+    assert c.read_frame(5) is None          # then closed
+    return time.monotonic() - t0
+
+
+def test_silent_connection_is_closed_after_the_first_event_timeout(
+        alertd_factory):
+    """Connections that never send a signed event cannot hold
+    max_connections: not silent ones, not ones sending bad signatures."""
+    alertd = _timeouts(alertd_factory)
+    with TcpClient(*alertd.tcp) as c:
+        assert 1.5 < _timed_out(c, 2) < 5
+    with TcpClient(*alertd.tcp) as c:
+        t0 = time.monotonic()
+        for _ in range(6):
+            c.send_event(make_event(), secret="wrong-secret")
+            f = c.read_frame(5)
+            if f.WhichOneof("msg") == "error":
+                break
+            assert f.nack.code == "signature_invalid", f
+            time.sleep(0.5)
+        assert f.WhichOneof("msg") == "error" and \
+            f.error.code == "timeout", f
+        assert time.monotonic() - t0 < 5
+
+
+def test_signed_device_may_stay_idle_but_not_trickle_a_frame(
+        alertd_factory):
+    alertd = _timeouts(alertd_factory)
+    with TcpClient(*alertd.tcp) as c:
+        ev = make_event()
+        c.send_event(ev)
+        assert _ack(c.read_frame()).event_id == ev["event_id"]
+        time.sleep(3.5)                 # idle past both timeouts: fine
+        ev2 = make_event()
+        c.send_event(ev2)
+        assert _ack(c.read_frame()).event_id == ev2["event_id"]
+        # a frame a byte at a time, slower than the frame timeout
+        frame = TcpClient.signed_frame(make_event())
+        data = struct.pack(">I", len(frame)) + frame
+        t0 = time.monotonic()
+        try:
+            for b in data[:8]:
+                c.send_raw(bytes([b]))
+                time.sleep(0.4)
+        except OSError:
+            pass
+        f = c.read_frame(8)
+        assert f is not None and f.WhichOneof("msg") == "error", f
+        assert f.error.code == "timeout", f
+        assert 1.5 < time.monotonic() - t0 < 6
