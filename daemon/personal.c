@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -11,8 +12,10 @@
 #include "config.h"
 #include "jsonout.h"
 
-/* word is one of the comma-separated items of list (spaces ignored). */
-static bool personal_in_list(const char *list, const char *word)
+/* word is one of the comma-separated items of list (spaces ignored);
+ * nocase: in any case (attr names are the device's to spell, and
+ * "Caller_Phone" must not get past a rule for "caller_phone"). */
+static bool personal_in_list(const char *list, const char *word, bool nocase)
 {
 	size_t n = strlen(word);
 	const char *p = list;
@@ -27,7 +30,8 @@ static bool personal_in_list(const char *list, const char *word)
 		len = (size_t)(end - p);
 		while (len > 0 && p[len - 1] == ' ')
 			len--;
-		if (len == n && len > 0 && strncmp(p, word, n) == 0)
+		if (len == n && len > 0 &&
+		    (nocase ? strncasecmp(p, word, n) : strncmp(p, word, n)) == 0)
 			return true;
 		p = end;
 	}
@@ -37,13 +41,13 @@ static bool personal_in_list(const char *list, const char *word)
 bool personal_is_attr(const struct config *cfg, const char *key)
 {
 	return cfg && cfg->personal_attrs &&
-	       personal_in_list(cfg->personal_attrs, key);
+	       personal_in_list(cfg->personal_attrs, key, true);
 }
 
 bool personal_role_sees(const struct config *cfg, const char *role)
 {
 	return cfg && cfg->personal_roles && role &&
-	       personal_in_list(cfg->personal_roles, role);
+	       personal_in_list(cfg->personal_roles, role, false);
 }
 
 /* "hmac-sha256:<hex>" of value under the configured salt. */

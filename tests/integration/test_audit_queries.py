@@ -275,6 +275,22 @@ def test_personal_attrs_stored_hashed_not_logged(alertd, test_env):
     assert PHONE not in alertd.log()
 
 
+def test_personal_attr_names_match_in_any_case(alertd, test_env):
+    """The device spells the attr names: "Caller_Phone" is the
+    caller_phone of [audit] personal_attrs, not a way past it."""
+    ev = make_event(kind="support_line", type="call_request",
+                    attrs={"Caller_Phone": PHONE, "CALLER_NAME": "Zeynep"})
+    st, body, _ = post_event(alertd.http, ev)
+    assert st == 202, body
+    with test_env.connect().cursor() as cur:
+        cur.execute("SELECT payload FROM events WHERE event_id = %s",
+                    (ev["event_id"],))
+        attrs = cur.fetchone()[0]["attrs"]
+    assert attrs["Caller_Phone"].startswith("hmac-sha256:"), attrs
+    assert attrs["CALLER_NAME"].startswith("hmac-sha256:"), attrs
+    assert PHONE not in alertd.log()
+
+
 def test_queries_use_indexes(history, test_env):
     conn = test_env.connect()
     with conn.cursor() as cur:
