@@ -50,7 +50,9 @@ void log_set_level(enum log_level level)
 /* A message may quote what a client sent (an id, a header): a line break
  * in it would forge a line of its own, an escape sequence would drive the
  * reader's terminal. White space becomes a space, any other control byte
- * '?'; UTF-8 (bytes >= 0x80) is left as it is. */
+ * '?', and so do both bytes of a C1 control written in UTF-8 (U+0080 ..
+ * U+009F: 0xC2 0x80..0x9F; U+009B is a terminal's CSI); other UTF-8 is
+ * left as it is. */
 void log_neutralise(char *msg)
 {
 	for (unsigned char *p = (unsigned char *)msg; *p != '\0'; p++) {
@@ -58,6 +60,8 @@ void log_neutralise(char *msg)
 			*p = ' ';
 		else if (*p < 0x20 || *p == 0x7f)
 			*p = '?';
+		else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f)
+			p[0] = p[1] = '?';
 	}
 }
 

@@ -14,6 +14,15 @@ TEST(log_neutralise_control_bytes)
 	CHECK_STR(msg, "resuming after 1-0  2026 ERROR forged ?[2J?? \xc3\xbc");
 }
 
+TEST(log_neutralise_c1_controls_in_utf8)
+{
+	/* U+009B (CSI) and U+0085 (NEL) in UTF-8; U+00A0 and U+00FC stay */
+	char msg[] = "a\xc2\x9b" "2Jb\xc2\x85" "c\xc2\xa0\xc3\xbc";
+
+	log_neutralise(msg);
+	CHECK_STR(msg, "a??2Jb??c\xc2\xa0\xc3\xbc");
+}
+
 TEST(log_write_is_one_line)
 {
 	FILE *tmp = tmpfile();
