@@ -242,7 +242,8 @@ def test_audit_api_checks_its_parameters(history, alertd,
     auditor = add_operator_token("auditor")
     bad = [("from", "not-a-time"), ("to", "2026-13-01T00:00:00Z"),
            ("from", "2026-11-21%2022:14"), ("limit", "abc"), ("limit", "0"),
-           ("limit", "-1"), ("limit", "99999999999"), ("limit", "5x")]
+           ("limit", "-1"), ("limit", "99999999999"), ("limit", "5x"),
+           ("limit", "100001")]
     for name, value in bad:
         st, body, _ = http_get(alertd.http, "/v1/audit?source_id=bus-101&"
                                "%s=%s" % (name, value), token=auditor)
