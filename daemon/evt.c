@@ -11,6 +11,9 @@
 #include <string.h>
 #include <time.h>
 
+/* The longest occurred_at accepted (evt_validate). */
+#define EVT_TIME_MAX_LEN 64
+
 static const char *const evt_kind_names[EVT_KIND__COUNT] = {
 	[EVT_KIND_BUS] = "bus",
 	[EVT_KIND_FERRY] = "ferry",
@@ -427,8 +430,12 @@ bool evt_validate(struct evt *ev, const struct evt_limits *limits,
 	if (!evt_check_text(ev->zone, "source.zone", lim->max_text_len, err) ||
 	    !evt_check_text(ev->label, "source.label", lim->max_text_len, err))
 		return false;
+	/* RFC 3339 with nanoseconds and an offset is 35 characters; the
+	 * fraction's digits are otherwise unbounded, and the text is kept in
+	 * the stored payload. */
 	if (ev->occurred_at != NULL &&
-	    !evt_parse_time(ev->occurred_at, &ev->occurred_at_ms)) {
+	    (strlen(ev->occurred_at) > EVT_TIME_MAX_LEN ||
+	     !evt_parse_time(ev->occurred_at, &ev->occurred_at_ms))) {
 		evt_error_set(err, "invalid_field", "occurred_at",
 			      "occurred_at must be RFC 3339, e.g. "
 			      "2026-11-21T22:14:03.120Z");

@@ -221,6 +221,10 @@ CASES = {
     "bad_occurred_at": (
         lambda: dict(ev=make_event(occurred_at="yesterday at noon")),
         400, "invalid_field", "occurred_at"),
+    "occurred_at_with_endless_fraction": (
+        lambda: dict(ev=make_event(
+            occurred_at="2026-11-21T22:14:03." + "1" * 2000 + "Z")),
+        400, "invalid_field", "occurred_at"),
     "bad_occurred_at_month_13": (
         lambda: dict(ev=make_event(occurred_at="2026-13-01T00:00:00Z")),
         400, "invalid_field", "occurred_at"),
