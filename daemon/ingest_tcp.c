@@ -147,6 +147,7 @@ struct tcp_conn {
 	bool signed_once;   /* a correctly signed event came: no hello
 			     * deadline any more */
 	bool frame_timed;   /* deadline_ev runs for a partial frame */
+	uint64_t frames;    /* frames taken off the input */
 	struct tcp_job *jobs;
 	struct tcp_conn *prev, *next;
 	bool flush_listed;  /* on owner->flushq */
@@ -654,21 +655,24 @@ static bool ingest_tcp_conn_next_frame(struct tcp_conn *c)
 	free(event);
 	if (c->state != TCP_CONN_CLOSED)
 		evbuffer_drain(in, n + 4);
+	c->frames++;
 	return c->state == TCP_CONN_READING;
 }
 
 /* After a read: the hello deadline runs from the connect until the first
  * signed event; after that a frame deadline runs while part of a frame
- * is buffered, from when the first part came (a byte now and then does
- * not move it). */
-static void ingest_tcp_conn_arm_deadline(struct tcp_conn *c)
+ * is buffered, from when the first part of it came: a byte now and then
+ * does not move it, a frame taken off the input (progress) does, so that
+ * a connection streaming frames, whose input nearly always ends in part
+ * of the next one, is never timed out. */
+static void ingest_tcp_conn_arm_deadline(struct tcp_conn *c, bool progress)
 {
 	struct timeval frame = {config_current()->tcp_frame_timeout_s, 0};
 	bool partial = evbuffer_get_length(bufferevent_get_input(c->bev)) > 0;
 
 	if (!c->signed_once)
 		return; /* the hello deadline, armed at the connect */
-	if (partial && !c->frame_timed) {
+	if (partial && (progress || !c->frame_timed)) {
 		c->frame_timed = true;
 		event_add(c->deadline_ev, &frame);
 	} else if (!partial && (c->frame_timed ||
@@ -701,6 +705,8 @@ static void ingest_tcp_on_read(struct bufferevent *bev, void *arg)
 {
 	struct tcp_conn *c = arg;
 	int budget = INGEST_TCP_FRAME_BUDGET;
+	uint64_t frames = c->frames;
+	bool later = false;  /* frames left for the next pass */
 
 	if (c->state == TCP_CONN_LINGER) {
 		struct evbuffer *in = bufferevent_get_input(bev);
@@ -714,20 +720,21 @@ static void ingest_tcp_on_read(struct bufferevent *bev, void *arg)
 	while (c->state == TCP_CONN_READING) {
 		if (!ingest_tcp_conn_can_read(c)) {
 			ingest_tcp_conn_set_state(c, TCP_CONN_BLOCKED);
-			return;
+			break;
 		}
 		if (budget-- == 0) {
 			ingest_tcp_conn_read_later(c);
-			return;
+			later = true;
+			break;
 		}
 		if (!ingest_tcp_conn_next_frame(c))
 			break;
 	}
 	/* Every whole frame is taken; after EOF no more will come. */
-	if (c->state == TCP_CONN_READING && c->peer_eof)
+	if (c->state == TCP_CONN_READING && c->peer_eof && !later)
 		ingest_tcp_conn_drain(c);
 	else if (c->state == TCP_CONN_READING || c->state == TCP_CONN_BLOCKED)
-		ingest_tcp_conn_arm_deadline(c);
+		ingest_tcp_conn_arm_deadline(c, c->frames != frames);
 }
 
 /* The output is fully written. */

@@ -400,3 +400,25 @@ def test_signed_device_may_stay_idle_but_not_trickle_a_frame(
         assert f is not None and f.WhichOneof("msg") == "error", f
         assert f.error.code == "timeout", f
         assert 1.5 < time.monotonic() - t0 < 6
+
+
+def test_streaming_device_is_not_timed_out_by_the_frame_deadline(
+        alertd_factory):
+    """A connection that keeps sending, its input nearly always ending in
+    part of the next frame, makes progress: each frame taken restarts the
+    frame deadline, however long the stream lasts."""
+    alertd = _timeouts(alertd_factory)
+    evs = [make_event() for _ in range(60)]
+    data = b""
+    for ev in evs:
+        f = TcpClient.signed_frame(ev)
+        data += struct.pack(">I", len(f)) + f
+    step = len(data) // 50 + 7          # chunks that cut frames anywhere
+    with TcpClient(*alertd.tcp) as c:
+        for i in range(0, len(data), step):
+            c.send_raw(data[i:i + step])
+            time.sleep(0.1)             # about 5 s in all, past 2 s
+        frames = c.read_frames(len(evs), timeout=20)
+    assert all(f.WhichOneof("msg") == "ack" for f in frames), \
+        [f for f in frames if f.WhichOneof("msg") != "ack"][:1]
+    assert {f.ack.event_id for f in frames} == {e["event_id"] for e in evs}
