@@ -16,7 +16,8 @@ static const char *const metrics_error_codes[] = {
 	"missing_field", "invalid_enum", "invalid_id", "invalid_field",
 	"too_many_attrs", "rate_limited", "unavailable", "unauthorized",
 	"forbidden", "not_found", "bad_request", "frame_too_large",
-	"malformed_frame", "too_many_connections", "shutting_down", "unknown_source", "other",
+	"malformed_frame", "too_many_connections", "shutting_down", "unknown_source",
+	"invalid_json", "timeout", "other",
 };
 #define METRICS_N_ERRORS (sizeof(metrics_error_codes) / sizeof(metrics_error_codes[0]))
 

@@ -6,7 +6,7 @@ import struct
 import subprocess
 import time
 
-from helpers import TcpClient, make_event, pb, uid
+from helpers import TcpClient, http_get, make_event, pb, uid
 
 
 def _rows(db, event_ids):
@@ -361,6 +361,9 @@ def test_silent_connection_is_closed_after_the_first_event_timeout(
     alertd = _timeouts(alertd_factory)
     with TcpClient(*alertd.tcp) as c:
         assert 1.5 < _timed_out(c, 2) < 5
+    st, text, _ = http_get(alertd.http, "/metrics")
+    assert st == 200 and 'alertd_errors_total{code="timeout"} 1' in text, \
+        text
     with TcpClient(*alertd.tcp) as c:
         t0 = time.monotonic()
         for _ in range(6):
