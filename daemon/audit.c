@@ -41,6 +41,7 @@
 #include <time.h>
 
 #include <event2/event.h>
+#include <jansson.h>
 
 #include "config.h"
 #include "log.h"
@@ -244,6 +245,10 @@ struct audit {
 	struct audit_list spool_queue;
 	struct event *ev_spool;
 	size_t spool_loaded;     /* rows read back, not yet committed */
+	/* The event keys ("<accept_seq>/<event_id>") read back in this pass
+	 * over the spool: a later row with one of them is a duplicate
+	 * delivery of it (audit_spool_load). NULL until the first. */
+	json_t *spool_keys;
 	uint64_t spool_syncs;
 	double spool_sync_s;
 	uint64_t trigger_linked; /* audit_trigger_linked() */
@@ -371,6 +376,14 @@ static void audit_log_dropped(struct audit *a, bool force)
 	a->dropped_logged_ms = now;
 }
 
+/* The spool is read again from its start: its keys too. */
+static void audit_spool_reread(struct audit *a)
+{
+	spool_rewind(a->spool);
+	json_decref(a->spool_keys);
+	a->spool_keys = NULL;
+}
+
 /* Drops the oldest rows beyond pg_retry_max_rows. */
 static void audit_trim_retry(struct audit *a)
 {
@@ -381,7 +394,7 @@ static void audit_trim_retry(struct audit *a)
 		if (r->from_spool) {
 			/* Still in the file: read again later. */
 			a->spool_loaded--;
-			spool_rewind(a->spool);
+			audit_spool_reread(a);
 			audit_row_free(r);
 			continue;
 		}
@@ -479,17 +492,37 @@ static void audit_on_spool(evutil_socket_t fd, short what, void *arg)
 	audit_deliver(a);
 }
 
-/* Reads spooled rows back into the retry list, up to max rows there. */
+/* A spooled row's event key, or false when it has no event part. */
+static bool audit_spool_key(const char *ev, char *key, size_t len)
+{
+	json_t *o = ev && ev[0] ? json_loads(ev, 0, NULL) : NULL;
+	const char *id = json_string_value(json_object_get(o, "event_id"));
+	json_t *seq = json_object_get(o, "accept_seq");
+	bool ok = id != NULL && json_is_integer(seq);
+
+	if (ok)
+		snprintf(key, len, "%" JSON_INTEGER_FORMAT "/%s",
+			 json_integer_value(seq), id);
+	json_decref(o);
+	return ok;
+}
+
+/* Reads spooled rows back into the retry list, up to max rows there. A
+ * row whose event key an earlier row of this pass had is a duplicate
+ * delivery spooled during the outage (the spool keeps the parts, not that
+ * mark): it goes as a redelivery, written only if its original is not,
+ * instead of being linked a second time and making PostgreSQL refuse the
+ * whole batch (23505). */
 static void audit_spool_load(struct audit *a, size_t max)
 {
 	struct audit_row *r;
-	char *ev, *tr;
+	char *ev, *tr, key[160];
 
 	while (a->spool && a->retry.n < max && spool_next(a->spool, &ev, &tr)) {
 		if (!(r = calloc(1, sizeof(*r)))) {
 			free(ev);
 			free(tr);
-			spool_rewind(a->spool);
+			audit_spool_reread(a);
 			return;
 		}
 		r->ev_json = ev;
@@ -498,6 +531,15 @@ static void audit_spool_load(struct audit *a, size_t max)
 		r->tr_len = tr ? strlen(tr) : 0;
 		r->from_spool = true;
 		r->label = strdup("spooled row");
+		if (audit_spool_key(ev, key, sizeof(key))) {
+			if (!a->spool_keys)
+				a->spool_keys = json_object();
+			if (json_object_get(a->spool_keys, key))
+				r->redelivery = true;
+			else if (a->spool_keys)
+				json_object_set_new(a->spool_keys, key,
+						    json_true());
+		}
 		audit_row_push(&a->retry, r);
 		a->spool_loaded++;
 	}
@@ -510,8 +552,12 @@ static void audit_spool_done(struct audit *a, size_t committed)
 		return;
 	a->spool_loaded -= committed;
 	if (a->spool_loaded == 0 && spool_all_read(a->spool) &&
-	    spool_rows(a->spool) > 0 && !spool_clear(a->spool))
-		spool_rewind(a->spool);
+	    spool_rows(a->spool) > 0) {
+		if (!spool_clear(a->spool))
+			spool_rewind(a->spool);
+		json_decref(a->spool_keys);  /* a new pass either way */
+		a->spool_keys = NULL;
+	}
 }
 
 /* Answers every row still waiting (queue, and suspects of an isolation in
@@ -935,6 +981,7 @@ void audit_free(struct audit *a)
 	event_free(a->ev_retry);
 	event_free(a->ev_spool);
 	spool_close(a->spool);
+	json_decref(a->spool_keys);
 	free(a->answers);
 	free(a);
 }

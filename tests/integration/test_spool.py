@@ -300,6 +300,33 @@ def test_rows_spooled_in_either_payload_form_are_replayed(alertd_factory,
 
 
 @pytest.mark.kill_after(120)
+@pytest.mark.kill_after(180)
+def test_a_spooled_duplicate_delivery_is_replayed_as_one(alertd, pg_server):
+    """Devices send events again while PostgreSQL is down (answered
+    duplicate): those rows are spooled too, and the spool keeps their
+    parts, not that they are duplicate deliveries. The replay writes each
+    event once, without a batch that PostgreSQL refuses for a repeated key
+    (23505) and the isolation by halves that follows."""
+    st, body, _ = post_event(alertd.http, make_event())
+    assert st == 202, body                  # the chain's head is known
+    evs = [make_event() for _ in range(5)]
+    pg_server.stop("fast")
+    try:
+        for ev in evs:
+            for want in ("new", "duplicate"):
+                st, body, _ = post_event(alertd.http, ev, timeout=20)
+                assert st == 202 and body["outcome"] == want, body
+    finally:
+        pg_server.start()
+    wait_until(lambda: _ready(alertd)[1]["spool"]["rows"] == 0, 60,
+               what="the spool replayed")
+    assert "refused (23505" not in alertd.log(), alertd.log()[-3000:]
+    counts = _counts(alertd.db(), [ev["event_id"] for ev in evs])
+    assert counts == {ev["event_id"]: 1 for ev in evs}, counts
+    r = alertd.ctl("audit", "verify")
+    assert r.returncode == 0 and "ok, " in r.stdout, r.stdout + r.stderr
+
+
 def test_spooled_rows_recorded_already_are_not_linked_twice(alertd_factory,
                                                             test_env):
     """A spool can hold rows that PostgreSQL has (the batch in flight at a
