@@ -1,8 +1,8 @@
 /* supervise: the periodic work of the issue 3 rules, driven by the
  * janitor: device supervision (a registered source silent for longer than
  * its interval gets one device_offline incident) and the aging of
- * unacknowledged incidents. Each is one script call per tick at most,
- * never two in flight; the opening transitions are recorded in the audit
+ * unacknowledged incidents. Each is one script call per tick, never two
+ * in flight (aging goes on in slices while a slice changed something); the opening transitions are recorded in the audit
  * trail (the consoles get the changes from the change stream). */
 #ifndef ALERTD_SUPERVISE_H
 #define ALERTD_SUPERVISE_H

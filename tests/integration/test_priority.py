@@ -394,3 +394,43 @@ def test_night_flag_follows_the_clock_under_a_backlog(alertd_factory,
     st, body, _ = results["night"]
     assert st == 202, body
     assert body["priority"] == 125, body
+
+
+def _aging_changes(d):
+    st, text, _ = http_get(d.http, "/metrics")
+    assert st == 200
+    for line in text.splitlines():
+        if line.startswith("alertd_aging_changes "):
+            return int(float(line.split()[1]))
+    raise AssertionError("no alertd_aging_changes in /metrics")
+
+
+@pytest.mark.kill_after(90)
+def test_aging_backlog_goes_in_short_slices_within_one_tick(alertd_factory):
+    """A busy minute's incidents fall due together. One script call for
+    all of them held Redis, and every event's decision, for tens of ms;
+    slices of 32 with no wait between them age them all at the tick
+    they fell due (supervise.c), not one slice a second."""
+    d = alertd_factory(priority={"aging_step": 1, "aging_interval_s": 3600,
+                                 "aging_cap": 1})
+    n = 250
+    for _ in range(n):
+        _panic(d, type="fault", kind="ferry")
+    r = d.redis()
+    ids = r.zrange(d.prefix + "aging", 0, -1)
+    assert len(ids) == n and _aging_changes(d) == 0
+    # Every incident an hour old, so due now: an hour after a busy minute.
+    for i in ids:
+        k = d.prefix + "inc:%s" % i
+        r.hset(k, "first_seen_ms", int(r.hget(k, "first_seen_ms")) - 3600000)
+    r.zadd(d.prefix + "aging", {i: 0 for i in ids})
+    wait_until(lambda: _aging_changes(d) > 0, 5, interval=0.02,
+               what="the first aging slice")
+    t0 = time.monotonic()
+    wait_until(lambda: _aging_changes(d) == n, 5, interval=0.02,
+               what="every due incident aged")
+    # Within the same tick: one slice a second would take two more.
+    assert time.monotonic() - t0 < 0.9
+    assert r.zcard(d.prefix + "aging") == 0          # capped: none left
+    prios = {int(r.hget(d.prefix + "inc:%s" % i, "priority")) for i in ids}
+    assert prios == {31}
