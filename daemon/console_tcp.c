@@ -34,6 +34,7 @@
 #include "listen_guard.h"
 #include "log.h"
 #include "operators.h"
+#include "qsnap.h"
 
 #define CONSOLE_SUBSCRIBE_S 10
 /* Open console connections beyond which a new one is refused (Error
@@ -309,27 +310,23 @@ static bool console_snapshot_one(const char *snap, void *arg)
 	return s->c->state == CON_REPLAYING; /* not closed for lagging */
 }
 
-static void console_on_snapshot(bool ok, const char *json, void *arg)
+static void console_on_snapshot(bool ok, const char *last, json_t *queue,
+				void *arg)
 {
 	struct console_conn *c = arg;
-	json_t *r = NULL;
-	const char *last;
 	struct console_snapshot s;
 
 	if (!console_call_done(c))
 		return;
-	if (!ok || json == NULL || (r = json_loads(json, 0, NULL)) == NULL ||
-	    (last = json_string_value(json_object_get(r, "last_id"))) == NULL) {
-		json_decref(r);
+	if (!ok) {
 		console_error(c, "unavailable", "the incident store is "
 			      "unavailable; reconnect later");
 		return;
 	}
 	s = (struct console_snapshot){c, last};
-	fanout_queue_foreach(c->role, c->zones, json_object_get(r, "queue"),
-			     console_snapshot_one, &s);
+	fanout_queue_foreach(c->role, c->zones, queue, console_snapshot_one,
+			     &s);
 	snprintf(c->last_id, sizeof(c->last_id), "%s", last);
-	json_decref(r);
 	console_go_live(c);
 }
 
@@ -389,8 +386,7 @@ static void console_on_operator(const struct operator_info *op,
 					    CONSOLE_REPLAY_MAX,
 					    console_on_replay, c);
 	} else {
-		sent = decide_script(c->owner->decide, "stream_snapshot", 0,
-				     NULL, console_on_snapshot, c);
+		sent = qsnap_fetch(c->owner->decide, console_on_snapshot, c);
 	}
 	if (!sent) {
 		c->call_in_flight = false;

@@ -28,6 +28,7 @@
 #include "decide.h"
 #include "log.h"
 #include "operators.h"
+#include "qsnap.h"
 
 /* Changes read back per replay round for a reconnecting console. */
 #define FANOUT_REPLAY_MAX 10000
@@ -322,7 +323,8 @@ static void fanout_go_live(struct fanout_client *c)
 	}
 }
 
-static void fanout_on_snapshot(bool ok, const char *json, void *arg);
+static void fanout_on_snapshot(bool ok, const char *last, json_t *queue,
+			       void *arg);
 
 static void fanout_on_replay(bool ok, bool gap, size_t n,
 			     const char *const *ids,
@@ -344,9 +346,8 @@ static void fanout_on_replay(bool ok, bool gap, size_t n,
 		fanout_write_comment(c, "event: reset\n"
 				     "data: {\"reason\":\"changes_lost\"}\n\n");
 		c->last_id[0] = '\0';
-		if (!decide_script(c->f->decide, "stream_snapshot", 0,
-				   NULL, fanout_on_snapshot, c))
-			fanout_on_snapshot(false, NULL, c);
+		if (!qsnap_fetch(c->f->decide, fanout_on_snapshot, c))
+			fanout_on_snapshot(false, NULL, NULL, c);
 		return;
 	}
 	if (!ok) {
@@ -380,11 +381,10 @@ static bool fanout_snapshot_one(const char *snap, void *arg)
 	return fanout_write(s->c, s->last, snap);
 }
 
-static void fanout_on_snapshot(bool ok, const char *json, void *arg)
+static void fanout_on_snapshot(bool ok, const char *last, json_t *queue,
+			       void *arg)
 {
 	struct fanout_client *c = arg;
-	json_t *r = NULL;
-	const char *last;
 	struct fanout_snapshot s;
 
 	if (c->state == SSE_ORPHANED) {
@@ -392,25 +392,19 @@ static void fanout_on_snapshot(bool ok, const char *json, void *arg)
 		return;
 	}
 	c->state = SSE_LIVE; /* so that fanout_write may close it */
-	if (!ok || json == NULL || (r = json_loads(json, 0, NULL)) == NULL ||
-	    (last = json_string_value(json_object_get(r, "last_id"))) == NULL) {
+	if (!ok) {
 		log_warn("stream operator=%s: no snapshot of the queue (Redis "
 			 "unavailable)", c->name);
 		fanout_write_comment(c, ": snapshot unavailable\n\n");
-		json_decref(r);
 		fanout_go_live(c);
 		return;
 	}
 	s = (struct fanout_snapshot){c, last};
-	if (!fanout_queue_foreach(c->role, c->zones,
-				  json_object_get(r, "queue"),
-				  fanout_snapshot_one, &s)) {
-		json_decref(r); /* dropped for lagging */
-		return;
-	}
+	if (!fanout_queue_foreach(c->role, c->zones, queue,
+				  fanout_snapshot_one, &s))
+		return; /* dropped for lagging */
 	snprintf(c->last_id, sizeof(c->last_id), "%s", last);
 	fanout_write_comment(c, ": snapshot end\n\n");
-	json_decref(r);
 	fanout_go_live(c);
 }
 
@@ -502,9 +496,8 @@ void fanout_attach_sse(struct fanout *f, struct evhttp_request *req,
 	if (last_event_id == NULL) {
 		/* A new console: the open queue first, then the changes. */
 		c->state = SSE_REPLAYING;
-		if (!decide_script(f->decide, "stream_snapshot", 0, NULL,
-				   fanout_on_snapshot, c))
-			fanout_on_snapshot(false, NULL, c);
+		if (!qsnap_fetch(f->decide, fanout_on_snapshot, c))
+			fanout_on_snapshot(false, NULL, NULL, c);
 		return;
 	}
 	snprintf(c->last_id, sizeof(c->last_id), "%s", last_event_id);

@@ -1117,11 +1117,19 @@ local esc_modes = {
 
 -- ---- Console streams and presence (docs/redis.md) ----
 --
---   stream_snapshot prefix
+--   stream_ids prefix
 --     -> JSON {"last_id": the newest change id ("0-0" if none),
---              "queue": [snapshot JSON strings in queue order]}: what a
---        console gets on connect, consistent with the change stream (a
---        change after last_id is newer than the snapshot).
+--              "ids": [the open incidents' ids in queue order]}: the
+--        first step of what a console gets on connect (daemon/qsnap.c).
+--        The ids and last_id are read in one call, so every incident
+--        open at last_id is in the list; whatever changes after it is a
+--        change after last_id, which the console gets from the stream.
+--   snapshots prefix ids (comma-separated, at most 1000)
+--     -> JSON array of the snapshot JSON strings of those incidents, in
+--        the order given (an id without an incident is left out): the
+--        pages of the queue after stream_ids. One call for the whole
+--        queue held Redis, and every event's decision, for about 100 ms
+--        with 15,000 open incidents (docs/BENCHMARKS.md, optimisation 31).
 --   presence prefix now_ms ttl_ms min names
 --     names: comma-separated operators on duty connected to this instance.
 --     Each is kept in the sorted set presence until now + ttl (instances
@@ -1132,7 +1140,7 @@ local esc_modes = {
 --   staffing_set prefix episode incident_id -> "1": the incident opened
 --     for that shortage (resolved when staff returns).
 
-local function mode_stream_snapshot()
+local function mode_stream_ids()
 	local last = redis.call('XREVRANGE', P .. 'changes', '+', '-',
 		'COUNT', 1)
 	local last_id = '0-0'
@@ -1140,17 +1148,29 @@ local function mode_stream_snapshot()
 		last_id = last[1][1]
 	end
 	local ids = redis.call('ZREVRANGE', P .. 'queue', 0, -1)
-	local snaps = {}
-	for _, id in ipairs(ids) do
+	return '{"last_id":' .. cjson.encode(last_id) .. ',"ids":[' ..
+		table.concat(ids, ',') .. ']}'
+end
+
+local function mode_snapshots()
+	local snaps, n = {}, 0
+	for id in string.gmatch(ARGV[3] or '', '[^,]+') do
+		n = n + 1
+		if n > 1000 then
+			return fail('snapshots: at most 1000 ids')
+		end
+		if not is_uint(id) then
+			return fail('snapshots: ids are decimal incident ids')
+		end
 		local h = hgetall(P .. 'inc:' .. id)
 		if h then
 			snaps[#snaps + 1] = snapshot(h)
 		end
 	end
 	if #snaps == 0 then
-		return '{"last_id":' .. cjson.encode(last_id) .. ',"queue":[]}'
+		return '[]'
 	end
-	return cjson.encode({last_id = last_id, queue = snaps})
+	return cjson.encode(snaps)
 end
 
 local function mode_presence()
@@ -1193,7 +1213,8 @@ local function mode_staffing_set()
 end
 
 local stream_modes = {
-	stream_snapshot = mode_stream_snapshot, presence = mode_presence,
+	stream_ids = mode_stream_ids, snapshots = mode_snapshots,
+	presence = mode_presence,
 	staffing_set = mode_staffing_set,
 }
 

@@ -445,3 +445,25 @@ def test_pending_levels_are_looked_at_one_slice_at_a_time(s):
     assert got == [(due, 1)]
     with pytest.raises(redis.exceptions.ResponseError, match="cursor"):
         call("esc_pending", s.prefix, T0, 60000, 100, "B", "x1", 100)
+
+
+def test_console_snapshot_ids_then_pages(s):
+    """stream_ids and snapshots, the two steps of a console's snapshot
+    (daemon/qsnap.c): the ids in queue order with the newest change's id,
+    then the snapshots of the ids asked for, in that order; an id without
+    an incident is left out, and a malformed list is refused."""
+    a = s.decide("e1", "src-a", "fault")
+    b = s.decide("e2", "src-b", "panic", now_ms=T0 + 1)
+    head = json.loads(s.r.eval(s.text, 0, "stream_ids", s.prefix))
+    assert head["ids"] == [b["incident_id"], a["incident_id"]]
+    assert head["last_id"] == b["change_id"]
+    ids = "%d,999999,%d" % (a["incident_id"], b["incident_id"])
+    page = json.loads(s.r.eval(s.text, 0, "snapshots", s.prefix, ids))
+    assert [json.loads(x)["id"] for x in page] == [a["incident_id"],
+                                                  b["incident_id"]]
+    assert json.loads(s.r.eval(s.text, 0, "snapshots", s.prefix, "")) == []
+    for bad in ("1,x", "-1", ",".join(["1"] * 1001)):
+        with pytest.raises(redis.exceptions.ResponseError):
+            s.r.eval(s.text, 0, "snapshots", s.prefix, bad)
+    empty = json.loads(s.r.eval(s.text, 0, "stream_ids", s.prefix + "x:"))
+    assert empty == {"last_id": "0-0", "ids": []}

@@ -236,3 +236,25 @@ def test_missed_live_changes_cut_the_consoles(alertd_factory, make_config,
         b = _post(alertd, make_event())
         assert _incident_event(sse, timeout=5)["json"]["id"] == \
             b["incident_id"]
+
+
+def test_snapshot_of_a_long_queue_comes_whole_and_in_order(alertd,
+                                                          operator_token):
+    """The open queue is read from Redis in pages of 100 (daemon/qsnap.c)
+    so that a console connecting never holds every decision behind one
+    long script call. The console still gets every open incident once, in
+    queue order, under the id of the newest change, then live changes."""
+    types = ("fault", "panic", "call_request")
+    opened = [_post(alertd, make_event(type=types[i % 3]))
+              for i in range(450)]
+    r = alertd.redis()
+    want = [int(x) for x in r.zrevrange(alertd.prefix + "queue", 0, -1)]
+    assert sorted(want) == sorted(b["incident_id"] for b in opened)
+    with SseClient(alertd.http, operator_token) as sse:
+        assert sse.status == 200, sse.body
+        got = _queue_ids(sse, 450)
+        assert got == want
+        assert sse.no_event_within(0.5), sse.unexpected
+        assert "snapshot end" in sse.comments
+        b = _post(alertd, make_event())
+        assert _incident_event(sse)["json"]["id"] == b["incident_id"]
