@@ -19,6 +19,10 @@
  * So aging goes in slices of 32, one after the other while they change
  * something, and the decisions queued meanwhile go in between. */
 #define SUPERVISE_AGE_BATCH 32
+/* The same for the sweep: [sources] supervision_batch sources a tick, in
+ * calls of at most 32 (opening an incident costs Redis more than aging
+ * one), so that a power cut silencing a district does not hold Redis. */
+#define SUPERVISE_SWEEP_SLICE 32
 
 enum supervise_call_state {
 	SUPERVISE_IDLE,    /* no call in flight */
@@ -30,6 +34,8 @@ struct supervise {
 	struct audit *audit;
 	enum supervise_call_state sweep, age;
 	int64_t sweep_at_ms; /* decision time of the sweep in flight */
+	int sweep_left;      /* of this tick's supervision_batch */
+	int sweep_slice;     /* asked for by the sweep in flight */
 	/* Start-up or the end of a Redis outage: heartbeats could not be
 	 * heard before, so the sweep waits supervision_grace_s from here. */
 	int64_t deaf_until_ms;
@@ -70,6 +76,8 @@ static void supervise_on_recorded(bool durable, void *arg)
 	(void)arg;
 }
 
+static void supervise_sweep(struct supervise *s, int64_t now);
+
 static void supervise_on_swept(bool ok, size_t n,
 			       const struct decide_item *items, void *arg)
 {
@@ -104,6 +112,24 @@ static void supervise_on_swept(bool ok, size_t n,
 		audit_record(s->audit, NULL, &tr, supervise_on_recorded, NULL);
 		s->opened++;
 	}
+	/* A full slice may have left more overdue: the next one now, up to
+	 * supervision_batch this tick. */
+	s->sweep_left -= (int)n;
+	if (n >= (size_t)s->sweep_slice && s->sweep_left > 0)
+		supervise_sweep(s, tzclock_now_ms());
+}
+
+static void supervise_sweep(struct supervise *s, int64_t now)
+{
+	int slice = s->sweep_left < SUPERVISE_SWEEP_SLICE ?
+			    s->sweep_left : SUPERVISE_SWEEP_SLICE;
+
+	s->sweep_at_ms = now;
+	s->sweep_slice = slice;
+	if (decide_sweep(s->decide, now, slice, supervise_on_swept, s))
+		s->sweep = SUPERVISE_WAITING;
+	else
+		s->deaf = true; /* Redis is not connected */
 }
 
 static void supervise_age(struct supervise *s, int64_t now);
@@ -145,12 +171,8 @@ void supervise_tick(struct supervise *s)
 		s->deaf_until_ms = now + (int64_t)cfg->supervision_grace_s * 1000;
 	}
 	if (s->sweep == SUPERVISE_IDLE && now >= s->deaf_until_ms) {
-		s->sweep_at_ms = now;
-		if (decide_sweep(s->decide, now, cfg->supervision_batch,
-				 supervise_on_swept, s))
-			s->sweep = SUPERVISE_WAITING;
-		else
-			s->deaf = true; /* Redis is not connected */
+		s->sweep_left = cfg->supervision_batch;
+		supervise_sweep(s, now);
 	}
 	supervise_age(s, now);
 }

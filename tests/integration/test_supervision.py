@@ -261,3 +261,63 @@ def test_import_the_city_fleet(alertctl, tmp_path, test_env, redis_server):
     rc = redis_server.client()
     assert rc.scard(test_env.prefix + "sources") == 1456
     assert rc.zcard(test_env.prefix + "supervise") == 1456
+
+
+def _opened(d):
+    st, text, _ = http_get(d.http, "/metrics")
+    assert st == 200
+    m = re.search(r"^alertd_device_offline_opened (\d+)", text, re.M)
+    assert m, text
+    return int(m.group(1))
+
+
+@pytest.mark.kill_after(90)
+def test_a_silent_district_is_swept_in_short_slices_within_one_tick(
+        alertd_factory, alertctl, tmp_path, test_env):
+    """A power cut silences 100 devices at once. The sweep opens their
+    device_offline incidents in script calls of at most 32, so that no
+    call holds Redis for long, one after the other up to
+    supervision_batch: all 100 at the same tick, not 32 a second."""
+    devs = ["stop-" + uid(8) for _ in range(100)]
+    alertctl("sources", "import", str(_csv(
+        tmp_path, ["%s,stop,Konak,,stops,3600" % s for s in devs])))
+    d = alertd_factory(sources={"unknown": "reject",
+                                "supervision_grace_s": 0})
+    r = d.redis()
+    wait_until(lambda: all(r.exists(d.prefix + "src:" + s) for s in devs),
+               15, what="the registry in Redis")
+    assert _opened(d) == 0
+    # Every device overdue now (their last heartbeat an hour ago).
+    r.zadd(d.prefix + "supervise", {s: 0 for s in devs})
+    wait_until(lambda: _opened(d) > 0, 5, interval=0.02,
+               what="the first sweep slice")
+    t0 = time.monotonic()
+    wait_until(lambda: _opened(d) == 100, 5, interval=0.02,
+               what="every silent device's incident")
+    assert time.monotonic() - t0 < 0.9
+    assert r.zcard(d.prefix + "supervise") == 0
+    assert all(r.get(d.prefix + "open:%s:device_offline" % s) for s in devs)
+
+
+@pytest.mark.kill_after(90)
+def test_sweep_slices_stop_at_supervision_batch_a_tick(
+        alertd_factory, alertctl, tmp_path, test_env):
+    """supervision_batch still bounds what one tick opens: 40 of 100
+    overdue devices (a slice of 32 and one of 8), the rest at the next
+    ticks."""
+    devs = ["park-" + uid(8) for _ in range(100)]
+    alertctl("sources", "import", str(_csv(
+        tmp_path, ["%s,park,Buca,,parks,3600" % s for s in devs])))
+    d = alertd_factory(sources={"unknown": "reject",
+                                "supervision_grace_s": 0,
+                                "supervision_batch": 40})
+    r = d.redis()
+    wait_until(lambda: all(r.exists(d.prefix + "src:" + s) for s in devs),
+               15, what="the registry in Redis")
+    r.zadd(d.prefix + "supervise", {s: 0 for s in devs})
+    wait_until(lambda: _opened(d) > 0, 5, interval=0.02,
+               what="the first sweep slice")
+    time.sleep(0.4)
+    assert _opened(d) == 40
+    wait_until(lambda: _opened(d) == 100, 10,
+               what="the rest at the next ticks")
