@@ -22,6 +22,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "operators.h"
+#include "qsnap.h"
 #include "redis_pool.h"
 
 enum api_route {
@@ -86,34 +87,59 @@ static bool api_view_one(const char *snap, void *arg)
 	return true;
 }
 
-static void api_on_queue_view(bool ok, const char *json, void *arg)
+/* The open queue, read in pages (qsnap.h: one script call for the whole
+ * queue held every event's decision behind it): a JSON array of the
+ * snapshots as the operator may see them. */
+static void api_on_queue_view(bool ok, const char *last, json_t *queue,
+			      void *arg)
 {
 	struct api_view *v = arg;
-	json_t *arr = ok && json != NULL && json[0] == '[' ?
-			      json_loads(json, 0, NULL) : NULL;
+	struct evbuffer *all = NULL;
 	json_t *out = NULL;
 	char *text = NULL;
+	const char *body = NULL;
 
-	if (v->role != AUTH_ROLE_AUDITOR &&
-	    !(v->role == AUTH_ROLE_OPERATOR && v->zones[0] != '\0')) {
-		api_on_json(ok, json, v->req); /* sees everything as is */
-		goto done;
-	}
-	if (arr == NULL) {
+	(void)last;
+	if (!ok) {
 		api_reply_unavailable(v->req, "the incident store");
 		goto done;
 	}
-	v->out = out = json_array();
-	fanout_queue_foreach(v->role, v->zones, arr, api_view_one, v);
-	text = out != NULL ? json_dumps(out, JSON_COMPACT |
-					 JSON_REAL_PRECISION(15)) : NULL;
-	if (text == NULL)
-		api_reply_unavailable(v->req, "memory");
-	else
-		http_reply_json(v->req, 200, text);
+	if (v->role != AUTH_ROLE_AUDITOR &&
+	    !(v->role == AUTH_ROLE_OPERATOR && v->zones[0] != '\0')) {
+		/* Sees everything as is: the snapshots' own text. */
+		size_t i;
+		json_t *it;
+
+		if ((all = evbuffer_new()) == NULL)
+			goto done;
+		evbuffer_add(all, "[", 1);
+		json_array_foreach(queue, i, it) {
+			const char *snap = json_string_value(it);
+
+			if (snap == NULL)
+				continue;
+			if (evbuffer_get_length(all) > 1)
+				evbuffer_add(all, ",", 1);
+			evbuffer_add(all, snap, strlen(snap));
+		}
+		evbuffer_add(all, "]", 2); /* with its NUL */
+		body = (const char *)evbuffer_pullup(all, -1);
+	} else {
+		v->out = out = json_array();
+		fanout_queue_foreach(v->role, v->zones, queue, api_view_one,
+				     v);
+		body = text = out != NULL ? json_dumps(out, JSON_COMPACT |
+						      JSON_REAL_PRECISION(15))
+					  : NULL;
+	}
 done:
+	if (ok && body == NULL)
+		api_reply_unavailable(v->req, "memory");
+	else if (ok)
+		http_reply_json(v->req, 200, body);
+	if (all != NULL)
+		evbuffer_free(all);
 	free(text);
-	json_decref(arr);
 	json_decref(out);
 	free(v);
 }
@@ -200,7 +226,7 @@ static void api_on_operator(const struct operator_info *op, bool unavailable,
 		if (v == NULL)
 			sent = false;
 		else if (call->route == API_QUEUE)
-			sent = decide_queue(deps->decide, api_on_queue_view, v);
+			sent = qsnap_fetch(deps->decide, api_on_queue_view, v);
 		else {
 			v->pg = deps->pg_query;
 			v->incident_id = call->incident_id;

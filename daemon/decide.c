@@ -48,8 +48,6 @@
 extern const char decide_lua_text[];
 
 #define DECIDE_CHANGES_MAXLEN 10000
-/* decide_queue returns every open incident (the script's limit 0). */
-#define DECIDE_QUEUE_LIMIT "0"
 #define DECIDE_ARGS_MAX 20
 /* The per-event arguments of the script's decide and decide_batch modes. */
 #define DECIDE_EVENT_FIELDS 15
@@ -824,7 +822,7 @@ bool decide_sweep(struct decide *d, int64_t now_ms, int limit,
 	return decide_items_call(d, "sweep", now_ms, limit, cb, arg);
 }
 
-/* A script call in mode queue/get answering through a decide_json_cb. */
+/* A script call in mode get answering through a decide_json_cb. */
 static bool decide_json_call(struct decide *d, const char *mode,
 			     const char *param, decide_json_cb cb, void *arg)
 {
@@ -868,11 +866,6 @@ bool decide_script(struct decide *d, const char *mode, int nparams,
 		return false;
 	}
 	return true;
-}
-
-bool decide_queue(struct decide *d, decide_json_cb cb, void *arg)
-{
-	return decide_json_call(d, "queue", DECIDE_QUEUE_LIMIT, cb, arg);
 }
 
 bool decide_incident(struct decide *d, int64_t incident_id, decide_json_cb cb,

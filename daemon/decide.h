@@ -97,11 +97,6 @@ bool decide_event(struct decide *d, const struct evt *ev, int64_t now_ms,
  * alive. */
 void decide_flush(struct decide *d);
 
-/* The open queue as a JSON array of snapshots in queue order (priority
- * descending, then first_seen ascending). */
-bool decide_queue(struct decide *d, decide_json_cb cb, void *arg)
-	__attribute__((warn_unused_result));
-
 /* One incident's snapshot as a JSON object. */
 bool decide_incident(struct decide *d, int64_t incident_id, decide_json_cb cb,
 		     void *arg) __attribute__((warn_unused_result));

@@ -1,4 +1,4 @@
-/* qsnap: the open queue for a new console, in pages (qsnap.h). */
+/* qsnap: the open queue, in pages (qsnap.h). */
 #include "qsnap.h"
 
 #include <inttypes.h>

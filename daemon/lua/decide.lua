@@ -16,7 +16,8 @@
 --        alertd sends every event this way (one call per loop turn).
 --   queue   prefix limit
 --     -> one string: JSON array of the open incidents' snapshots in queue
---        order (limit <= 0: all of them).
+--        order (limit <= 0: all of them). For scripts and tests: alertd
+--        reads the queue in pages (stream_ids, snapshots).
 --   get     prefix incident_id
 --     -> the snapshot JSON string, or nil when there is no such incident.
 --
@@ -1126,7 +1127,8 @@ local esc_modes = {
 --        change after last_id, which the console gets from the stream.
 --   snapshots prefix ids (comma-separated, at most 1000)
 --     -> JSON array of the snapshot JSON strings of those incidents, in
---        the order given (an id without an incident is left out): the
+--        the order given (an id no longer in the open queue is left out,
+--        its change after last_id tells the console): the
 --        pages of the queue after stream_ids. One call for the whole
 --        queue held Redis, and every event's decision, for about 100 ms
 --        with 15,000 open incidents (docs/BENCHMARKS.md, optimisation 31).
@@ -1162,7 +1164,9 @@ local function mode_snapshots()
 		if not is_uint(id) then
 			return fail('snapshots: ids are decimal incident ids')
 		end
-		local h = hgetall(P .. 'inc:' .. id)
+		-- Resolved since stream_ids: left out (its change follows).
+		local h = redis.call('ZSCORE', P .. 'queue', id) and
+			hgetall(P .. 'inc:' .. id)
 		if h then
 			snaps[#snaps + 1] = snapshot(h)
 		end

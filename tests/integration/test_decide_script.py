@@ -462,6 +462,10 @@ def test_console_snapshot_ids_then_pages(s):
     assert [json.loads(x)["id"] for x in page] == [a["incident_id"],
                                                   b["incident_id"]]
     assert json.loads(s.r.eval(s.text, 0, "snapshots", s.prefix, "")) == []
+    # Resolved meanwhile (out of the queue): left out.
+    s.r.zrem(s.prefix + "queue", a["incident_id"])
+    page = json.loads(s.r.eval(s.text, 0, "snapshots", s.prefix, ids))
+    assert [json.loads(x)["id"] for x in page] == [b["incident_id"]]
     for bad in ("1,x", "-1", ",".join(["1"] * 1001)):
         with pytest.raises(redis.exceptions.ResponseError):
             s.r.eval(s.text, 0, "snapshots", s.prefix, bad)

@@ -4,7 +4,7 @@ gets exactly the changes it missed."""
 
 import pytest
 
-from helpers import SseClient, make_event, post_event, uid
+from helpers import SseClient, http_get, make_event, post_event, uid
 
 
 def _post(alertd, ev):
@@ -250,6 +250,11 @@ def test_snapshot_of_a_long_queue_comes_whole_and_in_order(alertd,
     r = alertd.redis()
     want = [int(x) for x in r.zrevrange(alertd.prefix + "queue", 0, -1)]
     assert sorted(want) == sorted(b["incident_id"] for b in opened)
+    # GET /v1/incidents reads it the same way.
+    st, listed, _ = http_get(alertd.http, "/v1/incidents",
+                             token=operator_token)
+    assert st == 200, listed
+    assert [i["id"] for i in listed] == want
     with SseClient(alertd.http, operator_token) as sse:
         assert sse.status == 200, sse.body
         got = _queue_ids(sse, 450)
