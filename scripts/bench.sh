@@ -19,6 +19,9 @@
 # the setting docs/operations.md recommends for the audit host (64 MiB:
 # 67108864), off by default so that the table compares with earlier ones
 # (docs/BENCHMARKS.md, "The 1k/s stalls").
+# BENCH_SLOWLOG_US=N logs every Redis command slower than N us and writes
+# each run's slow commands to slowlog-RUN.txt in the temporary folder
+# (with BENCH_KEEP=1; optimisation 31 used 5000).
 set -u
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$(pwd)
@@ -143,6 +146,12 @@ for _ in $(seq 1 100); do
 	sleep 0.1
 done
 redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 || die "Redis did not start"
+if [ -n "${BENCH_SLOWLOG_US:-}" ]; then
+	redis-cli -p "$REDIS_PORT" config set slowlog-log-slower-than \
+		"$BENCH_SLOWLOG_US" >/dev/null &&
+		redis-cli -p "$REDIS_PORT" config set slowlog-max-len 100000 \
+			>/dev/null || die "cannot set Redis's slowlog"
+fi
 
 PG_PORT=$(free_port)
 mkdir -p "$W/pg"
@@ -303,6 +312,8 @@ run_lg() {
 	# alertd's stage histograms (Redis decide calls, audit batches)
 	# before and after: where its answer time went during this run.
 	[ "$pid" = "$ALERTD_PID" ] && scrape_metrics "$W/metrics-$name.0"
+	[ -n "${BENCH_SLOWLOG_US:-}" ] &&
+		redis-cli -p "$REDIS_PORT" slowlog reset >/dev/null
 	c0=$(cpu_ticks "$pid")
 	q0=$(runq_ns "$pid")
 	m0=$(machine_jiffies)
@@ -333,6 +344,8 @@ run_lg() {
 		d = y[2] - x[2]; printf "%.0f", (d > 0 ? 100 * (y[1] - x[1]) / d : 0) }')
 	runq=$(awk -v q0="$q0" -v q1="$q1" -v t0="$t0" -v t1="$t1" \
 		'BEGIN { printf "%.1f", (t1 > t0 ? 100 * (q1 - q0) / (t1 - t0) : 0) }')
+	[ -n "${BENCH_SLOWLOG_US:-}" ] &&
+		redis-cli -p "$REDIS_PORT" slowlog get 100000 >"$W/slowlog-$name.txt"
 	if [ "$pid" = "$ALERTD_PID" ] && scrape_metrics "$W/metrics-$name.1"; then
 		stages=$(python3 "$ROOT/scripts/metrics_stages.py" \
 			"$W/metrics-$name.0" "$W/metrics-$name.1" 2>>"$W/loadgen.log")
