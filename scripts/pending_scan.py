@@ -11,39 +11,17 @@ the number of calls), or, for a decide.lua from before the slices, the one
 HGETALL call. Best of 5 passes."""
 import json
 import os
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 
-import redis
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from scratch_redis import scratch_redis
 
 
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     lua = sys.argv[1] if len(sys.argv) > 1 else \
         os.path.join(here, "..", "daemon", "lua", "decide.lua")
-    port = free_port()
-    tmp = tempfile.mkdtemp(prefix="pending-scan-")
-    srv = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-         "--save", "", "--appendonly", "no", "--dir", tmp],
-        stdout=subprocess.DEVNULL)
-    try:
-        r = redis.Redis(port=port, decode_responses=True)
-        for _ in range(100):
-            try:
-                r.ping()
-                break
-            except redis.exceptions.ConnectionError:
-                time.sleep(0.05)
+    with scratch_redis("pending-scan-") as r:
         sha = r.script_load(open(lua).read())
         P, now = "bench:", int(time.time() * 1000)
         for n in (1000, 5000, 20000):
@@ -76,10 +54,6 @@ def main():
                     best = (worst, calls)
             print("%6d pending levels: %3d call(s), longest %.2f ms" %
                   (n, best[1], best[0] * 1000))
-    finally:
-        srv.terminate()
-        srv.wait(10)
-        subprocess.run(["rm", "-rf", tmp])
 
 
 if __name__ == "__main__":

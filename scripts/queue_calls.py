@@ -18,13 +18,10 @@ at a time, so the longest call is how long every event's decision waits
 behind it."""
 import json
 import os
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 
-import redis
+from scratch_redis import scratch_redis
 
 T0 = 1795287599000
 HOUR = 3600000
@@ -34,11 +31,6 @@ RULES = {"kind_mod": {}, "zone_mod": {}, "night_kinds": {},
          "aging_cap": 1, "flood_window_ms": 10000, "flood_soft": 1000,
          "flood_hard": 10000, "unknown": "accept", "device_offline": 20}
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def iso(ms):
@@ -87,20 +79,7 @@ def main():
         os.path.join(here, "..", "daemon", "lua", "decide.lua")
     text = open(lua).read()
     paged = "stream_ids" in text
-    port = free_port()
-    tmp = tempfile.mkdtemp(prefix="queue-calls-")
-    srv = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-         "--save", "", "--appendonly", "no", "--dir", tmp],
-        stdout=subprocess.DEVNULL)
-    try:
-        r = redis.Redis(port=port, decode_responses=True)
-        for _ in range(100):
-            try:
-                r.ping()
-                break
-            except redis.exceptions.ConnectionError:
-                time.sleep(0.05)
+    with scratch_redis("queue-calls-") as r:
         sha = r.script_load(text)
         rules = json.dumps(RULES)
         P = "bench:"
@@ -132,10 +111,6 @@ def main():
                 print("%6d open incidents, %-11s %4d call(s) for %5d, "
                       "longest %.2f ms" % (n, name + ":", calls, count,
                                            worst * 1000))
-    finally:
-        srv.terminate()
-        srv.wait(10)
-        subprocess.run(["rm", "-rf", tmp])
 
 
 if __name__ == "__main__":
