@@ -44,7 +44,8 @@ GEN_C    := $(B)/gen/alertd.pb-c.c
 MOD_OBJS := $(patsubst daemon/%.c,$(B)/obj/%.o,$(MODULES)) \
             $(B)/obj/alertd.pb-c.o $(B)/obj/lua_blob.o
 CTL_OBJS := $(B)/obj/alertctl.o $(B)/obj/config.o $(B)/obj/log.o \
-            $(B)/obj/evt.o $(B)/obj/auth.o $(B)/obj/lua_blob.o \
+            $(B)/obj/evt.o $(B)/obj/auth.o $(B)/obj/numtext.o \
+            $(B)/obj/lua_blob.o \
             $(B)/obj/policy.o \
             $(B)/obj/audit_query.o $(B)/obj/personal.o $(B)/obj/jsonout.o \
             $(B)/obj/tzclock.o \

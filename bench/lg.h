@@ -79,6 +79,10 @@ int64_t lg_now_ns(void);
 /* The traffic mix's random numbers (xorshift, --seed). */
 uint64_t lg_rand(void);
 double lg_rand01(void);
+/* A coordinate from..from + 0.0999 with four decimals, as a device that
+ * parsed "38.4123" sends it: the double nearest to that decimal
+ * (38.4 + 0.0123 is not). from is in ten-thousandths (384000: 38.4). */
+double lg_rand_coord(long from);
 /* Parses the send time embedded in an id or label after `marker`
  * ("...:<hex ns>"); 0 when absent. */
 int64_t lg_parse_ts(const char *s, const char *marker);

@@ -152,8 +152,8 @@ static struct audit_row *lg_pg_row(struct lg_pg *g)
 	ev.label = label;
 	ev.type = urgent ? EVT_TYPE_PANIC : EVT_TYPE_HEARTBEAT;
 	ev.has_location = true;
-	ev.lat = 38.4 + (double)(lg_rand() % 1000) / 10000.0;
-	ev.lon = 27.1 + (double)(lg_rand() % 1000) / 10000.0;
+	ev.lat = lg_rand_coord(384000);
+	ev.lon = lg_rand_coord(271000);
 	ev.received_at_ms = now;
 	if (!(payload = codec_json_encode_event(&ev)))
 		return NULL;

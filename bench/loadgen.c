@@ -144,6 +144,11 @@ double lg_rand01(void)
 	return (double)(lg_rand() >> 11) / 9007199254740992.0;
 }
 
+double lg_rand_coord(long from)
+{
+	return (double)(from + (long)(lg_rand() % 1000)) / 10000.0;
+}
+
 /* --- the traffic mix ---------------------------------------------------- */
 
 enum lg_kind { LG_HEARTBEAT, LG_PANIC, LG_FAULT, LG_DUP };
@@ -405,8 +410,8 @@ static bool lg_tcp_send(struct lg_conn *c, int64_t ts)
 	src.kind = ALERTD__V1__SOURCE_KIND__BUS;
 	src.zone = "Konak";
 	src.label = e.label;
-	loc.lat = 38.4 + (double)(lg_rand() % 1000) / 10000.0;
-	loc.lon = 27.1 + (double)(lg_rand() % 1000) / 10000.0;
+	loc.lat = lg_rand_coord(384000);
+	loc.lon = lg_rand_coord(271000);
 	ev.event_id = e.id;
 	ev.source = &src;
 	ev.type = lg_type_pb(e.kind);

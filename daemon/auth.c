@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "numtext.h"
 
 #define AUTH_HEX_LEN 64 /* SHA-256 as hex */
 /* "<t>." : an int64 is at most 20 characters with its sign. */
@@ -235,15 +236,17 @@ static uint8_t *auth_signed_message(int64_t t, const uint8_t *body, size_t len,
 				    size_t *out_len)
 {
 	char prefix[AUTH_PREFIX_MAX];
-	int n = snprintf(prefix, sizeof(prefix), "%lld.", (long long)t);
-	uint8_t *msg = malloc((size_t)n + len + 1);
+	size_t n = numtext_i64(prefix, t);
+	uint8_t *msg;
 
+	prefix[n++] = '.';
+	msg = malloc(n + len + 1);
 	if (msg == NULL)
 		return NULL;
-	memcpy(msg, prefix, (size_t)n);
+	memcpy(msg, prefix, n);
 	if (len > 0)
 		memcpy(msg + n, body, len);
-	*out_len = (size_t)n + len;
+	*out_len = n + len;
 	return msg;
 }
 

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "jsonw.h"
+#include "numtext.h"
 
 /* The required members, in check order. */
 struct codec_json_required {
@@ -336,19 +337,14 @@ static void codec_json_put(json_t *obj, const char *key, json_t *v, bool *ok)
 static void codec_json_location(struct jsonw *b,
 				const struct evt *ev)
 {
-	char lat[40], lon[40];
+	char lat[NUMTEXT_REAL_LEN], lon[NUMTEXT_REAL_LEN];
 
 	if (!isfinite(ev->lat) || !isfinite(ev->lon)) {
 		b->ok = false;
 		return;
 	}
-	for (int p = 15; p <= 17; p++) {
-		snprintf(lat, sizeof(lat), "%.*g", p, ev->lat);
-		snprintf(lon, sizeof(lon), "%.*g", p, ev->lon);
-		if (p == 17 || (strtod(lat, NULL) == ev->lat &&
-				strtod(lon, NULL) == ev->lon))
-			break;
-	}
+	numtext_real(lat, ev->lat);
+	numtext_real(lon, ev->lon);
 	jsonw_lit(b, ",\"location\":{\"lat\":");
 	jsonw_real(b, lat);
 	jsonw_lit(b, ",\"lon\":");
@@ -425,16 +421,15 @@ char *codec_json_encode_answer(const char *event_id, int64_t incident_id,
 			       enum evt_outcome outcome, int priority)
 {
 	struct jsonw b = JSONW_INIT;
-	char num[32];
-
 	jsonw_lit(&b, "{\"event_id\":");
 	jsonw_str(&b, event_id ? event_id : "");
-	snprintf(num, sizeof(num), ",\"incident_id\":%" PRId64, incident_id);
-	jsonw_lit(&b, num);
+	jsonw_lit(&b, ",\"incident_id\":");
+	jsonw_int(&b, incident_id);
 	jsonw_lit(&b, ",\"outcome\":");
 	jsonw_str(&b, evt_outcome_name(outcome));
-	snprintf(num, sizeof(num), ",\"priority\":%d}", priority);
-	jsonw_lit(&b, num);
+	jsonw_lit(&b, ",\"priority\":");
+	jsonw_int(&b, priority);
+	jsonw_lit(&b, "}");
 	return jsonw_finish(&b);
 }
 

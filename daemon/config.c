@@ -635,11 +635,21 @@ const struct config *config_current(void)
 	return config_running;
 }
 
+/* Counts the swaps: a cache of something made from the config compares
+ * it, never the config's address (a new config may get a freed one's). */
+static uint64_t config_swaps;
+
+uint64_t config_generation(void)
+{
+	return config_swaps;
+}
+
 void config_set_current(struct config *cfg)
 {
 	struct config *old = config_running;
 
 	config_running = cfg;
+	config_swaps++;
 	if (cfg != NULL)
 		log_set_level(cfg->log_level);
 	config_free(old);

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "evt.h"
 #include "log.h"
@@ -141,6 +142,9 @@ void config_free(struct config *cfg);
 /* The running config. Set once at start-up, swapped by a reload. */
 const struct config *config_current(void);
 void config_set_current(struct config *cfg); /* frees the previous one */
+/* Changes with every config_set_current: what a cache made from the
+ * running config keeps to know it is still current. */
+uint64_t config_generation(void);
 
 /* Loads cfg->path again; on success swaps it in (keeping the running value of
  * every non-reloadable setting, each logged) and returns true; on failure

@@ -28,7 +28,6 @@
 #include "decide.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +40,7 @@
 #include "decide_reply.h"
 #include "log.h"
 #include "metrics.h"
+#include "numtext.h"
 #include "redis_pool.h"
 #include "rules.h"
 
@@ -49,6 +49,8 @@ extern const char decide_lua_text[];
 
 #define DECIDE_CHANGES_MAXLEN 10000
 #define DECIDE_ARGS_MAX 20
+/* Room in a call for the text of its copied arguments. */
+#define DECIDE_CALL_TEXT 320
 /* The per-event arguments of the script's decide and decide_batch modes. */
 #define DECIDE_EVENT_FIELDS 15
 #define DECIDE_BATCH_MAX 64
@@ -95,6 +97,10 @@ struct decide_call {
 	const char *argv[DECIDE_ARGS_MAX];
 	size_t argvlen[DECIDE_ARGS_MAX];
 	bool owned[DECIDE_ARGS_MAX];
+	/* Copied arguments that fit, one after the other (an event's
+	 * fifteen are some 200 bytes): no malloc per argument. */
+	size_t text_len;
+	char text[DECIDE_CALL_TEXT];
 };
 
 struct decide {
@@ -116,6 +122,15 @@ struct decide {
 	 * script's replies, PostgreSQL): sent with the rules, so that the
 	 * counters go on above them after Redis lost its data. */
 	struct rules_seq_floor floor;
+	/* now_ms of the last event, as text: the events of one loop turn
+	 * share their time, so it is formatted once. */
+	int64_t now_iso_ms;
+	char now_iso[32];
+	/* rules_json_fixed of the running config (its config_generation in
+	 * rules_gen): jansson's dump of it cost more than a batch of four
+	 * events (docs/BENCHMARKS.md, optimisation 32). */
+	char *rules_fixed;
+	uint64_t rules_gen;
 };
 
 static void decide_on_reply(redisReply *reply, void *arg);
@@ -196,23 +211,33 @@ static void decide_call_free(struct decide_call *call)
 /* Appends an argument; copy=false for static strings (the script text). */
 static void decide_call_arg(struct decide_call *call, const char *s, bool copy)
 {
-	char *dup;
+	size_t len = strlen(s);
+	bool owned = false;
 
 	if (call->argc >= DECIDE_ARGS_MAX) {
 		call->oom = true;
 		return;
 	}
-	if (copy) {
-		dup = strdup(s);
+	if (copy && len < sizeof(call->text) - call->text_len) {
+		char *to = call->text + call->text_len;
+
+		memcpy(to, s, len + 1);
+		call->text_len += len + 1;
+		s = to;
+	} else if (copy) {
+		char *dup = malloc(len + 1);
+
 		if (dup == NULL) {
 			call->oom = true;
 			return;
 		}
+		memcpy(dup, s, len + 1);
 		s = dup;
+		owned = true;
 	}
 	call->argv[call->argc] = s;
-	call->argvlen[call->argc] = strlen(s);
-	call->owned[call->argc] = copy;
+	call->argvlen[call->argc] = len;
+	call->owned[call->argc] = owned;
 	call->argc++;
 }
 
@@ -240,22 +265,23 @@ static void decide_call_arg2(struct decide_call *call, const char *a,
 	call->argc++;
 }
 
-static void decide_call_argf(struct decide_call *call, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void decide_call_argf(struct decide_call *call, const char *fmt, ...)
+/* Appends an integer argument (numtext: printf was a tenth of alertd's CPU
+ * per event). */
+static void decide_call_int(struct decide_call *call, int64_t v)
 {
-	char buf[64];
-	va_list ap;
-	int n;
+	char buf[NUMTEXT_I64_LEN];
 
-	va_start(ap, fmt);
-	n = vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof(buf)) {
-		call->oom = true;
-		return;
-	}
+	numtext_i64(buf, v);
+	decide_call_arg(call, buf, true);
+}
+
+/* Appends a coordinate, as the shortest text that reads back as v: the
+ * same text the audit row's payload has. */
+static void decide_call_real(struct decide_call *call, double v)
+{
+	char buf[NUMTEXT_REAL_LEN];
+
+	numtext_real(buf, v);
 	decide_call_arg(call, buf, true);
 }
 
@@ -609,6 +635,7 @@ void decide_free(struct decide *d)
 	for (call = d->calls; call != NULL; call = call->next)
 		call->d = NULL;
 	event_free(d->ev_flush);
+	free(d->rules_fixed);
 	free(d);
 }
 
@@ -624,9 +651,20 @@ void decide_raise_floor(struct decide *d, int64_t incident, int64_t accept)
 static bool decide_call_rules(struct decide_call *call,
 			      const struct config *cfg, int64_t now_ms)
 {
-	char *text = rules_json(cfg, now_ms,
-				call->d != NULL ? &call->d->floor : NULL);
+	struct decide *d = call->d;
+	char *text = NULL;
 
+	if (d != NULL && cfg == config_current() &&
+	    (d->rules_fixed == NULL || d->rules_gen != config_generation())) {
+		free(d->rules_fixed);
+		d->rules_fixed = rules_json_fixed(cfg);
+		d->rules_gen = config_generation();
+	}
+	if (d != NULL && cfg == config_current() && d->rules_fixed != NULL)
+		text = rules_json_join(d->rules_fixed,
+				       rules_is_night(cfg, now_ms), &d->floor);
+	else
+		text = rules_json(cfg, now_ms, d != NULL ? &d->floor : NULL);
 	if (text == NULL) {
 		log_error("decide: out of memory for the rules");
 		return false;
@@ -663,7 +701,7 @@ static bool decide_flush_one(struct decide *d, bool all)
 	decide_call_arg(batch, "decide_batch", false);
 	decide_call_arg(batch, cfg->redis_prefix, true);
 	if (decide_call_rules(batch, cfg, d->queue_now_ms))
-		decide_call_argf(batch, "%zu", batch->n_members);
+		decide_call_int(batch, batch->n_members);
 	else
 		batch->oom = true;
 	if (!decide_send(d, batch)) {
@@ -703,7 +741,6 @@ bool decide_event(struct decide *d, const struct evt *ev, int64_t now_ms,
 	struct decide_call *call, **head, **tail;
 	bool urgent;
 	const char *class;
-	char now_iso[32];
 	int base;
 
 	if ((unsigned)ev->type >= EVT_TYPE__COUNT ||
@@ -718,7 +755,10 @@ bool decide_event(struct decide *d, const struct evt *ev, int64_t now_ms,
 		base = 0;
 	if (base > 999)
 		base = 999;
-	evt_format_time(now_ms, now_iso, sizeof(now_iso));
+	if (d->now_iso[0] == '\0' || d->now_iso_ms != now_ms) {
+		evt_format_time(now_ms, d->now_iso, sizeof(d->now_iso));
+		d->now_iso_ms = now_ms;
+	}
 
 	if (!redis_pool_ready(d->pool))
 		return false;
@@ -736,19 +776,19 @@ bool decide_event(struct decide *d, const struct evt *ev, int64_t now_ms,
 	/* Copied: the config owns it, and a reload may free it before the
 	 * batch goes out. */
 	decide_call_arg(call, class, true);
-	decide_call_argf(call, "%d", base);
-	decide_call_argf(call, "%lld", (long long)now_ms);
-	decide_call_arg(call, now_iso, true);
-	decide_call_argf(call, "%d", cfg->idempotency_ttl_s);
+	decide_call_int(call, base);
+	decide_call_int(call, now_ms);
+	decide_call_arg(call, d->now_iso, true);
+	decide_call_int(call, cfg->idempotency_ttl_s);
 	decide_call_arg(call, ev->has_location ? "1" : "0", false);
 	if (ev->has_location) {
-		decide_call_argf(call, "%.15g", ev->lat);
-		decide_call_argf(call, "%.15g", ev->lon);
+		decide_call_real(call, ev->lat);
+		decide_call_real(call, ev->lon);
 	} else {
 		decide_call_arg(call, "", false);
 		decide_call_arg(call, "", false);
 	}
-	decide_call_argf(call, "%d", DECIDE_CHANGES_MAXLEN);
+	decide_call_int(call, DECIDE_CHANGES_MAXLEN);
 	if (call->oom || call->argc != DECIDE_EVENT_FIELDS) {
 		log_error("decide: out of memory for a command");
 		decide_call_free(call);
@@ -793,15 +833,15 @@ static bool decide_items_call(struct decide *d, const char *mode,
 	decide_call_arg(call, "0", false);
 	decide_call_arg(call, mode, false);
 	decide_call_arg(call, cfg->redis_prefix, true);
-	decide_call_argf(call, "%lld", (long long)now_ms);
+	decide_call_int(call, now_ms);
 	if (strcmp(mode, "sweep") == 0) {
 		evt_format_time(now_ms, now_iso, sizeof(now_iso));
 		decide_call_arg(call, now_iso, true);
 	}
 	if (!decide_call_rules(call, cfg, now_ms))
 		goto fail;
-	decide_call_argf(call, "%d", limit);
-	decide_call_argf(call, "%d", DECIDE_CHANGES_MAXLEN);
+	decide_call_int(call, limit);
+	decide_call_int(call, DECIDE_CHANGES_MAXLEN);
 	if (!decide_send(d, call))
 		goto fail;
 	return true;
@@ -929,7 +969,7 @@ bool decide_changes_since(struct decide *d, const char *last_id, size_t max,
 	decide_call_arg(call, last_id, true); /* inclusive: see the answer */
 	decide_call_arg(call, "+", false);
 	decide_call_arg(call, "COUNT", false);
-	decide_call_argf(call, "%zu", max + 1);
+	decide_call_int(call, max + 1);
 	call->max_changes = max;
 	if (!decide_send(d, call))
 		goto fail;

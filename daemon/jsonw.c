@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "numtext.h"
+
 void jsonw_put(struct jsonw *b, const char *s, size_t n)
 {
 	if (!b->ok)
@@ -84,7 +86,11 @@ void jsonw_str(struct jsonw *b, const char *s)
 		char esc[8];
 		size_t n;
 
-		if (c >= 0x20 && c != '"' && c != '\\') {
+		if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+			run++; /* plain ASCII, most of what is written */
+			continue;
+		}
+		if (c >= 0x80) {
 			n = jsonw_utf8_len(u + run);
 			if (n == 0) {
 				b->ok = false;
@@ -155,8 +161,8 @@ void jsonw_str_or_null(struct jsonw *b, const char *s)
 
 void jsonw_int(struct jsonw *b, int64_t v)
 {
-	char num[24];
-	int n = snprintf(num, sizeof(num), "%" PRId64, v);
+	char num[NUMTEXT_I64_LEN];
+	size_t n = numtext_i64(num, v);
 
-	jsonw_put(b, num, (size_t)n);
+	jsonw_put(b, num, n);
 }

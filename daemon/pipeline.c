@@ -28,6 +28,7 @@
 #include "decide.h"
 #include "log.h"
 #include "metrics.h"
+#include "numtext.h"
 #include "tzclock.h"
 #include "personal.h"
 
@@ -372,8 +373,11 @@ static void pipeline_on_decided(const struct decide_result *res, void *arg)
 	};
 	/* The opening transition has a fixed id, so recording it again for a
 	 * duplicate delivery is a no-op. */
-	snprintf(transition_id, sizeof(transition_id), "%" PRId64 ":open",
-		 res->incident_id);
+	if (res->opened) {
+		size_t n = numtext_i64(transition_id, res->incident_id);
+
+		memcpy(transition_id + n, ":open", sizeof(":open"));
+	}
 	struct audit_transition_row tr = {
 		.transition_id = transition_id,
 		.incident_id = res->incident_id,

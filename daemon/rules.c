@@ -1,10 +1,15 @@
-/* rules: the script's rules argument, built with jansson. */
+/* rules: the script's rules argument, built with jansson: what a reload
+ * changes once per config, the night flag and the counters' floor per
+ * call. */
 #include "rules.h"
 
 #include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "config.h"
 #include "evt.h"
+#include "jsonw.h"
 #include "log.h"
 #include "tzclock.h"
 
@@ -21,16 +26,15 @@ bool rules_is_night(const struct config *cfg, int64_t now_ms)
 				 cfg->night_end_min);
 }
 
-char *rules_json(const struct config *cfg, int64_t now_ms,
-		 const struct rules_seq_floor *floor)
+char *rules_json_fixed(const struct config *cfg)
 {
 	json_t *r = json_object(), *kmod = json_object(),
 	       *zmod = json_object(), *nk = json_object(),
-	       *sup = json_object(), *seq = json_object();
+	       *sup = json_object();
 	char *text = NULL;
 
 	if (r == NULL || kmod == NULL || zmod == NULL || nk == NULL ||
-	    sup == NULL || seq == NULL)
+	    sup == NULL)
 		goto done;
 	for (int k = 0; k < EVT_KIND__COUNT; k++) {
 		const char *name = evt_kind_name((enum evt_kind)k);
@@ -49,8 +53,6 @@ char *rules_json(const struct config *cfg, int64_t now_ms,
 	json_object_set(r, "zone_mod", zmod);
 	json_object_set(r, "night_kinds", nk);
 	json_object_set(r, "supervision", sup);
-	json_object_set_new(r, "night",
-			    json_integer(rules_is_night(cfg, now_ms) ? 1 : 0));
 	json_object_set_new(r, "night_boost", json_integer(cfg->night_boost));
 	json_object_set_new(r, "repeat_step", json_integer(cfg->repeat_step));
 	json_object_set_new(r, "repeat_cap", json_integer(cfg->repeat_cap));
@@ -67,18 +69,44 @@ char *rules_json(const struct config *cfg, int64_t now_ms,
 							      : "reject"));
 	json_object_set_new(r, "device_offline",
 			    json_integer(cfg->priority_device_offline));
-	json_object_set_new(seq, "incident",
-			    json_integer(floor ? floor->incident : 0));
-	json_object_set_new(seq, "accept",
-			    json_integer(floor ? floor->accept : 0));
-	json_object_set(r, "seq_floor", seq);
 	text = json_dumps(r, JSON_COMPACT | JSON_SORT_KEYS);
 done:
 	json_decref(kmod);
 	json_decref(zmod);
 	json_decref(nk);
 	json_decref(sup);
-	json_decref(seq);
 	json_decref(r);
+	return text;
+}
+
+char *rules_json_join(const char *fixed, bool night,
+		      const struct rules_seq_floor *floor)
+{
+	struct jsonw b = JSONW_INIT;
+	size_t n = strlen(fixed);
+
+	/* fixed is a non-empty object: "{...}" without its closing brace,
+	 * then the members of this moment. */
+	if (n < 3 || fixed[0] != '{' || fixed[n - 1] != '}')
+		return NULL;
+	jsonw_put(&b, fixed, n - 1);
+	jsonw_lit(&b, night ? ",\"night\":1" : ",\"night\":0");
+	jsonw_lit(&b, ",\"seq_floor\":{\"accept\":");
+	jsonw_int(&b, floor ? floor->accept : 0);
+	jsonw_lit(&b, ",\"incident\":");
+	jsonw_int(&b, floor ? floor->incident : 0);
+	jsonw_lit(&b, "}}");
+	return jsonw_finish(&b);
+}
+
+char *rules_json(const struct config *cfg, int64_t now_ms,
+		 const struct rules_seq_floor *floor)
+{
+	char *fixed = rules_json_fixed(cfg), *text = NULL;
+
+	if (fixed != NULL)
+		text = rules_json_join(fixed, rules_is_night(cfg, now_ms),
+				       floor);
+	free(fixed);
 	return text;
 }

@@ -28,4 +28,16 @@ char *rules_json(const struct config *cfg, int64_t now_ms,
 		 const struct rules_seq_floor *floor)
 	__attribute__((warn_unused_result));
 
+/* rules_json in two steps, for a caller that sends the rules with every
+ * script call (daemon/decide.c): the members only a new config changes,
+ * as a JSON object text (caller frees; NULL when out of memory), made
+ * once per config; and that text with the members of the moment, the
+ * night flag and the floor, added (caller frees; NULL when out of memory
+ * or fixed is not what rules_json_fixed made). */
+char *rules_json_fixed(const struct config *cfg)
+	__attribute__((warn_unused_result));
+char *rules_json_join(const char *fixed, bool night,
+		      const struct rules_seq_floor *floor)
+	__attribute__((warn_unused_result));
+
 #endif

@@ -1,4 +1,5 @@
 /* config: the issue 3 settings that the table alone cannot check. */
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,6 +126,52 @@ TEST(rules_json_night_flag_and_members)
 	CHECK(strstr(day, "\"unknown\":\"reject\"") != NULL);
 	free(day);
 	free(night);
+	config_free(cfg);
+}
+
+/* What decide.c sends: the fixed part made once per config, the night
+ * flag and the counters' floor added per call; decide.lua decodes it. */
+TEST(rules_json_fixed_then_joined)
+{
+	char err[512];
+	struct config *cfg = load("[priority]\nkind_ferry = 3\n", err,
+				  sizeof(err));
+	struct rules_seq_floor floor = {.incident = 7, .accept = 9000000001};
+	char *fixed, *text, *plain;
+	json_t *r, *p;
+
+	REQUIRE(cfg != NULL);
+	fixed = rules_json_fixed(cfg);
+	REQUIRE(fixed != NULL);
+	CHECK(strstr(fixed, "night\"") == NULL);
+	CHECK(strstr(fixed, "seq_floor") == NULL);
+	text = rules_json_join(fixed, true, &floor);
+	plain = rules_json(cfg, T_2159_IST + 1000, &floor);
+	REQUIRE(text != NULL && plain != NULL);
+	r = json_loads(text, 0, NULL);
+	p = json_loads(plain, 0, NULL);
+	REQUIRE(r != NULL && p != NULL);
+	CHECK(json_equal(r, p));
+	CHECK(json_integer_value(json_object_get(r, "night")) == 1);
+	CHECK(json_integer_value(json_object_get(
+		      json_object_get(r, "seq_floor"), "accept")) == 9000000001);
+	CHECK(json_integer_value(json_object_get(
+		      json_object_get(r, "seq_floor"), "incident")) == 7);
+	CHECK(json_integer_value(json_object_get(
+		      json_object_get(r, "kind_mod"), "ferry")) == 3);
+	CHECK(json_object_size(r) == 17);
+	free(text);
+	text = rules_json_join(fixed, false, NULL);
+	REQUIRE(text != NULL);
+	CHECK(strstr(text, "\"night\":0,\"seq_floor\":{\"accept\":0,"
+			   "\"incident\":0}}") != NULL);
+	CHECK(rules_json_join("{}", false, NULL) == NULL);
+	CHECK(rules_json_join("[1]", false, NULL) == NULL);
+	json_decref(r);
+	json_decref(p);
+	free(text);
+	free(plain);
+	free(fixed);
 	config_free(cfg);
 }
 
