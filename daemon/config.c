@@ -692,6 +692,19 @@ size_t config_warnings(const struct config *cfg, config_warn_fn fn,
 		   "every number; set a long random salt (docs/audit.md)", arg);
 		n++;
 	}
+	/* A signed event is accepted while |now - t| <= replay_window_s:
+	 * up to twice that after its first delivery. Its idempotency record
+	 * must outlive that, or a replay of it is a new event. */
+	if ((int64_t)cfg->idempotency_ttl_s < 2 * (int64_t)cfg->replay_window_s) {
+		snprintf(msg, sizeof(msg),
+			 "[dedup] idempotency_ttl_s (%d) is shorter than twice "
+			 "[server] replay_window_s (%d): a signed event sent "
+			 "again after its record expired, while its signature "
+			 "is still in the window, is taken as a new event",
+			 cfg->idempotency_ttl_s, cfg->replay_window_s);
+		fn(msg, arg);
+		n++;
+	}
 	for (size_t i = 0; i < cfg->n_secrets; i++) {
 		if (strncmp(cfg->secrets[i].secret, "change-me", 9) != 0)
 			continue;

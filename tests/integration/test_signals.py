@@ -141,6 +141,20 @@ def test_check_config_good_files_exit_0(make_config):
         assert r.returncode == 0, (name, r.stdout + r.stderr)
 
 
+def test_check_config_warns_of_idempotency_shorter_than_replays(make_config):
+    """A signed event stays acceptable for twice replay_window_s after it
+    was first sent; a shorter idempotency record lets a replay through as
+    a new event. Valid, but said."""
+    r = _check_config(make_config(dedup__idempotency_ttl_s="599").path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert "warning: [dedup] idempotency_ttl_s (599)" in out, out
+    assert "replay_window_s (300)" in out, out
+    r = _check_config(make_config(dedup__idempotency_ttl_s="600").path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "idempotency_ttl_s" not in r.stdout + r.stderr
+
+
 def test_check_config_missing_file(tmp_path):
     r = _check_config(tmp_path / "nope.ini")
     assert r.returncode == 2, r.stdout + r.stderr
