@@ -648,23 +648,31 @@ void decide_raise_floor(struct decide *d, int64_t incident, int64_t accept)
 }
 
 /* The rules argument of the script (rules.c). */
-static bool decide_call_rules(struct decide_call *call,
-			      const struct config *cfg, int64_t now_ms)
+/* The fixed part of the rules of cfg, made again when a reload swapped the
+ * running config; NULL when cfg is not the running one or out of memory. */
+static const char *decide_rules_fixed(struct decide *d,
+				      const struct config *cfg)
 {
-	struct decide *d = call->d;
-	char *text = NULL;
-
-	if (d != NULL && cfg == config_current() &&
-	    (d->rules_fixed == NULL || d->rules_gen != config_generation())) {
+	if (d == NULL || cfg != config_current())
+		return NULL;
+	if (d->rules_fixed == NULL || d->rules_gen != config_generation()) {
 		free(d->rules_fixed);
 		d->rules_fixed = rules_json_fixed(cfg);
 		d->rules_gen = config_generation();
 	}
-	if (d != NULL && cfg == config_current() && d->rules_fixed != NULL)
-		text = rules_json_join(d->rules_fixed,
-				       rules_is_night(cfg, now_ms), &d->floor);
-	else
-		text = rules_json(cfg, now_ms, d != NULL ? &d->floor : NULL);
+	return d->rules_fixed;
+}
+
+static bool decide_call_rules(struct decide_call *call,
+			      const struct config *cfg, int64_t now_ms)
+{
+	struct decide *d = call->d;
+	const char *fixed = decide_rules_fixed(d, cfg);
+	char *text = fixed != NULL
+			     ? rules_json_join(fixed, rules_is_night(cfg, now_ms),
+					       &d->floor)
+			     : rules_json(cfg, now_ms, d != NULL ? &d->floor : NULL);
+
 	if (text == NULL) {
 		log_error("decide: out of memory for the rules");
 		return false;

@@ -31,6 +31,22 @@ def test_sighup_good_config_changes_priority(alertd):
     assert st == 202 and body["priority"] == 30, body
 
 
+def test_sighup_changes_the_rules_sent_to_the_script(alertd):
+    """Kind and zone modifiers go to Redis in the rules argument, whose
+    fixed part alertd makes once per config: a reload must make it
+    again, and the next decide call must carry it."""
+    before = _panic_priority(alertd)     # a bus in Konak
+    alertd.config.update(priority={"kind_bus": 25},
+                         priority_zones={"Konak": 7})
+    alertd.signal(signal.SIGHUP)
+    wait_until(lambda: _panic_priority(alertd) == before + 32, 10,
+               what="the bus and Konak modifiers after SIGHUP")
+    st, body, _ = post_event(alertd.http, make_event(type="panic",
+                                                     kind="ferry",
+                                                     zone="Bornova"))
+    assert st == 202 and body["priority"] == before, body
+
+
 def test_sighup_removing_a_secret_refuses_it_at_once(alertd):
     """A secret taken out of [device_secrets] by a reload (a leaked key
     rotated away) no longer signs anything from the next event on, and
