@@ -6,7 +6,6 @@
  * null or "" is missing; an optional one that is null or "" is absent. */
 #include "codec_json.h"
 
-#include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>

@@ -1,7 +1,6 @@
 /* jsonw: see jsonw.h. */
 #include "jsonw.h"
 
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
