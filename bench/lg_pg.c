@@ -91,7 +91,8 @@ static bool lg_pg_connect(struct lg_pg *g)
 		fprintf(stderr, "loadgen: %s", PQerrorMessage(g->conn));
 		return false;
 	}
-	res = PQprepare(g->conn, "lg_audit_batch", audit_batch_statement(), 7,
+	res = PQprepare(g->conn, "lg_audit_batch", audit_batch_statement(),
+			AUDIT_BATCH_PARAMS,
 			NULL);
 	ok = PQresultStatus(res) == PGRES_COMMAND_OK;
 	if (!ok)
@@ -210,23 +211,14 @@ static void lg_pg_drop(struct audit_list *rows)
 static bool lg_pg_send(struct lg_pg *g, struct audit_list *rows,
 		       struct audit_link *link)
 {
-	char seq[24], cnt[24];
-	const char *params[7];
+	struct audit_params p;
 
 	if (!audit_row_link(rows, g->head_seq, g->head_hash, tzclock_now_ms(),
 			    link))
 		return false;
-	snprintf(seq, sizeof(seq), "%" PRId64, g->head_seq);
-	snprintf(cnt, sizeof(cnt), "%" PRId64, link->n);
-	params[0] = link->events;
-	params[1] = link->transitions;
-	params[2] = seq;
-	params[3] = link->hashes;
-	params[4] = cnt;
-	params[5] = link->again_events;
-	params[6] = link->again_transitions;
-	if (!PQsendQueryPrepared(g->conn, "lg_audit_batch", 7, params, NULL,
-				 NULL, 0)) {
+	audit_link_params(link, &p);
+	if (!PQsendQueryPrepared(g->conn, "lg_audit_batch", AUDIT_BATCH_PARAMS,
+				 p.values, p.lengths, p.formats, 0)) {
 		fprintf(stderr, "loadgen: batch: %s", PQerrorMessage(g->conn));
 		return false;
 	}

@@ -79,7 +79,9 @@
 
 /* One batch, linked into the chain by alertd (audit_row_link; the
  * canonical text and the hash of each row are made there, migration 008
- * and docs/audit.md): $1, $2 the JSON arrays of the events' and the
+ * and docs/audit.md): $1 the events' canonical texts and $9..$20 their
+ * other columns, each a binary array (audit_link_params, in the order of
+ * enum audit_ev_col), $8 their recorded_at; $2 the JSON array of the
  * transitions' canonical texts, each also the row's columns; $3 the
  * chain_seq of the head alertd linked after; $4 a bytea of the head's
  * hash and then each row's, in chain order (a row's prev_hash and
@@ -115,13 +117,21 @@ static const char audit_batch_sql[] =
 	"WITH h AS ("
 	" SELECT chain_seq, hash FROM audit_chain_head FOR UPDATE"
 	"), ev_in AS ("
-	" SELECT c.canon, x.* FROM json_array_elements($1::json) AS c(canon),"
-	" json_to_record(c.canon) AS x(" AUDIT_EV_COLS
+	" SELECT c.canon, c.chain_seq, $8::bigint AS recorded_at_ms,"
+	"  c.accept_seq, c.event_id, c.source_id, c.source_kind, c.type,"
+	"  c.outcome, c.incident_id, c.priority, c.occurred_at_ms,"
+	"  c.received_at_ms, c.payload"
+	" FROM unnest($1::text[], $9::bigint[], $10::bigint[], $11::text[],"
+	"  $12::text[], $13::text[], $14::text[], $15::text[], $16::bigint[],"
+	"  $17::int[], $18::bigint[], $19::bigint[], $20::text[])"
+	" AS c(canon, chain_seq, accept_seq, event_id, source_id, source_kind,"
+	"  type, outcome, incident_id, priority, occurred_at_ms,"
+	"  received_at_ms, payload)"
 	"), tr_in AS ("
 	" SELECT c.canon, y.* FROM json_array_elements($2::json) AS c(canon),"
 	" json_to_record(c.canon) AS y(" AUDIT_TR_COLS
 	"), ev_again AS ("
-	" SELECT NULL::json AS canon, x.* FROM json_to_recordset($6::json)"
+	" SELECT NULL::text AS canon, x.* FROM json_to_recordset($6::json)"
 	" AS x(" AUDIT_EV_COLS
 	"), tr_again AS ("
 	" SELECT NULL::json AS canon, y.* FROM json_to_recordset($7::json)"
@@ -492,20 +502,6 @@ static void audit_on_spool(evutil_socket_t fd, short what, void *arg)
 	audit_deliver(a);
 }
 
-/* A spooled row's event key, or false when it has no event part. */
-static bool audit_spool_key(const char *ev, char *key, size_t len)
-{
-	json_t *o = ev && ev[0] ? json_loads(ev, 0, NULL) : NULL;
-	const char *id = json_string_value(json_object_get(o, "event_id"));
-	json_t *seq = json_object_get(o, "accept_seq");
-	bool ok = id != NULL && json_is_integer(seq);
-
-	if (ok)
-		snprintf(key, len, "%" JSON_INTEGER_FORMAT "/%s",
-			 json_integer_value(seq), id);
-	json_decref(o);
-	return ok;
-}
 
 /* Reads spooled rows back into the retry list, up to max rows there. A
  * row whose event key an earlier row of this pass had is a duplicate
@@ -519,19 +515,14 @@ static void audit_spool_load(struct audit *a, size_t max)
 	char *ev, *tr, key[160];
 
 	while (a->spool && a->retry.n < max && spool_next(a->spool, &ev, &tr)) {
-		if (!(r = calloc(1, sizeof(*r)))) {
-			free(ev);
-			free(tr);
+		if (!(r = audit_row_spooled(ev, tr))) {
 			audit_spool_reread(a);
 			return;
 		}
-		r->ev_json = ev;
-		r->tr_json = tr;
-		r->ev_len = ev ? strlen(ev) : 0;
-		r->tr_len = tr ? strlen(tr) : 0;
-		r->from_spool = true;
-		r->label = strdup("spooled row");
-		if (audit_spool_key(ev, key, sizeof(key))) {
+		/* the event key of a part that reads back as a row */
+		if (r->ev.event_id) {
+			snprintf(key, sizeof(key), "%" PRId64 "/%s",
+				 r->ev.accept_seq, r->ev.event_id);
 			if (!a->spool_keys)
 				a->spool_keys = json_object();
 			if (json_object_get(a->spool_keys, key))
@@ -635,25 +626,17 @@ static void audit_on_batch_done(PGresult *res, const char *errmsg, void *arg);
  * false: nothing sent (out of memory), the rows are still in b. */
 static bool audit_send(struct audit *a, struct audit_batch *b)
 {
-	char seq[24], n[24];
-	const char *params[7];
+	struct audit_params p;
 
 	audit_link_free(&b->link);
 	if (!audit_row_link(&b->rows, a->head_seq, a->head_hash,
 			    tzclock_now_ms(), &b->link))
 		return false;
-	snprintf(seq, sizeof(seq), "%" PRId64, a->head_seq);
-	snprintf(n, sizeof(n), "%" PRId64, b->link.n);
-	params[0] = b->link.events;
-	params[1] = b->link.transitions;
-	params[2] = seq;
-	params[3] = b->link.hashes;
-	params[4] = n;
-	params[5] = b->link.again_events;
-	params[6] = b->link.again_transitions;
+	audit_link_params(&b->link, &p);
 	clock_gettime(CLOCK_MONOTONIC, &b->sent);
 	if (!pg_conn_query_prepared(a->conn, "alertd_audit_batch",
-				    audit_batch_sql, 7, params,
+				    audit_batch_sql, AUDIT_BATCH_PARAMS,
+				    p.values, p.lengths, p.formats,
 				    audit_timeout_ms(), audit_on_batch_done,
 				    b))
 		return false;

@@ -7,10 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include "jsonw.h"
+#include "numtext.h"
+#include "pgarray.h"
 
 void audit_row_push(struct audit_list *l, struct audit_row *r)
 {
@@ -56,6 +59,7 @@ void audit_row_free(struct audit_row *r)
 		return;
 	free(r->ev_json);
 	free(r->tr_json);
+	free(r->ev_text);
 	free(r->label);
 	free(r);
 }
@@ -158,6 +162,53 @@ static char *audit_row_label(const struct audit_event_row *ev,
 	return n < 0 ? NULL : out;
 }
 
+/* Keeps the event part's columns for the batch's arrays: its strings
+ * copied into ev_text, its payload pointed to at the end of ev_json where
+ * it is there as it is (it is written last), else copied too. An
+ * incomplete part keeps none (ev.event_id NULL). false: out of memory. */
+static bool audit_row_keep(struct audit_row *r,
+			   const struct audit_event_row *e)
+{
+	const char *src[5] = {
+		e->event_id, e->source_id, e->source_kind, e->type, e->outcome,
+	};
+	const char **dst[5] = {
+		&r->ev.event_id, &r->ev.source_id, &r->ev.source_kind,
+		&r->ev.type, &r->ev.outcome,
+	};
+	size_t len[5], total = 0, plen;
+	bool in_json;
+	char *p;
+
+	if (!audit_row_complete(e, NULL))
+		return true;
+	plen = strlen(e->payload_json);
+	in_json = r->ev_len > plen &&
+		  memcmp(r->ev_json + r->ev_len - 1 - plen, e->payload_json,
+			 plen) == 0;
+	for (int i = 0; i < 5; i++) {
+		len[i] = strlen(src[i]) + 1;
+		total += len[i];
+	}
+	if (!(p = r->ev_text = malloc(total + (in_json ? 0 : plen + 1))))
+		return false;
+	r->ev = *e;
+	r->ev.payload_json = NULL;
+	for (int i = 0; i < 5; i++) {
+		memcpy(p, src[i], len[i]);
+		*dst[i] = p;
+		p += len[i];
+	}
+	r->payload_len = plen;
+	if (in_json) {
+		r->payload = r->ev_json + r->ev_len - 1 - plen;
+	} else {
+		memcpy(p, e->payload_json, plen + 1);
+		r->payload = p;
+	}
+	return true;
+}
+
 /* The row, encoded; NULL with *why set when it cannot be. */
 struct audit_row *audit_row_new(const struct audit_event_row *ev,
 				       const struct audit_transition_row *tr,
@@ -176,46 +227,121 @@ struct audit_row *audit_row_new(const struct audit_event_row *ev,
 	r->redelivery = ev && ev->redelivery;
 	r->ev_len = r->ev_json ? strlen(r->ev_json) : 0;
 	r->tr_len = r->tr_json ? strlen(r->tr_json) : 0;
+	*why = "out of memory";
+	if (ev && !audit_row_keep(r, ev))
+		goto fail;
 	return r;
 fail:
 	audit_row_free(r);
 	return NULL;
 }
 
-/* The JSON array of the rows' events (or transitions). */
-char *audit_row_join(const struct audit_list *rows, bool events)
+/* ---- rows read back from the spool ---- */
+
+static bool audit_row_json_int(json_t *o, const char *key, int64_t *out)
 {
-	size_t len = 3;
-	const struct audit_row *r;
-	char *out, *p;
+	json_t *v = json_object_get(o, key);
 
-	for (r = rows->head; r; r = r->next)
-		len += (events ? r->ev_len : r->tr_len) + 1;
-	if (!(out = malloc(len)))
-		return NULL;
-	p = out;
-	*p++ = '[';
-	for (r = rows->head; r; r = r->next) {
-		const char *js = events ? r->ev_json : r->tr_json;
-		size_t n = events ? r->ev_len : r->tr_len;
+	*out = json_integer_value(v);
+	return json_is_integer(v);
+}
 
-		if (!js)
-			continue;
-		if (p > out + 1)
-			*p++ = ',';
-		memcpy(p, js, n);
-		p += n;
+/* A spooled object payload's own text. audit_row_encode_event writes it
+ * last, after ,"payload": (which only that member's key can be: inside a
+ * JSON string every quote is escaped), so it runs from there to the
+ * closing brace; checked against what jansson read. Any other form gets
+ * jansson's text of the value. NULL: out of memory. */
+static char *audit_row_payload_text(const char *json, size_t len,
+				    json_t *want)
+{
+	static const char key[] = ",\"payload\":";
+	const char *at = strstr(json, key);
+	char *text = NULL;
+	json_t *got = NULL;
+
+	if (at && len > 0 && json[len - 1] == '}') {
+		at += sizeof(key) - 1;
+		text = strndup(at, (size_t)(json + len - 1 - at));
+		got = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
 	}
-	*p++ = ']';
-	*p = '\0';
-	return out;
+	if (!got || !json_equal(got, want)) {
+		free(text);
+		text = json_dumps(want, JSON_COMPACT | JSON_PRESERVE_ORDER |
+					JSON_ENCODE_ANY);
+	}
+	json_decref(got);
+	return text;
+}
+
+/* The event part's columns from its spooled JSON; a part that does not
+ * read back as a complete row keeps none. false: out of memory. */
+static bool audit_row_read_back(struct audit_row *r)
+{
+	json_t *o = json_loads(r->ev_json, 0, NULL), *v;
+	struct audit_event_row e = {0};
+	char *text = NULL;
+	int64_t prio = 0;
+	bool ok, kept = true;
+
+	e.event_id = json_string_value(json_object_get(o, "event_id"));
+	e.source_id = json_string_value(json_object_get(o, "source_id"));
+	e.source_kind = json_string_value(json_object_get(o, "source_kind"));
+	e.type = json_string_value(json_object_get(o, "type"));
+	e.outcome = json_string_value(json_object_get(o, "outcome"));
+	ok = audit_row_json_int(o, "accept_seq", &e.accept_seq) &&
+	     audit_row_json_int(o, "incident_id", &e.incident_id) &&
+	     audit_row_json_int(o, "received_at_ms", &e.received_at_ms) &&
+	     audit_row_json_int(o, "priority", &prio) &&
+	     prio >= INT32_MIN && prio <= INT32_MAX;
+	e.priority = (int)prio;
+	v = json_object_get(o, "occurred_at_ms");
+	if (v && !json_is_null(v)) {
+		e.has_occurred_at = true;
+		ok = ok && audit_row_json_int(o, "occurred_at_ms",
+					      &e.occurred_at_ms);
+	}
+	/* a string: an older alertd's form, or a payload with a newline */
+	v = json_object_get(o, "payload");
+	if (json_is_string(v))
+		e.payload_json = json_string_value(v);
+	else if (ok && v && !json_is_null(v))
+		kept = (e.payload_json = text =
+			audit_row_payload_text(r->ev_json, r->ev_len, v));
+	if (ok && kept)
+		kept = audit_row_keep(r, &e);
+	free(text);
+	json_decref(o);
+	return kept;
+}
+
+struct audit_row *audit_row_spooled(char *ev_json, char *tr_json)
+{
+	struct audit_row *r = calloc(1, sizeof(*r));
+
+	if (!r) {
+		free(ev_json);
+		free(tr_json);
+		return NULL;
+	}
+	r->ev_json = ev_json;
+	r->tr_json = tr_json;
+	r->ev_len = ev_json ? strlen(ev_json) : 0;
+	r->tr_len = tr_json ? strlen(tr_json) : 0;
+	r->from_spool = true;
+	if (!(r->label = strdup("spooled row")) ||
+	    (ev_json && !audit_row_read_back(r))) {
+		audit_row_free(r);
+		return NULL;
+	}
+	return r;
 }
 
 /* ---- the chain ---- */
 
 void audit_link_free(struct audit_link *l)
 {
-	free(l->events);
+	for (int i = 0; i < AUDIT_EV_NCOLS; i++)
+		free(l->ev[i]);
 	free(l->transitions);
 	free(l->hashes);
 	free(l->again_events);
@@ -275,12 +401,59 @@ static bool audit_row_link_part(struct jsonw *w, EVP_MD_CTX *ctx,
 	       EVP_DigestFinal_ex(ctx, prev, &n) == 1 && n == AUDIT_HASH_LEN;
 }
 
+/* An event part's columns, appended to the arrays c. */
+static void audit_row_ev_cols(struct pgarray *c, const struct audit_row *r,
+			      const struct jsonw *canon, int64_t chain)
+{
+	const struct audit_event_row *e = &r->ev;
+
+	pgarray_text(&c[AUDIT_EV_CANON], canon->p, canon->len);
+	pgarray_int8(&c[AUDIT_EV_CHAIN_SEQ], chain);
+	if (!e->event_id) {
+		for (int i = AUDIT_EV_ACCEPT_SEQ; i < AUDIT_EV_NCOLS; i++)
+			pgarray_null(&c[i]);
+		return;
+	}
+	pgarray_int8(&c[AUDIT_EV_ACCEPT_SEQ], e->accept_seq);
+	pgarray_text(&c[AUDIT_EV_EVENT_ID], e->event_id, strlen(e->event_id));
+	pgarray_text(&c[AUDIT_EV_SOURCE_ID], e->source_id,
+		     strlen(e->source_id));
+	pgarray_text(&c[AUDIT_EV_SOURCE_KIND], e->source_kind,
+		     strlen(e->source_kind));
+	pgarray_text(&c[AUDIT_EV_TYPE], e->type, strlen(e->type));
+	pgarray_text(&c[AUDIT_EV_OUTCOME], e->outcome, strlen(e->outcome));
+	pgarray_int8(&c[AUDIT_EV_INCIDENT_ID], e->incident_id);
+	pgarray_int4(&c[AUDIT_EV_PRIORITY], e->priority);
+	if (e->has_occurred_at)
+		pgarray_int8(&c[AUDIT_EV_OCCURRED_AT], e->occurred_at_ms);
+	else
+		pgarray_null(&c[AUDIT_EV_OCCURRED_AT]);
+	pgarray_int8(&c[AUDIT_EV_RECEIVED_AT], e->received_at_ms);
+	pgarray_text(&c[AUDIT_EV_PAYLOAD], r->payload, r->payload_len);
+}
+
 bool audit_row_link(struct audit_list *rows, int64_t head_seq,
 		    const unsigned char head_hash[AUDIT_HASH_LEN],
 		    int64_t recorded_ms, struct audit_link *out)
 {
+	static const uint32_t oid[AUDIT_EV_NCOLS] = {
+		[AUDIT_EV_CANON] = PGARRAY_TEXT,
+		[AUDIT_EV_CHAIN_SEQ] = PGARRAY_INT8,
+		[AUDIT_EV_ACCEPT_SEQ] = PGARRAY_INT8,
+		[AUDIT_EV_EVENT_ID] = PGARRAY_TEXT,
+		[AUDIT_EV_SOURCE_ID] = PGARRAY_TEXT,
+		[AUDIT_EV_SOURCE_KIND] = PGARRAY_TEXT,
+		[AUDIT_EV_TYPE] = PGARRAY_TEXT,
+		[AUDIT_EV_OUTCOME] = PGARRAY_TEXT,
+		[AUDIT_EV_INCIDENT_ID] = PGARRAY_INT8,
+		[AUDIT_EV_PRIORITY] = PGARRAY_INT4,
+		[AUDIT_EV_OCCURRED_AT] = PGARRAY_INT8,
+		[AUDIT_EV_RECEIVED_AT] = PGARRAY_INT8,
+		[AUDIT_EV_PAYLOAD] = PGARRAY_TEXT,
+	};
 	static EVP_MD *md;
-	struct jsonw ev = JSONW_INIT, tr = JSONW_INIT;
+	struct pgarray col[AUDIT_EV_NCOLS];
+	struct jsonw canon = JSONW_INIT, tr = JSONW_INIT;
 	struct jsonw aev = JSONW_INIT, atr = JSONW_INIT;
 	unsigned char h[AUDIT_HASH_LEN];
 	EVP_MD_CTX *ctx = NULL;
@@ -300,16 +473,18 @@ bool audit_row_link(struct audit_list *rows, int64_t head_seq,
 		free(hex);
 		return false;
 	}
+	for (int i = 0; i < AUDIT_EV_NCOLS; i++)
+		pgarray_init(&col[i], oid[i]);
 	memcpy(h, head_hash, AUDIT_HASH_LEN);
 	hex[0] = '\\';
 	hex[1] = 'x';
 	audit_row_hex(h, hex + 2);
 	p = hex + 2 + 2 * AUDIT_HASH_LEN;
-	jsonw_lit(&ev, "[");
 	jsonw_lit(&tr, "[");
 	jsonw_lit(&aev, "[");
 	jsonw_lit(&atr, "[");
-	out->seq = head_seq;
+	out->seq = out->head_seq = head_seq;
+	out->recorded_ms = recorded_ms;
 	for (r = rows->head; ok && r; r = r->next) {
 		r->ev_chain = r->tr_chain = 0;
 		if (r->redelivery) {
@@ -323,9 +498,11 @@ bool audit_row_link(struct audit_list *rows, int64_t head_seq,
 		}
 		if (r->ev_json) {
 			r->ev_chain = ++out->seq;
-			ok = audit_row_link_part(&ev, ctx, md, "events",
+			canon.len = 0;
+			ok = audit_row_link_part(&canon, ctx, md, "events",
 						 r->ev_chain, recorded_ms,
 						 r->ev_json, r->ev_len, h);
+			audit_row_ev_cols(col, r, &canon, r->ev_chain);
 			audit_row_hex(h, p);
 			p += 2 * AUDIT_HASH_LEN;
 		}
@@ -341,23 +518,51 @@ bool audit_row_link(struct audit_list *rows, int64_t head_seq,
 	}
 	*p = '\0';
 	EVP_MD_CTX_free(ctx);
-	jsonw_lit(&ev, "]");
+	free(canon.p);
+	for (int i = 0; i < AUDIT_EV_NCOLS; i++)
+		if (!pgarray_finish(&col[i], &out->ev[i], &out->ev_len[i]))
+			ok = false;
 	jsonw_lit(&tr, "]");
 	jsonw_lit(&aev, "]");
 	jsonw_lit(&atr, "]");
-	out->events = jsonw_finish(&ev);
 	out->transitions = jsonw_finish(&tr);
 	out->again_events = jsonw_finish(&aev);
 	out->again_transitions = jsonw_finish(&atr);
 	out->hashes = hex;
 	out->n = out->seq - head_seq;
 	memcpy(out->hash, h, AUDIT_HASH_LEN);
-	if (!ok || !out->events || !out->transitions || !out->again_events ||
+	if (!ok || !out->transitions || !out->again_events ||
 	    !out->again_transitions) {
 		audit_link_free(out);
 		return false;
 	}
 	return true;
+}
+
+void audit_link_params(const struct audit_link *l, struct audit_params *p)
+{
+	/* $1 the canonical texts, $2..$8 texts, $9.. the other columns */
+	const char *text[8] = {
+		NULL, l->transitions, p->head_seq, l->hashes, p->n,
+		l->again_events, l->again_transitions, p->recorded_ms,
+	};
+
+	numtext_i64(p->head_seq, l->head_seq);
+	numtext_i64(p->n, l->n);
+	numtext_i64(p->recorded_ms, l->recorded_ms);
+	for (int i = 0; i < 8; i++) {
+		p->values[i] = text[i];
+		p->lengths[i] = 0;
+		p->formats[i] = 0;
+	}
+	p->values[0] = l->ev[AUDIT_EV_CANON];
+	p->lengths[0] = l->ev_len[AUDIT_EV_CANON];
+	p->formats[0] = 1;
+	for (int i = 1; i < AUDIT_EV_NCOLS; i++) {
+		p->values[7 + i] = l->ev[i];
+		p->lengths[7 + i] = l->ev_len[i];
+		p->formats[7 + i] = 1;
+	}
 }
 
 bool audit_head_parse(const char *seq, const char *hex, int64_t *seq_out,

@@ -61,6 +61,8 @@ struct pg_query {
 	char *sql;
 	int nparams;
 	char **values;
+	int *lengths;     /* of binary values; NULL: all text */
+	int *formats;     /* 1: binary; NULL: all text */
 	int timeout_ms;
 	pg_result_cb cb;
 	void *arg;
@@ -212,6 +214,8 @@ static void pg_conn_query_free(struct pg_query *q)
 	for (int i = 0; i < q->nparams; i++)
 		free(q->values[i]);
 	free(q->values);
+	free(q->lengths);
+	free(q->formats);
 	free(q->sql);
 	free(q->name);
 	free(q);
@@ -487,7 +491,7 @@ static int pg_conn_send(struct pg_conn *conn, struct pg_query *q)
 				     NULL);
 	}
 	return PQsendQueryPrepared(conn->pg, q->name, q->nparams, values,
-				   NULL, NULL, 0);
+				   q->lengths, q->formats, 0);
 }
 
 static void pg_conn_send_next(struct pg_conn *conn)
@@ -734,7 +738,8 @@ bool pg_conn_ready(const struct pg_conn *conn)
 
 static bool pg_conn_enqueue(struct pg_conn *conn, const char *name,
 			    const char *sql, int nparams,
-			    const char *const *values, int timeout_ms,
+			    const char *const *values, const int *lengths,
+			    const int *formats, int timeout_ms,
 			    pg_result_cb cb, void *arg)
 {
 	struct pg_query *q;
@@ -752,8 +757,27 @@ static bool pg_conn_enqueue(struct pg_conn *conn, const char *name,
 		if (!q->values)
 			goto fail;
 		q->nparams = nparams;
+		if (formats) {
+			size_t sz = (size_t)nparams * sizeof(int);
+
+			if (!(q->lengths = malloc(sz)) ||
+			    !(q->formats = malloc(sz)))
+				goto fail;
+			memcpy(q->lengths, lengths, sz);
+			memcpy(q->formats, formats, sz);
+		}
 		for (int i = 0; i < nparams; i++) {
-			if (values[i] && !(q->values[i] = strdup(values[i])))
+			bool bin = formats && formats[i] == 1;
+
+			if (!values[i])
+				continue;
+			if (bin && lengths[i] >= 0 &&
+			    (q->values[i] = malloc((size_t)lengths[i] + 1)))
+				memcpy(q->values[i], values[i],
+				       (size_t)lengths[i]);
+			else if (!bin)
+				q->values[i] = strdup(values[i]);
+			if (!q->values[i])
 				goto fail;
 		}
 	}
@@ -779,17 +803,18 @@ bool pg_conn_query(struct pg_conn *conn, const char *sql, int nparams,
 		   const char *const *values, int timeout_ms, pg_result_cb cb,
 		   void *arg)
 {
-	return pg_conn_enqueue(conn, NULL, sql, nparams, values, timeout_ms,
-			       cb, arg);
+	return pg_conn_enqueue(conn, NULL, sql, nparams, values, NULL, NULL,
+			       timeout_ms, cb, arg);
 }
 
 bool pg_conn_query_prepared(struct pg_conn *conn, const char *name,
 			    const char *sql, int nparams,
-			    const char *const *values, int timeout_ms,
+			    const char *const *values, const int *lengths,
+			    const int *formats, int timeout_ms,
 			    pg_result_cb cb, void *arg)
 {
 	return name && pg_conn_enqueue(conn, name, sql, nparams, values,
-				       timeout_ms, cb, arg);
+				       lengths, formats, timeout_ms, cb, arg);
 }
 
 size_t pg_conn_pending(const struct pg_conn *conn)

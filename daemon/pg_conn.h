@@ -41,10 +41,13 @@ bool pg_conn_query(struct pg_conn *conn, const char *sql, int nparams,
 /* The same for a statement run often: prepared under name on the first
  * use on each connection (PQsendPrepare), then executed by name, so that
  * PostgreSQL parses and plans it once per connection. name must always
- * come with the same sql. Through a pooler, that needs session pooling. */
+ * come with the same sql. Through a pooler, that needs session pooling.
+ * formats (NULL: all text) marks the params sent in binary (1), whose
+ * byte counts are in lengths, as PQsendQueryPrepared takes them. */
 bool pg_conn_query_prepared(struct pg_conn *conn, const char *name,
 			    const char *sql, int nparams,
-			    const char *const *values, int timeout_ms,
+			    const char *const *values, const int *lengths,
+			    const int *formats, int timeout_ms,
 			    pg_result_cb cb, void *arg)
 	__attribute__((warn_unused_result));
 size_t pg_conn_pending(const struct pg_conn *conn);
