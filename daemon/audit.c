@@ -502,7 +502,6 @@ static void audit_on_spool(evutil_socket_t fd, short what, void *arg)
 	audit_deliver(a);
 }
 
-
 /* Reads spooled rows back into the retry list, up to max rows there. A
  * row whose event key an earlier row of this pass had is a duplicate
  * delivery spooled during the outage (the spool keeps the parts, not that
