@@ -112,8 +112,10 @@ $(B)/obj/bench_%.o: bench/%.c $(B)/gen/alertd.pb-c.h $(wildcard daemon/*.h bench
 	@mkdir -p $(B)/obj
 	$(CC) $(CFLAGS) -Ibench -c -o $@ $<
 
+# http_parser (libhttp-parser-dev) reads the HTTP answers in the load
+# generator only; the daemon's HTTP is libevent's evhttp.
 $(B)/loadgen: $(BENCH_OBJS) $(MOD_OBJS)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lhttp_parser
 
 bench:
 	@scripts/bench.sh

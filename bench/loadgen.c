@@ -44,8 +44,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
+#include <http_parser.h>
 
 #include "alertd.pb-c.h"
 #include "auth.h"
@@ -65,17 +64,22 @@ struct event_base *lg_base;
 /* One device connection (TCP) or keep-alive connection (HTTP). */
 struct lg_conn {
 	int idx;
-	struct bufferevent *bev;           /* tcp */
-	struct evhttp_connection *evcon;   /* http, am */
+	struct bufferevent *bev;
 	int inflight;
 	bool dead;
 	uint64_t seq;
 	char last_answered[72];            /* for duplicates */
 	struct lg_dup *dups;               /* duplicates in flight (tcp) */
-	bool flush_listed;                 /* in lg_flushq (tcp) */
+	bool flush_listed;                 /* in lg_flushq */
 	/* --reconnect: the events in flight, oldest first, to send again */
 	struct lg_pend *pend, *pend_tail;
 	struct event *retry_ev;
+	/* http, am: the request in flight and its answer being read */
+	http_parser hp;
+	int64_t req_ts;
+	char req_id[72];
+	char body[256];
+	size_t body_len;
 };
 
 /* An event in flight on a --reconnect connection: its packed Event. */
@@ -95,7 +99,7 @@ struct lg_dup {
 };
 
 static struct lg_conn *lg_conns;
-/* tcp: the connections with frames queued this loop turn, written by
+/* The connections with frames or requests queued this loop turn, written by
  * lg_flush_ev once the turn's callbacks are done (daemon/bevout.h): one
  * writev per connection per turn and no epoll_ctl, like alertd's answers,
  * so that the client costs the shared cores no more than it must. */
@@ -385,6 +389,8 @@ static void lg_answered(struct lg_conn *c, const char *event_id, int outcome,
 static bool lg_tcp_write_event(struct lg_conn *c, const uint8_t *evbuf,
 			       size_t n);
 static bool lg_tcp_connect(struct lg_conn *c);
+static void lg_queue(struct lg_conn *c, const void *data, size_t n);
+static void lg_http_on_read(struct bufferevent *bev, void *arg);
 
 static bool lg_tcp_send(struct lg_conn *c, int64_t ts)
 {
@@ -457,13 +463,20 @@ static bool lg_tcp_write_event(struct lg_conn *c, const uint8_t *evbuf,
 	frame[1] = (uint8_t)(m >> 16);
 	frame[2] = (uint8_t)(m >> 8);
 	frame[3] = (uint8_t)m;
-	bufferevent_write(c->bev, frame, m + 4);
+	lg_queue(c, frame, m + 4);
+	return true;
+}
+
+/* Into the connection's output, written by lg_on_flush at the end of the
+ * loop turn. */
+static void lg_queue(struct lg_conn *c, const void *data, size_t n)
+{
+	bufferevent_write(c->bev, data, n);
 	if (!c->flush_listed) {
 		c->flush_listed = true;
 		lg_flushq[lg_nflush++] = c->idx;
 		event_active(lg_flush_ev, EV_TIMEOUT, 0);
 	}
-	return true;
 }
 
 /* An echoed event frame (--echo): the answer is the event itself. */
@@ -558,7 +571,7 @@ static void lg_tcp_on_read(struct bufferevent *bev, void *arg)
 	}
 }
 
-static void lg_tcp_on_flush(evutil_socket_t fd, short what, void *arg)
+static void lg_on_flush(evutil_socket_t fd, short what, void *arg)
 {
 	for (int i = 0; i < lg_nflush; i++) {
 		struct lg_conn *c = &lg_conns[lg_flushq[i]];
@@ -585,7 +598,7 @@ static void lg_tcp_on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct lg_conn *c = arg;
 
-	/* Connected: from now on frames are written by lg_tcp_on_flush
+	/* Connected: from now on frames are written by lg_on_flush
 	 * (EV_WRITE stays on while frames queued before are unwritten). */
 	if ((what & BEV_EVENT_CONNECTED) && c->dead) {
 		/* --reconnect: open again; its events in flight again. */
@@ -638,44 +651,97 @@ static bool lg_tcp_connect(struct lg_conn *c)
 		return false;
 	setsockopt(bufferevent_getfd(c->bev), IPPROTO_TCP, TCP_NODELAY, &one,
 		   sizeof(one));
-	bufferevent_setcb(c->bev, lg_tcp_on_read, lg_tcp_on_write,
-			  lg_tcp_on_event, c);
+	if (strcmp(lg_opt.mode, "tcp") == 0) {
+		bufferevent_setcb(c->bev, lg_tcp_on_read, lg_tcp_on_write,
+				  lg_tcp_on_event, c);
+	} else {
+		http_parser_init(&c->hp, HTTP_RESPONSE);
+		c->hp.data = c;
+		c->body_len = 0;
+		bufferevent_setcb(c->bev, lg_http_on_read, lg_tcp_on_write,
+				  lg_tcp_on_event, c);
+	}
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	return true;
 }
 
 /* --- HTTP devices (and Alertmanager clients) ------------------------------ */
 
-struct lg_req {
-	struct lg_conn *c;
-	int64_t ts;
-	char id[72];
-};
-
-static void lg_http_on_done(struct evhttp_request *req, void *arg)
+/* A keep-alive connection with one request at a time, as a device or a
+ * help line's integration sends (no pipelining). The request is written
+ * like the TCP frames (one writev a connection a loop turn, no epoll_ctl;
+ * libevent's evhttp client cost the shared cores about 20 µs an event,
+ * docs/BENCHMARKS.md optimisation 34) and the answer is read with
+ * http_parser. */
+static int lg_http_on_body(http_parser *hp, const char *at, size_t n)
 {
-	struct lg_req *r = arg;
-	int code = req ? evhttp_request_get_response_code(req) : 0;
+	struct lg_conn *c = hp->data;
+	size_t room = sizeof(c->body) - 1 - c->body_len;
+
+	if (n > room)
+		n = room;
+	memcpy(c->body + c->body_len, at, n);
+	c->body_len += n;
+	return 0;
+}
+
+static int lg_http_on_complete(http_parser *hp)
+{
+	struct lg_conn *c = hp->data;
+	int code = (int)hp->status_code;
 	bool am = strcmp(lg_opt.mode, "am") == 0;
 	int outcome = 0;
 
-	if (req != NULL && code == 202) {
-		struct evbuffer *b = evhttp_request_get_input_buffer(req);
-		size_t n = evbuffer_get_length(b);
-		char body[256];
+	c->body[c->body_len] = '\0';
+	if (code == 202)
+		outcome = strstr(c->body, "\"duplicate\"") ? 2
+			  : strstr(c->body, "\"merged\"") ? 1 : 0;
+	if (code != 202 && code != 200 && lg_st.nacked < 5)
+		fprintf(stderr, "loadgen: http status %d: %s\n", code, c->body);
+	c->body_len = 0;
+	if (c->inflight <= 0) {	/* an answer to no request */
+		lg_st.errors++;
+		return 0;
+	}
+	lg_answered(c, c->req_id, outcome, am ? code == 200 : code == 202,
+		    c->req_ts);
+	return 0;
+}
 
-		evbuffer_copyout(b, body, n < sizeof(body) - 1 ? n : sizeof(body) - 1);
-		body[n < sizeof(body) - 1 ? n : sizeof(body) - 1] = '\0';
-		outcome = strstr(body, "\"duplicate\"") ? 2
-			  : strstr(body, "\"merged\"") ? 1 : 0;
+static const http_parser_settings lg_http_settings = {
+	.on_body = lg_http_on_body,
+	.on_message_complete = lg_http_on_complete,
+};
+
+static void lg_http_on_read(struct bufferevent *bev, void *arg)
+{
+	struct lg_conn *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer_iovec v[4];
+
+	while (!c->dead && evbuffer_get_length(in) > 0) {
+		int nv = evbuffer_peek(in, -1, NULL, v, 4);
+		size_t used = 0;
+
+		for (int i = 0; i < nv && i < 4 && !c->dead; i++) {
+			size_t k = http_parser_execute(&c->hp, &lg_http_settings,
+						       v[i].iov_base,
+						       v[i].iov_len);
+
+			used += k;
+			if (HTTP_PARSER_ERRNO(&c->hp) != HPE_OK ||
+			    k != v[i].iov_len) {
+				fprintf(stderr, "loadgen: conn %d: bad answer: %s\n",
+					c->idx, http_errno_description(
+						HTTP_PARSER_ERRNO(&c->hp)));
+				lg_tcp_close(c);
+				return;
+			}
+		}
+		if (c->dead)
+			return;
+		evbuffer_drain(in, used);
 	}
-	if (code == 0 || (code != 202 && code != 200)) {
-		if (lg_st.nacked < 5)
-			fprintf(stderr, "loadgen: http status %d\n", code);
-	}
-	lg_answered(r->c, r->id, outcome, am ? code == 200 : code == 202,
-		    r->ts);
-	free(r);
 }
 
 /* The JSON of one event (http) or of one alert (am). */
@@ -698,40 +764,38 @@ static int lg_http_body(const struct lg_event *e, char *buf, size_t len)
 
 static bool lg_http_send(struct lg_conn *c, int64_t ts)
 {
-	struct lg_req *r = calloc(1, sizeof(*r));
-	struct evhttp_request *req;
-	struct evkeyvalq *h;
 	struct lg_event e;
-	char body[1024], sig[128], v1[65];
+	char body[1024], head[512], v1[65];
 	bool am = strcmp(lg_opt.mode, "am") == 0;
 	int64_t t = time(NULL);
-	int n;
+	int n, h;
 
-	if (r == NULL)
-		return false;
 	lg_next_event(c, ts, &e);
 	if (am)	/* every alert is a new one: no duplicates */
 		snprintf(e.label, sizeof(e.label), "lg.%s.a.%" PRIx64,
 			 lg_opt.run_id, (uint64_t)ts);
 	n = lg_http_body(&e, body, sizeof(body));
-	r->c = c;
-	r->ts = ts;
-	snprintf(r->id, sizeof(r->id), "%s", e.id);
-	req = evhttp_request_new(lg_http_on_done, r);
-	h = evhttp_request_get_output_headers(req);
-	evhttp_add_header(h, "Host", lg_opt.host);
-	evhttp_add_header(h, "Content-Type", "application/json");
-	if (!am) {
-		auth_sign(lg_opt.secret, t, (const uint8_t *)body, (size_t)n, v1);
-		snprintf(sig, sizeof(sig), "t=%" PRId64 ",v1=%s", t, v1);
-		evhttp_add_header(h, "X-Alertd-Signature", sig);
-	}
-	evbuffer_add(evhttp_request_get_output_buffer(req), body, (size_t)n);
-	if (evhttp_make_request(c->evcon, req, EVHTTP_REQ_POST,
-				am ? "/api/v2/alerts" : "/v1/events") != 0) {
-		free(r);
+	if (n < 0 || (size_t)n >= sizeof(body))
 		return false;
+	if (am) {
+		h = snprintf(head, sizeof(head),
+			     "POST /api/v2/alerts HTTP/1.1\r\nHost: %s\r\n"
+			     "Content-Type: application/json\r\n"
+			     "Content-Length: %d\r\n\r\n", lg_opt.host, n);
+	} else {
+		auth_sign(lg_opt.secret, t, (const uint8_t *)body, (size_t)n, v1);
+		h = snprintf(head, sizeof(head),
+			     "POST /v1/events HTTP/1.1\r\nHost: %s\r\n"
+			     "Content-Type: application/json\r\n"
+			     "X-Alertd-Signature: t=%" PRId64 ",v1=%s\r\n"
+			     "Content-Length: %d\r\n\r\n", lg_opt.host, t, v1, n);
 	}
+	if (h < 0 || (size_t)h >= sizeof(head))
+		return false;
+	c->req_ts = ts;
+	snprintf(c->req_id, sizeof(c->req_id), "%s", e.id);
+	lg_queue(c, head, (size_t)h);
+	lg_queue(c, body, (size_t)n);
 	c->inflight++;
 	lg_inflight++;
 	lg_st.t_sent_ns = lg_now_ns();
@@ -1002,7 +1066,7 @@ static void lg_parse(int argc, char **argv)
 		lg_usage();
 	if (strcmp(lg_opt.mode, "tcp") != 0 &&
 	    strcmp(lg_opt.mode, "pg-limit") != 0)
-		lg_opt.window = 1; /* evhttp: one request at a time */
+		lg_opt.window = 1; /* HTTP: one request at a time */
 	if (strcmp(lg_opt.mode, "am") == 0)
 		lg_opt.dup_pct = 0;
 	if (lg_opt.run_id == NULL) {
@@ -1044,7 +1108,7 @@ int main(int argc, char **argv)
 		return 1;
 	lg_conns = calloc((size_t)lg_opt.conns, sizeof(*lg_conns));
 	lg_flushq = calloc((size_t)lg_opt.conns, sizeof(*lg_flushq));
-	lg_flush_ev = event_new(lg_base, -1, 0, lg_tcp_on_flush, NULL);
+	lg_flush_ev = event_new(lg_base, -1, 0, lg_on_flush, NULL);
 	if (lg_conns == NULL || lg_flushq == NULL || lg_flush_ev == NULL)
 		return 1;
 	for (int i = 0; i < lg_opt.conns; i++) {
@@ -1055,17 +1119,9 @@ int main(int argc, char **argv)
 		    (c->retry_ev = evtimer_new(lg_base, lg_tcp_on_retry,
 					       c)) == NULL)
 			return 1;
-		if (strcmp(lg_opt.mode, "tcp") == 0) {
-			if (!lg_tcp_connect(c)) {
-				fprintf(stderr, "loadgen: cannot connect\n");
-				return 1;
-			}
-		} else {
-			c->evcon = evhttp_connection_base_new(
-				lg_base, NULL, lg_opt.host, (uint16_t)lg_opt.port);
-			if (c->evcon == NULL)
-				return 1;
-			evhttp_connection_set_timeout(c->evcon, 30);
+		if (!lg_tcp_connect(c)) {
+			fprintf(stderr, "loadgen: cannot connect\n");
+			return 1;
 		}
 	}
 	/* Let the subscribers and connections settle before the clock starts. */
@@ -1094,8 +1150,6 @@ int main(int argc, char **argv)
 	for (int i = 0; i < lg_opt.conns; i++) {
 		if (lg_conns[i].bev)
 			bufferevent_free(lg_conns[i].bev);
-		if (lg_conns[i].evcon)
-			evhttp_connection_free(lg_conns[i].evcon);
 		while (lg_conns[i].dups != NULL)
 			lg_dup_answered(&lg_conns[i], lg_conns[i].dups->id, 0);
 		while (lg_conns[i].pend != NULL)

@@ -6,7 +6,7 @@ set -eu
 
 PKGS="build-essential pkg-config libevent-dev libhiredis-dev libprotobuf-c-dev
 protobuf-c-compiler libpq-dev libsystemd-dev libinih-dev libjansson-dev
-libssl-dev zlib1g-dev libjemalloc-dev redis-server postgresql python3-pytest python3-psycopg2
+libssl-dev zlib1g-dev libjemalloc-dev libhttp-parser-dev redis-server postgresql python3-pytest python3-psycopg2
 python3-redis python3-protobuf protobuf-compiler curl openssl kannel"
 
 missing=""
