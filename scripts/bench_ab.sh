@@ -11,7 +11,9 @@
 # the schema changed since, copy its config/migrations to build/base/
 # migrations too, and bench.sh migrates that run's database with them).
 # Per run it prints the processes over 2 % of a core (utime+stime from
-# /proc over SAMPLE_S seconds, starting SAMPLE_AT seconds in; "wait": the
+# /proc over SAMPLE_S seconds, starting SAMPLE_AT seconds after the load
+# generator of the run has started (bench.sh sets up the servers and
+# cleans the state first, which takes a varying time); "wait": the
 # share of that time it was runnable but waited for a core) and the
 # scenario's RESULT fields. Runs on this machine differ by a lot from one
 # to the next: alternate, repeat, and compare CPU rather than latency.
@@ -31,7 +33,7 @@ while [ $# -gt 0 ]; do
 	BUILDS+=("$1")
 	shift
 done
-SAMPLE_AT=${SAMPLE_AT:-9}
+SAMPLE_AT=${SAMPLE_AT:-2}
 SAMPLE_S=${SAMPLE_S:-6}
 
 # pid comm cpu-ticks runqueue-wait-ns of every process (the wait: time
@@ -53,6 +55,10 @@ for ((r = 1; r <= ROUNDS; r++)); do
 		BENCH_BUILD=$b BENCH_ONLY="$SC" BENCH_10K_RUNS=1 bash scripts/bench.sh \
 			>"build/bench-ab.log" 2>&1 &
 		run=$!
+		for ((i = 0; i < 600; i++)); do
+			pgrep -x loadgen >/dev/null && break
+			sleep 0.2
+		done
 		sleep "$SAMPLE_AT"
 		snap >build/bench-ab.1
 		sleep "$SAMPLE_S"
