@@ -45,18 +45,19 @@ bool http_server_draining(const struct http_server *s)
 
 void http_reply_json(struct evhttp_request *req, int status, const char *json)
 {
-	struct evbuffer *body = evbuffer_new();
+	/* The request's own output buffer: evhttp sends what it holds, and
+	 * a buffer of our own per answer was one allocation and one copy
+	 * more (optimisation 35). */
+	struct evbuffer *body = evhttp_request_get_output_buffer(req);
 	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
 
 	evhttp_add_header(out, "Content-Type", "application/json");
 	evhttp_add_header(out, "Cache-Control", "no-store");
-	if (body != NULL && json != NULL) {
+	if (json != NULL) {
 		evbuffer_add(body, json, strlen(json));
 		evbuffer_add(body, "\n", 1);
 	}
-	evhttp_send_reply(req, status, NULL, body);
-	if (body != NULL)
-		evbuffer_free(body);
+	evhttp_send_reply(req, status, NULL, NULL);
 }
 
 void http_reply_error(struct evhttp_request *req, int status,

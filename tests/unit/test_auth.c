@@ -217,6 +217,20 @@ TEST(auth_verify_missing_and_malformed)
 	/* A malformed signature is reported as such even when stale. */
 	CHECK(auth_verify(&f.cfg, 0, "zz", body_braces, 2, T0, &idx) ==
 	      AUTH_SIG_MALFORMED);
+	/* 64 characters with one that is not a hex digit, wherever it is:
+	 * the last, a byte above 0x7f, the first. */
+	CHECK(auth_verify(&f.cfg, T0,
+			  "bfb8a4f65630e95edb501c62d58c044bc29d3776cb95cef2bae4"
+			  "4f22ac518b6g",
+			  body_braces, 2, T0, &idx) == AUTH_SIG_MALFORMED);
+	CHECK(auth_verify(&f.cfg, T0,
+			  "bfb8a4f65630e95edb501c62d58c044bc29d3776cb95cef2bae4"
+			  "4f22ac51\xff" "b68",
+			  body_braces, 2, T0, &idx) == AUTH_SIG_MALFORMED);
+	CHECK(auth_verify(&f.cfg, T0,
+			  "Gfb8a4f65630e95edb501c62d58c044bc29d3776cb95cef2bae4"
+			  "4f22ac518b68",
+			  body_braces, 2, T0, &idx) == AUTH_SIG_MALFORMED);
 }
 
 TEST(auth_verify_window_edges)
