@@ -14,7 +14,7 @@ MALLOC   ?= jemalloc
 CC       ?= cc
 
 CFLAGS_PKG := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LIBS       := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
+LIBS       := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lm
 CFLAGS   := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
             -Wno-unused-parameter -g -O2 -fno-omit-frame-pointer \
             -I$(B)/gen -Idaemon $(CFLAGS_PKG)
@@ -112,10 +112,10 @@ $(B)/obj/bench_%.o: bench/%.c $(B)/gen/alertd.pb-c.h $(wildcard daemon/*.h bench
 	@mkdir -p $(B)/obj
 	$(CC) $(CFLAGS) -Ibench -c -o $@ $<
 
-# http_parser (libhttp-parser-dev) reads the HTTP answers in the load
-# generator only; the daemon's HTTP is libevent's evhttp.
+# http_parser (libhttp-parser-dev, in LIBS) reads the daemon's requests
+# (daemon/http1.c) and the answers in the load generator.
 $(B)/loadgen: $(BENCH_OBJS) $(MOD_OBJS)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lhttp_parser
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 bench:
 	@scripts/bench.sh

@@ -33,6 +33,7 @@
 #include "config.h"
 #include "decide.h"
 #include "evt.h"
+#include "http1.h"
 #include "http_server.h"
 #include "log.h"
 #include "operators.h"
@@ -63,7 +64,7 @@ enum actions_state {
 
 /* One action request, from parse to reply. */
 struct actions_call {
-	struct evhttp_request *req;
+	struct hreq *req;
 	struct http_server *server;
 	enum actions_state state;
 	enum actions_kind kind;
@@ -88,7 +89,7 @@ static void actions_call_free(struct actions_call *c)
 	free(c);
 }
 
-static void actions_unavailable(struct evhttp_request *req, const char *what)
+static void actions_unavailable(struct hreq *req, const char *what)
 {
 	char detail[128];
 
@@ -118,7 +119,7 @@ static bool actions_word_valid(const char *s)
 
 /* Copies an optional string member; false (400 sent) if it is not a
  * string, too long or (word) not a word. */
-static bool actions_member(struct evhttp_request *req, json_t *body,
+static bool actions_member(struct hreq *req, json_t *body,
 			   const char *name, bool word, char **out)
 {
 	json_t *v = json_object_get(body, name);
@@ -144,10 +145,10 @@ static bool actions_member(struct evhttp_request *req, json_t *body,
 }
 
 /* Parses the JSON body into c; false when a reply was sent. */
-static bool actions_parse_body(struct evhttp_request *req,
+static bool actions_parse_body(struct hreq *req,
 			       struct actions_call *c)
 {
-	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	struct evbuffer *in = hreq_body(req);
 	size_t len = evbuffer_get_length(in);
 	json_t *body, *v;
 	json_error_t jerr;
@@ -368,8 +369,7 @@ static void actions_on_operator(const struct operator_info *op,
 		if (unavailable) {
 			actions_unavailable(c->req, "the operator directory");
 		} else {
-			evhttp_add_header(evhttp_request_get_output_headers(c->req),
-					  "WWW-Authenticate", "Bearer");
+			hreq_add_header(c->req, "WWW-Authenticate", "Bearer");
 			http_reply_error(c->req, 401, "unauthorized", NULL,
 					 "unknown or revoked operator token", 0);
 		}
@@ -441,9 +441,9 @@ fail:
 }
 
 /* /v1/incidents/{id}/{action}. */
-void actions_on_request(struct evhttp_request *req, void *server)
+void actions_on_request(struct hreq *req, void *server)
 {
-	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+	const char *path = hreq_path(req);
 	const char *idp = path + strlen("/v1/incidents/");
 	const char *slash = strchr(idp, '/');
 	const char *token = http_bearer_token(req);
@@ -468,16 +468,14 @@ void actions_on_request(struct evhttp_request *req, void *server)
 				 "an incident id is a positive integer", 0);
 		return;
 	}
-	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
-		evhttp_add_header(evhttp_request_get_output_headers(req),
-				  "Allow", "POST");
+	if (hreq_method(req) != HREQ_POST) {
+		hreq_add_header(req, "Allow", "POST");
 		http_reply_error(req, 405, "method_not_allowed", NULL,
 				 "use POST", 0);
 		return;
 	}
 	if (token == NULL) {
-		evhttp_add_header(evhttp_request_get_output_headers(req),
-				  "WWW-Authenticate", "Bearer");
+		hreq_add_header(req, "WWW-Authenticate", "Bearer");
 		http_reply_error(req, 401, "unauthorized", NULL,
 				 "an operator bearer token is required", 0);
 		return;

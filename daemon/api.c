@@ -18,6 +18,7 @@
 #include "config.h"
 #include "decide.h"
 #include "fanout.h"
+#include "http1.h"
 #include "http_server.h"
 #include "log.h"
 #include "metrics.h"
@@ -33,14 +34,14 @@ enum api_route {
 
 /* One operator request waiting for its token lookup. */
 struct api_call {
-	struct evhttp_request *req;
+	struct hreq *req;
 	struct http_server *server;
 	enum api_route route;
 	int64_t incident_id;
 	char *last_event_id;
 };
 
-static void api_reply_unavailable(struct evhttp_request *req, const char *what)
+static void api_reply_unavailable(struct hreq *req, const char *what)
 {
 	char detail[128];
 
@@ -51,7 +52,7 @@ static void api_reply_unavailable(struct evhttp_request *req, const char *what)
 
 static void api_on_json(bool ok, const char *json, void *arg)
 {
-	struct evhttp_request *req = arg;
+	struct hreq *req = arg;
 
 	if (!ok)
 		api_reply_unavailable(req, "the incident store");
@@ -65,7 +66,7 @@ static void api_on_json(bool ok, const char *json, void *arg)
 /* What the operator may see (issue 5): the queue and an incident are
  * filtered by zones and masked by role like the stream (fanout_view). */
 struct api_view {
-	struct evhttp_request *req;
+	struct hreq *req;
 	struct pg_conn *pg;   /* the incident's history (api_incident.c) */
 	int64_t incident_id;
 	enum auth_role role;
@@ -166,7 +167,7 @@ static void api_on_incident_view(bool ok, const char *json, void *arg)
 	free(v);
 }
 
-static struct api_view *api_view_new(struct evhttp_request *req,
+static struct api_view *api_view_new(struct hreq *req,
 				     const struct operator_info *op)
 {
 	const char *z = op->zones != NULL ? op->zones : "";
@@ -194,15 +195,14 @@ static void api_on_operator(const struct operator_info *op, bool unavailable,
 {
 	struct api_call *call = arg;
 	const struct http_deps *deps = http_server_deps(call->server);
-	struct evhttp_request *req = call->req;
+	struct hreq *req = call->req;
 	bool sent = true;
 
 	if (op == NULL) {
 		if (unavailable) {
 			api_reply_unavailable(req, "the operator directory");
 		} else {
-			evhttp_add_header(evhttp_request_get_output_headers(req),
-					  "WWW-Authenticate", "Bearer");
+			hreq_add_header(req, "WWW-Authenticate", "Bearer");
 			http_reply_error(req, 401, "unauthorized", NULL,
 					 "unknown or revoked operator token", 0);
 		}
@@ -211,10 +211,10 @@ static void api_on_operator(const struct operator_info *op, bool unavailable,
 	}
 	switch (call->route) {
 	case API_STREAM:
-		if (evhttp_request_get_connection(req) == NULL) {
+		if (hreq_gone(req)) {
 			/* The console left during the lookup: this reply
 			 * only frees the request. */
-			evhttp_send_reply(req, 499, "Client Closed", NULL);
+			hreq_reply(req, 499);
 			break;
 		}
 		fanout_attach_sse(deps->fanout, req, op, call->last_event_id);
@@ -244,23 +244,21 @@ static void api_on_operator(const struct operator_info *op, bool unavailable,
 }
 
 /* Checks method and token, then continues in api_on_operator. */
-static void api_authorize(struct evhttp_request *req, struct http_server *s,
+static void api_authorize(struct hreq *req, struct http_server *s,
 			  struct api_call *proto)
 {
 	const char *token = http_bearer_token(req);
 	struct api_call *call;
 
-	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
-		evhttp_add_header(evhttp_request_get_output_headers(req),
-				  "Allow", "GET");
+	if (hreq_method(req) != HREQ_GET) {
+		hreq_add_header(req, "Allow", "GET");
 		http_reply_error(req, 405, "method_not_allowed", NULL,
 				 "use GET", 0);
 		free(proto->last_event_id);
 		return;
 	}
 	if (token == NULL) {
-		evhttp_add_header(evhttp_request_get_output_headers(req),
-				  "WWW-Authenticate", "Bearer");
+		hreq_add_header(req, "WWW-Authenticate", "Bearer");
 		http_reply_error(req, 401, "unauthorized", NULL,
 				 "an operator bearer token is required", 0);
 		free(proto->last_event_id);
@@ -279,10 +277,9 @@ static void api_authorize(struct evhttp_request *req, struct http_server *s,
 			 api_on_operator, call);
 }
 
-void api_on_stream(struct evhttp_request *req, void *server)
+void api_on_stream(struct hreq *req, void *server)
 {
-	const char *last = evhttp_find_header(
-		evhttp_request_get_input_headers(req), "Last-Event-ID");
+	const char *last = hreq_header(req, "Last-Event-ID");
 	struct api_call proto = {.route = API_STREAM};
 
 	if (last != NULL && last[0] != '\0') {
@@ -296,10 +293,9 @@ void api_on_stream(struct evhttp_request *req, void *server)
 }
 
 /* /v1/incidents[?state=open] and /v1/incidents/{id}. */
-void api_on_incidents(struct evhttp_request *req, void *server)
+void api_on_incidents(struct hreq *req, void *server)
 {
-	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-	const char *path = evhttp_uri_get_path(uri);
+	const char *path = hreq_path(req);
 	struct api_call proto = {.route = API_QUEUE};
 
 	if (strncmp(path, "/v1/incidents/", 14) == 0) {
@@ -322,7 +318,7 @@ void api_on_incidents(struct evhttp_request *req, void *server)
 		}
 		proto.route = API_INCIDENT;
 	} else {
-		const char *query = evhttp_uri_get_query(uri);
+		const char *query = hreq_query(req);
 		struct evkeyvalq params;
 		const char *state;
 		bool ok;
@@ -345,12 +341,12 @@ void api_on_incidents(struct evhttp_request *req, void *server)
 	api_authorize(req, server, &proto);
 }
 
-void api_on_health(struct evhttp_request *req, void *server)
+void api_on_health(struct hreq *req, void *server)
 {
 	http_reply_json(req, 200, "{\"status\":\"ok\"}");
 }
 
-void api_on_ready(struct evhttp_request *req, void *server)
+void api_on_ready(struct hreq *req, void *server)
 {
 	const struct http_deps *deps = http_server_deps(server);
 	bool redis = redis_pool_ready(deps->redis);
@@ -369,22 +365,16 @@ void api_on_ready(struct evhttp_request *req, void *server)
 	http_reply_json(req, ready ? 200 : 503, json);
 }
 
-void api_on_metrics(struct evhttp_request *req, void *server)
+void api_on_metrics(struct hreq *req, void *server)
 {
 	char *text = metrics_render();
-	struct evbuffer *body = evbuffer_new();
 
-	if (text == NULL || body == NULL) {
-		free(text);
-		if (body != NULL)
-			evbuffer_free(body);
+	if (text == NULL) {
 		api_reply_unavailable(req, "memory");
 		return;
 	}
-	evhttp_add_header(evhttp_request_get_output_headers(req),
-			  "Content-Type", "text/plain; version=0.0.4");
-	evbuffer_add(body, text, strlen(text));
-	evhttp_send_reply(req, 200, "OK", body);
-	evbuffer_free(body);
+	hreq_add_header(req, "Content-Type", "text/plain; version=0.0.4");
+	evbuffer_add(hreq_output(req), text, strlen(text));
+	hreq_reply(req, 200);
 	free(text);
 }

@@ -27,6 +27,7 @@
 #include "audit_query.h"
 #include "config.h"
 #include "evt.h"
+#include "http1.h"
 #include "http_server.h"
 #include "log.h"
 #include "operators.h"
@@ -42,7 +43,7 @@
 
 /* One request: waiting for the token lookup, then for PostgreSQL. */
 struct api_audit_call {
-	struct evhttp_request *req;
+	struct hreq *req;
 	struct http_server *server;
 	struct audit_query q;
 	char *values[API_AUDIT_N_PARAMS]; /* copies of the query string */
@@ -62,7 +63,7 @@ static void api_audit_call_free(struct api_audit_call *call)
 	free(call);
 }
 
-static void api_audit_unavailable(struct evhttp_request *req)
+static void api_audit_unavailable(struct hreq *req)
 {
 	http_reply_error(req, 503, "unavailable", NULL,
 			 "the audit store is unavailable now; try again", 2);
@@ -121,9 +122,7 @@ static void api_audit_on_operator(const struct operator_info *op,
 		if (unavailable) {
 			api_audit_unavailable(call->req);
 		} else {
-			evhttp_add_header(evhttp_request_get_output_headers(
-						  call->req),
-					  "WWW-Authenticate", "Bearer");
+			hreq_add_header(call->req, "WWW-Authenticate", "Bearer");
 			http_reply_error(call->req, 401, "unauthorized", NULL,
 					 "unknown or revoked operator token", 0);
 		}
@@ -159,11 +158,10 @@ static void api_audit_on_operator(const struct operator_info *op,
 }
 
 /* The query string into call->q; false (answered 400) when unusable. */
-static bool api_audit_parse(struct evhttp_request *req,
+static bool api_audit_parse(struct hreq *req,
 			    struct api_audit_call *call)
 {
-	const char *query = evhttp_uri_get_query(
-		evhttp_request_get_evhttp_uri(req));
+	const char *query = hreq_query(req);
 	struct evkeyvalq kv;
 	char **v = call->values;
 	char *end;
@@ -239,21 +237,19 @@ static bool api_audit_parse(struct evhttp_request *req,
 	return true;
 }
 
-void api_audit_on_request(struct evhttp_request *req, void *server)
+void api_audit_on_request(struct hreq *req, void *server)
 {
 	const char *h = http_bearer_token(req);
 	struct api_audit_call *call;
 
-	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
-		evhttp_add_header(evhttp_request_get_output_headers(req),
-				  "Allow", "GET");
+	if (hreq_method(req) != HREQ_GET) {
+		hreq_add_header(req, "Allow", "GET");
 		http_reply_error(req, 405, "method_not_allowed", NULL,
 				 "use GET", 0);
 		return;
 	}
 	if (h == NULL) {
-		evhttp_add_header(evhttp_request_get_output_headers(req),
-				  "WWW-Authenticate", "Bearer");
+		hreq_add_header(req, "WWW-Authenticate", "Bearer");
 		http_reply_error(req, 401, "unauthorized", NULL,
 				 "an operator bearer token is required", 0);
 		return;

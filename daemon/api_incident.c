@@ -28,6 +28,7 @@
 
 #include "api_incident.h"
 #include "config.h"
+#include "http1.h"
 #include "http_server.h"
 #include "jsonout.h"
 #include "log.h"
@@ -59,7 +60,7 @@ static const char api_incident_sql[] =
 	" LIMIT " API_STR(API_INCIDENT_TRANSITIONS) " + 1)";
 
 struct api_incident_call {
-	struct evhttp_request *req;
+	struct hreq *req;
 	json_t *snap;          /* the snapshot as the caller may see it */
 	bool show_personal;    /* personal attrs as stored */
 	bool mask_label;       /* a support-line label "***", as in snap */
@@ -175,7 +176,7 @@ static void api_incident_on_result(PGresult *res, const char *errmsg,
 	api_incident_send(call);
 }
 
-void api_incident_reply(struct evhttp_request *req, struct pg_conn *pg,
+void api_incident_reply(struct hreq *req, struct pg_conn *pg,
 			int64_t incident_id, const char *snapshot,
 			const char *role)
 {

@@ -5,13 +5,13 @@
 
 #include <stdint.h>
 
-struct evhttp_request;
+struct hreq;
 struct pg_conn;
 
 /* Answers req with snapshot (the incident as the caller, of role `role`,
  * may see it) and its history read through pg; without the history when
  * pg cannot answer. */
-void api_incident_reply(struct evhttp_request *req, struct pg_conn *pg,
+void api_incident_reply(struct hreq *req, struct pg_conn *pg,
 			int64_t incident_id, const char *snapshot,
 			const char *role);
 

@@ -57,6 +57,8 @@ static const struct config_setting config_table[] = {
 	{"server", "max_connections", CFG_INT, "4096", true, OFF(max_connections), 1, 1000000},
 	{"server", "tcp_first_event_timeout_s", CFG_INT, "60", true, OFF(tcp_first_event_timeout_s), 1, 86400},
 	{"server", "tcp_frame_timeout_s", CFG_INT, "30", true, OFF(tcp_frame_timeout_s), 1, 3600},
+	{"server", "http_idle_timeout_s", CFG_INT, "60", true, OFF(http_idle_timeout_s), 1, 86400},
+	{"server", "http_max_connections", CFG_INT, "4096", true, OFF(http_max_connections), 1, 1000000},
 	{"server", "drain_timeout_s", CFG_INT, "30", true, OFF(drain_timeout_s), 1, 3600},
 	{"server", "retry_after_s", CFG_INT, "2", true, OFF(retry_after_s), 1, 3600},
 	{"server", "sse_ping_s", CFG_INT, "15", true, OFF(sse_ping_s), 1, 3600},

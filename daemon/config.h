@@ -41,6 +41,8 @@ struct config {
 	int max_connections;       /* TCP device connections, 4096 */
 	int tcp_first_event_timeout_s; /* a signed event after connect, 60 */
 	int tcp_frame_timeout_s;   /* a frame whole after its first byte, 30 */
+	int http_idle_timeout_s;   /* HTTP keep-alive idle, a request whole, 60 */
+	int http_max_connections;  /* HTTP connections at once, 4096 */
 	int drain_timeout_s;       /* SIGTERM drain limit, 30 */
 	int retry_after_s;         /* Retry-After on 503, 2 */
 	int sse_ping_s;            /* 15 */

@@ -8,24 +8,19 @@
 #include "fanout.h"
 
 #include <inttypes.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
-#include <sys/socket.h>
 #include <time.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <jansson.h>
 
 #include "config.h"
 #include "decide.h"
+#include "http1.h"
 #include "log.h"
 #include "operators.h"
 #include "qsnap.h"
@@ -49,7 +44,7 @@ struct fanout_change {
 struct fanout_client {
 	LIST_ENTRY(fanout_client) next;
 	struct fanout *f;
-	struct evhttp_request *req;
+	struct hreq *req;
 	enum fanout_state state;
 	char *name;        /* operator, for logs */
 	char hash[65];     /* of its token: cut off when it is revoked */
@@ -118,19 +113,13 @@ static void fanout_client_free(struct fanout_client *c)
 	free(c);
 }
 
-/* Unlinks a console. If its request is still ours (the connection is gone
- * but libevent keeps the request until we finish it), finishing it frees
- * it. */
-static void fanout_client_close(struct fanout_client *c, bool finish)
+/* Unlinks a console and ends its stream, which frees the request (also
+ * when the console has gone). */
+static void fanout_client_close(struct fanout_client *c)
 {
-	struct evhttp_connection *evcon = evhttp_request_get_connection(c->req);
-
 	LIST_REMOVE(c, next);
 	c->f->n_clients--;
-	if (evcon != NULL)
-		evhttp_connection_set_closecb(evcon, NULL, NULL);
-	if (finish)
-		evhttp_send_reply_end(c->req);
+	hreq_stream_end(c->req);
 	log_info("stream operator=%s: closed", c->name);
 	if (c->state == SSE_REPLAYING) {
 		c->state = SSE_ORPHANED; /* freed by fanout_on_replay */
@@ -139,22 +128,11 @@ static void fanout_client_close(struct fanout_client *c, bool finish)
 	fanout_client_free(c);
 }
 
-static void fanout_on_close(struct evhttp_connection *evcon, void *arg)
+static void fanout_on_close(struct hreq *req, void *arg)
 {
 	struct fanout_client *c = arg;
 
-	/* When the console hung up, libevent detached the request from the
-	 * connection and left it to us; otherwise libevent frees it. */
-	fanout_client_close(c, evhttp_request_get_connection(c->req) == NULL);
-}
-
-static struct evbuffer *fanout_output(struct fanout_client *c)
-{
-	struct evhttp_connection *evcon = evhttp_request_get_connection(c->req);
-
-	if (evcon == NULL)
-		return NULL;
-	return bufferevent_get_output(evhttp_connection_get_bufferevent(evcon));
+	fanout_client_close(c);
 }
 
 static bool fanout_zone_in(const char *zones, const char *zone)
@@ -261,31 +239,26 @@ bool fanout_queue_foreach(enum auth_role role, const char *zones,
 static bool fanout_write(struct fanout_client *c, const char *id,
 			 const char *json)
 {
-	struct evbuffer *out = fanout_output(c);
-	struct evbuffer *chunk;
-	char *copy;
+	size_t queued = hreq_stream_queued(c->req);
+	char *copy, *text;
+	int n;
 
-	if (out == NULL)
+	if (hreq_gone(c->req))
 		return true; /* closing; the close callback cleans up */
-	if (evbuffer_get_length(out) >
-	    (size_t)config_current()->sse_max_buffer_bytes) {
+	if (queued > (size_t)config_current()->sse_max_buffer_bytes) {
 		log_warn("stream operator=%s: console lags by %zu bytes, disconnecting it (it will resume with Last-Event-ID)",
-			 c->name, evbuffer_get_length(out));
-		fanout_client_close(c, true);
+			 c->name, queued);
+		fanout_client_close(c);
 		return false;
 	}
 	if ((json = fanout_view(c->role, c->zones, json, &copy)) == NULL)
 		return true; /* not this console's zone */
-	chunk = evbuffer_new();
-	if (chunk == NULL) {
-		free(copy);
-		return true;
-	}
-	evbuffer_add_printf(chunk, "id: %s\nevent: incident\ndata: %s\n\n", id,
-			    json);
+	n = asprintf(&text, "id: %s\nevent: incident\ndata: %s\n\n", id, json);
 	free(copy);
-	evhttp_send_reply_chunk(c->req, chunk);
-	evbuffer_free(chunk);
+	if (n < 0)
+		return true;
+	hreq_stream_write(c->req, text, (size_t)n);
+	free(text);
 	snprintf(c->last_id, sizeof(c->last_id), "%s", id);
 	c->last_write = time(NULL);
 	return true;
@@ -293,13 +266,7 @@ static bool fanout_write(struct fanout_client *c, const char *id,
 
 static void fanout_write_comment(struct fanout_client *c, const char *text)
 {
-	struct evbuffer *chunk = evbuffer_new();
-
-	if (chunk == NULL)
-		return;
-	evbuffer_add_printf(chunk, "%s", text);
-	evhttp_send_reply_chunk(c->req, chunk);
-	evbuffer_free(chunk);
+	hreq_stream_write(c->req, text, strlen(text));
 	c->last_write = time(NULL);
 }
 
@@ -440,23 +407,10 @@ char *fanout_on_duty(const struct fanout *f)
 	return out;
 }
 
-static void fanout_set_nodelay(struct evhttp_connection *evcon)
-{
-	struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
-	evutil_socket_t fd = bev != NULL ? bufferevent_getfd(bev) : -1;
-	int one = 1;
-
-	if (fd >= 0 &&
-	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
-		log_debug("stream: cannot set TCP_NODELAY");
-}
-
-void fanout_attach_sse(struct fanout *f, struct evhttp_request *req,
+void fanout_attach_sse(struct fanout *f, struct hreq *req,
 		       const struct operator_info *op,
 		       const char *last_event_id)
 {
-	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-	struct evkeyvalq *hdr = evhttp_request_get_output_headers(req);
 	struct fanout_client *c = calloc(1, sizeof(*c));
 
 	if (c == NULL || (c->name = strdup(op->name)) == NULL ||
@@ -464,7 +418,7 @@ void fanout_attach_sse(struct fanout *f, struct evhttp_request *req,
 		if (c != NULL)
 			free(c->name);
 		free(c);
-		evhttp_send_reply(req, 503, "Service Unavailable", NULL);
+		hreq_reply(req, 503);
 		return;
 	}
 	c->f = f;
@@ -476,18 +430,12 @@ void fanout_attach_sse(struct fanout *f, struct evhttp_request *req,
 	LIST_INSERT_HEAD(&f->clients, c, next);
 	f->n_clients++;
 
-	evhttp_add_header(hdr, "Content-Type", "text/event-stream");
-	evhttp_add_header(hdr, "Cache-Control", "no-store");
-	evhttp_add_header(hdr, "X-Accel-Buffering", "no");
-	evhttp_send_reply_start(req, 200, "OK");
-	/* Changes are small writes in quick succession: without TCP_NODELAY
-	 * Nagle holds each one back until the console acknowledges the
-	 * previous, which costs up to a delayed ACK (40 ms) per change
-	 * (docs/BENCHMARKS.md). */
-	fanout_set_nodelay(evcon);
-	/* A stream may stay quiet but for pings: lift the idle timeout. */
-	evhttp_connection_set_timeout(evcon, 7 * 24 * 3600);
-	evhttp_connection_set_closecb(evcon, fanout_on_close, c);
+	hreq_add_header(req, "Content-Type", "text/event-stream");
+	hreq_add_header(req, "Cache-Control", "no-store");
+	hreq_add_header(req, "X-Accel-Buffering", "no");
+	/* Sets TCP_NODELAY and lifts the idle timeout (http1.h): a stream
+	 * may stay quiet but for pings. */
+	hreq_stream_start(req, 200, fanout_on_close, c);
 	fanout_write_comment(c, "retry: 2000\n: connected\n\n");
 	log_info("stream operator=%s: connected%s%s", c->name,
 		 last_event_id != NULL ? ", resuming after " : "",
@@ -552,7 +500,7 @@ void fanout_changes_lost(struct fanout *f)
 	while ((c = LIST_FIRST(&f->clients)) != NULL) {
 		log_info("stream operator=%s: changes were missed, cutting the "
 			 "stream (it resumes with Last-Event-ID)", c->name);
-		fanout_client_close(c, true);
+		fanout_client_close(c);
 	}
 }
 
@@ -586,9 +534,9 @@ void fanout_on_operators_changed(struct operators *ops, void *arg)
 			continue;
 		log_info("stream operator=%s: token revoked, cutting the "
 			 "stream", c->name);
-		if (evhttp_request_get_connection(c->req) != NULL)
+		if (!hreq_gone(c->req))
 			fanout_write_comment(c, ": token revoked\n\n");
-		fanout_client_close(c, true);
+		fanout_client_close(c);
 	}
 }
 
@@ -599,6 +547,6 @@ void fanout_free(struct fanout *f)
 	if (f == NULL)
 		return;
 	while ((c = LIST_FIRST(&f->clients)) != NULL)
-		fanout_client_close(c, true);
+		fanout_client_close(c);
 	free(f);
 }

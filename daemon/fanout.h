@@ -15,7 +15,7 @@
 
 #include "auth.h"
 
-struct evhttp_request;
+struct hreq;
 struct event_base;
 struct decide;
 struct fanout;
@@ -26,7 +26,7 @@ void fanout_free(struct fanout *f);   /* ends every stream */
 
 /* Takes over req as an SSE stream for the (already authorised) operator.
  * last_event_id may be NULL. */
-void fanout_attach_sse(struct fanout *f, struct evhttp_request *req,
+void fanout_attach_sse(struct fanout *f, struct hreq *req,
 		       const struct operator_info *op,
 		       const char *last_event_id);
 

@@ -1,4 +1,4 @@
-/* http_server: evhttp listener, routing, JSON replies. */
+/* http_server: the HTTP listener (http1.c), routing, JSON replies. */
 #include "http_server.h"
 
 #include <stdio.h>
@@ -8,26 +8,26 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 
 #include "codec_json.h"
 #include "config.h"
+#include "http1.h"
 #include "listen_guard.h"
 #include "log.h"
 #include "metrics.h"
 #include "netaddr.h"
 
-/* evhttp refuses (with its own plain-text 413) bodies above this; bodies
- * between max_body_bytes and this get alertd's JSON 413. It is the largest
+/* The connections refuse bodies above this before reading them (413, the
+ * connection closed); bodies between max_body_bytes and this are read and
+ * refused by the endpoint (413, the connection kept). It is the largest
  * value max_body_bytes may take. */
 #define HTTP_HARD_BODY_LIMIT (1024 * 1024 + 1)
 
 struct http_server {
 	struct event_base *base;
-	struct evhttp *http;
-	struct evhttp_bound_socket *listener;
+	struct http1 *http;
+	struct evconnlistener *listener;
 	struct listen_guard *guard;
 	struct http_deps deps;
 	bool draining;
@@ -43,24 +43,20 @@ bool http_server_draining(const struct http_server *s)
 	return s->draining;
 }
 
-void http_reply_json(struct evhttp_request *req, int status, const char *json)
+void http_reply_json(struct hreq *req, int status, const char *json)
 {
-	/* The request's own output buffer: evhttp sends what it holds, and
-	 * a buffer of our own per answer was one allocation and one copy
-	 * more (optimisation 35). */
-	struct evbuffer *body = evhttp_request_get_output_buffer(req);
-	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+	struct evbuffer *body = hreq_output(req);
 
-	evhttp_add_header(out, "Content-Type", "application/json");
-	evhttp_add_header(out, "Cache-Control", "no-store");
+	hreq_add_header(req, "Content-Type", "application/json");
+	hreq_add_header(req, "Cache-Control", "no-store");
 	if (json != NULL) {
 		evbuffer_add(body, json, strlen(json));
 		evbuffer_add(body, "\n", 1);
 	}
-	evhttp_send_reply(req, status, NULL, NULL);
+	hreq_reply(req, status);
 }
 
-void http_reply_error(struct evhttp_request *req, int status,
+void http_reply_error(struct hreq *req, int status,
 		      const char *code, const char *field, const char *detail,
 		      int retry_after_s)
 {
@@ -71,18 +67,16 @@ void http_reply_error(struct evhttp_request *req, int status,
 		char v[16];
 
 		snprintf(v, sizeof(v), "%d", retry_after_s);
-		evhttp_add_header(evhttp_request_get_output_headers(req),
-				  "Retry-After", v);
+		hreq_add_header(req, "Retry-After", v);
 	}
 	http_reply_json(req, status,
 			json != NULL ? json : "{\"error\":\"internal\"}");
 	free(json);
 }
 
-const char *http_bearer_token(struct evhttp_request *req)
+const char *http_bearer_token(struct hreq *req)
 {
-	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req),
-					   "Authorization");
+	const char *h = hreq_header(req, "Authorization");
 
 	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
 		return NULL;
@@ -92,20 +86,11 @@ const char *http_bearer_token(struct evhttp_request *req)
 }
 
 /* Routes on the path; everything else is a JSON 404. */
-static void http_server_on_request(struct evhttp_request *req, void *arg)
+static void http_server_on_request(struct hreq *req, void *arg)
 {
 	struct http_server *s = arg;
-	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-	const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
+	const char *path = hreq_path(req);
 
-	if (path == NULL)
-		path = "";
-	if (s->draining) {
-		/* Stop taking new work on kept-alive connections; the
-		 * device retries elsewhere or after the restart. */
-		evhttp_add_header(evhttp_request_get_output_headers(req),
-				  "Connection", "close");
-	}
 	if (strcmp(path, "/v1/events") == 0)
 		ingest_http_on_event(req, s);
 	else if (strcmp(path, "/v1/stream") == 0)
@@ -131,6 +116,37 @@ static void http_server_on_request(struct evhttp_request *req, void *arg)
 				 "no such endpoint", 0);
 }
 
+static void http_server_limits(struct http1_limits *limits)
+{
+	const struct config *cfg = config_current();
+
+	limits->max_header_bytes = 16384;
+	limits->max_body_bytes = HTTP_HARD_BODY_LIMIT;
+	limits->idle_timeout_s = cfg->http_idle_timeout_s;
+	limits->max_connections = (size_t)cfg->http_max_connections;
+}
+
+/* What the connections refuse themselves: malformed, too large. */
+static void http_server_on_refused(struct hreq *req, int status,
+				   const char *code, const char *detail,
+				   void *arg)
+{
+	http_reply_error(req, status, code, NULL, detail, 0);
+}
+
+static void http_server_on_accept(struct evconnlistener *l,
+				  evutil_socket_t fd, struct sockaddr *sa,
+				  int socklen, void *arg)
+{
+	struct http_server *s = arg;
+	struct http1_limits limits;
+
+	/* The settings of the last reload. */
+	http_server_limits(&limits);
+	http1_set_limits(s->http, &limits);
+	http1_accept(s->http, fd);
+}
+
 struct http_server *http_server_new(struct event_base *base,
 				    const struct http_deps *deps)
 {
@@ -138,23 +154,17 @@ struct http_server *http_server_new(struct event_base *base,
 
 	if (s == NULL)
 		return NULL;
+	struct http1_limits limits;
+
+	http_server_limits(&limits);
 	s->base = base;
 	s->deps = *deps;
-	s->http = evhttp_new(base);
+	s->http = http1_new(base, &limits, http_server_on_request,
+			    http_server_on_refused, s);
 	if (s->http == NULL) {
 		free(s);
 		return NULL;
 	}
-	evhttp_set_max_body_size(s->http, HTTP_HARD_BODY_LIMIT);
-	evhttp_set_max_headers_size(s->http, 16384);
-	evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
-						    EVHTTP_REQ_HEAD |
-						    EVHTTP_REQ_PUT |
-						    EVHTTP_REQ_DELETE);
-	/* Idle keep-alive connections are closed after a minute; streams
-	 * lift the timeout on their own connection. */
-	evhttp_set_timeout(s->http, 60);
-	evhttp_set_gencb(s->http, http_server_on_request, s);
 	return s;
 }
 
@@ -173,9 +183,7 @@ bool http_server_listen(struct http_server *s, const char *hostport)
 		return false;
 	}
 	free(host);
-	/* Our own listener rather than evhttp_bind_socket: that one listens
-	 * with a backlog of 128 (NETADDR_LISTEN_BACKLOG). */
-	l = evconnlistener_new_bind(s->base, NULL, NULL,
+	l = evconnlistener_new_bind(s->base, http_server_on_accept, s,
 				    LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE |
 					    LEV_OPT_CLOSE_ON_EXEC,
 				    NETADDR_LISTEN_BACKLOG,
@@ -185,13 +193,7 @@ bool http_server_listen(struct http_server *s, const char *hostport)
 			  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 		return false;
 	}
-	s->listener = evhttp_bind_listener(s->http, l);
-	if (s->listener == NULL) {
-		log_error("http=%s: cannot listen", hostport);
-		evconnlistener_free(l);
-		return false;
-	}
-	/* After evhttp_bind_listener, which leaves the error callback. */
+	s->listener = l;
 	s->guard = listen_guard_new(s->base, l, "http");
 	if (s->guard == NULL) {
 		log_error("http=%s: out of memory", hostport);
@@ -207,9 +209,12 @@ void http_server_stop_accepting(struct http_server *s)
 	listen_guard_free(s->guard);
 	s->guard = NULL;
 	if (s->listener != NULL) {
-		evhttp_del_accept_socket(s->http, s->listener);
+		evconnlistener_free(s->listener);
 		s->listener = NULL;
 	}
+	/* No new work on kept-alive connections: the device retries
+	 * elsewhere or after the restart. */
+	http1_drain(s->http);
 }
 
 void http_server_free(struct http_server *s)
@@ -217,6 +222,8 @@ void http_server_free(struct http_server *s)
 	if (s == NULL)
 		return;
 	listen_guard_free(s->guard);
-	evhttp_free(s->http);
+	if (s->listener != NULL)
+		evconnlistener_free(s->listener);
+	http1_free(s->http);
 	free(s);
 }

@@ -8,13 +8,12 @@
 #include <time.h>
 
 #include <event2/buffer.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 
 #include "auth.h"
 #include "codec_json.h"
 #include "codec_pb.h"
 #include "config.h"
+#include "http1.h"
 #include "http_server.h"
 #include "log.h"
 #include "pipeline.h"
@@ -31,10 +30,9 @@ enum ingest_http_media {
 };
 
 /* Content-Type without parameters; a missing header means JSON. */
-static enum ingest_http_media ingest_http_media(struct evhttp_request *req)
+static enum ingest_http_media ingest_http_media(struct hreq *req)
 {
-	const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req),
-					    "Content-Type");
+	const char *ct = hreq_header(req, "Content-Type");
 	size_t n;
 
 	if (ct == NULL)
@@ -53,7 +51,7 @@ static enum ingest_http_media ingest_http_media(struct evhttp_request *req)
 
 static void ingest_http_on_answer(const struct pipeline_answer *ans, void *arg)
 {
-	struct evhttp_request *req = arg;
+	struct hreq *req = arg;
 	char *json;
 
 	if (!ans->durable) {
@@ -75,13 +73,12 @@ static void ingest_http_on_answer(const struct pipeline_answer *ans, void *arg)
 }
 
 /* Signature header -> 401 answer, or true when it verifies. */
-static bool ingest_http_authenticate(struct evhttp_request *req,
+static bool ingest_http_authenticate(struct hreq *req,
 				     const struct config *cfg,
 				     const unsigned char *body, size_t len,
 				     size_t *secret_index)
 {
-	const char *hdr = evhttp_find_header(
-		evhttp_request_get_input_headers(req), "X-Alertd-Signature");
+	const char *hdr = hreq_header(req, "X-Alertd-Signature");
 	enum auth_sig_result r;
 	char v1[65];
 	int64_t t;
@@ -118,11 +115,11 @@ static bool ingest_http_authenticate(struct evhttp_request *req,
 	return false;
 }
 
-void ingest_http_on_event(struct evhttp_request *req, void *server)
+void ingest_http_on_event(struct hreq *req, void *server)
 {
 	const struct http_deps *deps = http_server_deps(server);
 	const struct config *cfg = config_current();
-	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	struct evbuffer *in = hreq_body(req);
 	size_t len = evbuffer_get_length(in);
 	struct evt_limits limits = config_evt_limits(cfg);
 	struct evt_error err = {0};
@@ -131,9 +128,8 @@ void ingest_http_on_event(struct evhttp_request *req, void *server)
 	size_t secret_index = 0;
 	struct evt *ev;
 
-	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
-		evhttp_add_header(evhttp_request_get_output_headers(req),
-				  "Allow", "POST");
+	if (hreq_method(req) != HREQ_POST) {
+		hreq_add_header(req, "Allow", "POST");
 		http_reply_error(req, 405, "method_not_allowed", NULL,
 				 "events are sent with POST", 0);
 		return;

@@ -13,6 +13,7 @@
 #include <openssl/crypto.h>
 
 #include "config.h"
+#include "http1.h"
 #include "http_server.h"
 #include "log.h"
 #include "notify.h"
@@ -215,12 +216,11 @@ static const char *notify_sms_dlr_outcome(int type)
  * The route is on the device port and its row joins the audit chain: a
  * report is taken only with the configured sms_dlr_secret, and refused
  * (403) while none is configured. */
-void notify_sms_on_dlr(struct evhttp_request *req, void *server)
+void notify_sms_on_dlr(struct hreq *req, void *server)
 {
 	const struct http_deps *deps = http_server_deps(server);
 	const struct policy *p = config_current()->policy;
-	const char *query = evhttp_uri_get_query(
-		evhttp_request_get_evhttp_uri(req));
+	const char *query = hreq_query(req);
 	struct evkeyvalq params;
 	const char *key, *type, *secret, *answer;
 	long long id = 0, run = 0;
