@@ -281,7 +281,23 @@ def wait_until(fn, timeout=15.0, interval=0.1, what="condition"):
 # --------------------------------------------------------------------------
 # TCP protocol.
 
-class TcpClient:
+class SocketOwner:
+    """close() and `with` for a client holding self.sock."""
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+
+class TcpClient(SocketOwner):
     """A device connection: 4-byte big-endian length + Frame."""
 
     def __init__(self, host, port, timeout=DEFAULT_TIMEOUT, rcvbuf=None):
@@ -295,18 +311,6 @@ class TcpClient:
         self.sock.connect((host, port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        self.close()
 
     @staticmethod
     def signed_frame(ev, secret=DEV_SECRET, t=None, v1=None):
@@ -394,7 +398,7 @@ class TcpClient:
 # --------------------------------------------------------------------------
 # Server-Sent Events.
 
-class SseClient:
+class SseClient(SocketOwner):
     """GET /v1/stream on a raw socket (handles chunked transfer encoding).
 
     .status, .headers after connect (.body: the parsed body of a non-200
@@ -425,18 +429,6 @@ class SseClient:
         self.chunked = False
         self.body = None      # whole body of a non-stream reply
         self._read_head()
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        self.close()
 
     def _recv(self, deadline):
         left = deadline - time.monotonic()

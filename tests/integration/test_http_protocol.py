@@ -23,7 +23,7 @@ import urllib.parse
 
 import pytest
 
-from helpers import (event_body, make_event, post_event, sign,
+from helpers import (SocketOwner, event_body, make_event, post_event, sign,
                      wait_until)
 
 # The daemon's limits (daemon/http_server.c): request line and headers,
@@ -78,7 +78,7 @@ class Resp:
                                           self.body[:300])
 
 
-class Conn:
+class Conn(SocketOwner):
     """A TCP connection to the daemon's HTTP port. .buf holds what was
     received and not parsed yet; .eof is set once the server closed."""
 
@@ -93,18 +93,6 @@ class Conn:
         self.buf = b""
         self.eof = False
         self.reset = False
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        self.close()
 
     def send(self, data):
         self.sock.sendall(data)
