@@ -299,6 +299,10 @@ tree_ticks() {
 	done
 	echo "$t"
 }
+# "PostgreSQL-ticks Redis-ticks"
+server_ticks() {
+	echo "$(tree_ticks "$(head -n 1 "$W/pg/postmaster.pid" 2>/dev/null)") $(cpu_ticks "$REDIS_PID")"
+}
 now_ns() { date +%s%N; }
 hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
@@ -329,6 +333,9 @@ run_lg() {
 		redis-cli -p "$REDIS_PORT" slowlog reset >/dev/null
 	c0=$(cpu_ticks "$pid")
 	q0=$(runq_ns "$pid")
+	# Where the cores went besides the measured process: PostgreSQL (the
+	# postmaster and its children) and Redis, per answered event.
+	s0=$(server_ticks)
 	m0=$(machine_jiffies)
 	t0=$(now_ns)
 	# The machine may be shared: the load before the run goes with it.
@@ -341,6 +348,7 @@ run_lg() {
 	[ -n "$line" ] || line="RESULT name=$name sent=0 acked=0"
 	c1=$(cpu_ticks "$pid")
 	q1=$(runq_ns "$pid")
+	s1=$(server_ticks)
 	m1=$(machine_jiffies)
 	t1=$(now_ns)
 	acked=$(printf '%s\n' "$line" | grep -oE ' acked=[0-9]+' | cut -d= -f2)
@@ -353,6 +361,10 @@ run_lg() {
 	# and the share of the run the measured process spent runnable but
 	# waiting for a core (its scheduling delay, which every answer of a
 	# one-threaded daemon pays).
+	servers=$(awk -v a="$s0" -v b="$s1" -v n="${acked:-0}" -v t="$CLK_TCK" \
+		'BEGIN { split(a, x, " "); split(b, y, " "); if (n <= 0) exit;
+		printf "pg_us_per_ev=%.2f redis_us_per_ev=%.2f",
+			(y[1] - x[1]) * 1e6 / t / n, (y[2] - x[2]) * 1e6 / t / n }')
 	busy=$(awk -v a="$m0" -v b="$m1" 'BEGIN { split(a, x, " "); split(b, y, " ");
 		d = y[2] - x[2]; printf "%.0f", (d > 0 ? 100 * (y[1] - x[1]) / d : 0) }')
 	runq=$(awk -v q0="$q0" -v q1="$q1" -v t0="$t0" -v t1="$t1" \
@@ -363,7 +375,7 @@ run_lg() {
 		stages=$(python3 "$ROOT/scripts/metrics_stages.py" \
 			"$W/metrics-$name.0" "$W/metrics-$name.1" 2>>"$W/loadgen.log")
 	fi
-	line="$line ${stages:+$stages }rss_hwm_kb=$(hwm_kb "$pid") cpu_ms_per_1k=$cpu load1=$load1 slow_windows=$slow machine_busy_pct=$busy runq_wait_pct=$runq rc=$rc"
+	line="$line ${stages:+$stages }${servers:+$servers }rss_hwm_kb=$(hwm_kb "$pid") cpu_ms_per_1k=$cpu load1=$load1 slow_windows=$slow machine_busy_pct=$busy runq_wait_pct=$runq rc=$rc"
 	printf '%s\n' "$line" >>"$RES"
 	say "$line"
 	return "$rc"
@@ -386,6 +398,12 @@ if [ "$SMOKE" = 1 ]; then
 	# The SSE subscriber saw the changes (the console latency needs it).
 	grep 'name=smoke-tcp ' "$RES" | grep -q ' con_seen=[1-9]' || ok=0
 	grep -q 'sent=100 acked=100 ' "$RES" || ok=0
+	# Where the cores went (the servers' and the load generator's CPU
+	# per event), and the report that turns all this into tables.
+	grep 'name=smoke-http ' "$RES" | grep -q ' lg_cpu_ms=[0-9].* pg_us_per_ev=[0-9]' || ok=0
+	echo "MACHINE nproc=$(nproc)" >>"$RES"
+	python3 "$ROOT/scripts/bench_report.py" "$RES" "$W/report.md" &&
+		grep -q '^| smoke-http | 50[0-9] | ' "$W/report.md" || ok=0
 	# The restart run's machinery (loadgen --reconnect, a SIGTERM under
 	# load, a new alertd): every event answered across the restart.
 	run_lg smoke-restart "" tcp --port "$TCP_PORT" --secret "$SECRET" \

@@ -52,11 +52,30 @@ def shared_cores(limits, machine):
     pg, rd = limits.get("pg-batch-512", {}), limits.get("redis-decide-batch", {})
     pg_us = num(pg, "backend_cpu_us_per_row") + num(pg, "helpers_cpu_us_per_row")
     rd_us = num(rd, "cpu_us_per_event")
-    cores = next((int(m.split("=", 1)[1]) for m in machine
-                  if m.startswith("nproc=")), 0)
+    cores = cores_of(machine)
     if pg_us <= 0 or rd_us <= 0 or cores <= 0:
         return None
     return cores * 1e6 / (pg_us + rd_us), cores, pg_us, rd_us
+
+
+def cores_of(machine):
+    return next((int(m.split("=", 1)[1]) for m in machine
+                 if m.startswith("nproc=")), 0)
+
+
+def spent(x, cores):
+    """(alertd, PostgreSQL, Redis, load generator µs per answered event,
+    the most `cores` take at those costs, the same with alertd's share at
+    zero) for an alertd run, from /proc (bench.sh run_lg); None when a
+    results file lacks them."""
+    n = num(x, "acked")
+    if "pg_us_per_ev" not in x or "lg_cpu_ms" not in x or n <= 0 or cores <= 0:
+        return None
+    us = (num(x, "cpu_ms_per_1k"), num(x, "pg_us_per_ev"),
+          num(x, "redis_us_per_ev"), num(x, "lg_cpu_ms") * 1e3 / n)
+    rest = sum(us[1:])
+    return us + (cores * 1e6 / sum(us) if sum(us) else 0,
+                 cores * 1e6 / rest if rest else 0)
 
 
 def build(runs, limits, db, machine, versions, command):
@@ -83,12 +102,16 @@ def build(runs, limits, db, machine, versions, command):
             % fmt(shared[0])) if shared else ""
     out.append("| durable TCP ingest, events/s (64 conns x 64 pipelined) | %s | ≥ 30,000 | limit %s (lowest of echo, Redis decide in 64-event calls, PostgreSQL with alertd's 512-row batches%s) | %s |"
                % (fmt(tcp), fmt(limit), both, ratio(tcp, limit)))
-    out.append("| durable HTTP/JSON ingest, events/s (%d keep-alive conns, one request at a time on each%s) | %s | ≥ 20,000 | Alertmanager %s (not durable) | %s |"
+    hs = spent(ht, cores_of(machine))
+    out.append("| durable HTTP/JSON ingest, events/s (%d keep-alive conns, one request at a time on each%s) | %s | ≥ 20,000 | Alertmanager %s (not durable)%s | %s |"
                % (num(ht, "conns"),
                   ("; the best of %s conns: %s events/s" % (
                       " / ".join("%d" % num(x, "conns") for x in hts),
                       " / ".join(fmt(num(x, "throughput")) for x in hts)))
-                  if len(hts) > 1 else "", fmt(http), fmt(am), ratio(http, am)))
+                  if len(hts) > 1 else "", fmt(http), fmt(am),
+                  ("; at this run's CPU per event (alertd, PostgreSQL, Redis and the load generator: %s µs) %d cores take at most %s events/s, %s if alertd's share were zero"
+                   % (fmt(sum(hs[:4])), cores_of(machine), fmt(hs[4]), fmt(hs[5])))
+                  if hs else "", ratio(http, am)))
     # tcp-10k runs several times (bench.sh BENCH_10K_RUNS): the run with
     # the median ack p99 stands for them here.
     tens = sorted((x for n, x in runs.items()
@@ -221,6 +244,22 @@ def build(runs, limits, db, machine, versions, command):
             ("%s / %s" % (x["machine_busy_pct"], x["runq_wait_pct"])
              if "machine_busy_pct" in x and num(x, "rss_hwm_kb") else "—"),
             x.get("load1", "—")))
+    cores = cores_of(machine)
+    where = [(n, x, spent(x, cores)) for n, x in runs.items()
+             if x.get("mode") in ("tcp", "http") and num(x, "rss_hwm_kb")
+             and not n.startswith("limit-")]
+    where = [w for w in where if w[2]]
+    if where:
+        out.append("")
+        out.append("Where the cores went, per answered event (utime+stime from /proc over each run: alertd; the PostgreSQL postmaster and its children, which take a child's time along if it exits during the run; Redis; the load generator's own getrusage). At those costs %d cores fully busy take at most the \"ceiling\"; the last column is that ceiling if alertd cost nothing, what PostgreSQL, Redis and the client alone leave room for:" % cores)
+        out.append("")
+        out.append("| run | events/s | alertd µs | PostgreSQL µs | Redis µs | load generator µs | all µs | cores busy with these | ceiling events/s | ceiling without alertd |")
+        out.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        for n, x, w in where:
+            ev = num(x, "throughput")
+            out.append("| %s | %s | %s | %s | %s | %s | %s | %.2f | %s | %s |" % (
+                n, fmt(ev), fmt(w[0]), fmt(w[1]), fmt(w[2]), fmt(w[3]),
+                fmt(sum(w[:4])), ev * sum(w[:4]) / 1e6, fmt(w[4]), fmt(w[5])))
     staged = [(n, x) for n, x in runs.items() if "ingest_events" in x]
     if staged:
         out.append("")
