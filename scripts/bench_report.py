@@ -247,19 +247,19 @@ def build(runs, limits, db, machine, versions, command):
     cores = cores_of(machine)
     where = [(n, x, spent(x, cores)) for n, x in runs.items()
              if x.get("mode") in ("tcp", "http") and num(x, "rss_hwm_kb")
-             and not n.startswith("limit-")]
+             and num(x, "rate") == 0 and not n.startswith("limit-")]
     where = [w for w in where if w[2]]
     if where:
         out.append("")
-        out.append("Where the cores went, per answered event (utime+stime from /proc over each run: alertd; the PostgreSQL postmaster and its children, which take a child's time along if it exits during the run; Redis; the load generator's own getrusage). At those costs %d cores fully busy take at most the \"ceiling\"; the last column is that ceiling if alertd cost nothing, what PostgreSQL, Redis and the client alone leave room for:" % cores)
+        out.append("Where the cores went in the closed-loop runs, per answered event (utime+stime from /proc over each run: alertd; the PostgreSQL postmaster and its children, which take a child's time along if it exits during the run; Redis; the load generator's own getrusage; what each spent before the first event and after the last counts too). At those costs %d cores always busy take at most the \"ceiling\"; the last column is that ceiling if alertd cost nothing, what PostgreSQL, Redis and the client alone leave room for:" % cores)
         out.append("")
-        out.append("| run | events/s | alertd µs | PostgreSQL µs | Redis µs | load generator µs | all µs | cores busy with these | ceiling events/s | ceiling without alertd |")
+        out.append("| run | events/s | alertd µs | PostgreSQL µs | Redis µs | load generator µs | all µs | ceiling events/s | ceiling without alertd | events/s / ceiling |")
         out.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for n, x, w in where:
             ev = num(x, "throughput")
-            out.append("| %s | %s | %s | %s | %s | %s | %s | %.2f | %s | %s |" % (
+            out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
                 n, fmt(ev), fmt(w[0]), fmt(w[1]), fmt(w[2]), fmt(w[3]),
-                fmt(sum(w[:4])), ev * sum(w[:4]) / 1e6, fmt(w[4]), fmt(w[5])))
+                fmt(sum(w[:4])), fmt(w[4]), fmt(w[5]), ratio(ev, w[4])))
     staged = [(n, x) for n, x in runs.items() if "ingest_events" in x]
     if staged:
         out.append("")
