@@ -278,6 +278,31 @@ def wait_until(fn, timeout=15.0, interval=0.1, what="condition"):
         time.sleep(interval)
 
 
+
+def mutate(rng, data, snippets, most=3):
+    """data with 1..most seeded edits (the mutation tests): a byte
+    changed, random bytes or one of snippets inserted, a span dropped or
+    repeated, or the rest cut off."""
+    data = bytearray(data)
+    for _ in range(rng.randint(1, most)):
+        i = rng.randrange(len(data) + 1)
+        op = rng.randrange(6)
+        if op == 0 and data:
+            data[min(i, len(data) - 1)] = rng.randrange(256)
+        elif op == 1:
+            data[i:i] = bytes(rng.randrange(256)
+                              for _ in range(rng.randint(1, 8)))
+        elif op == 2:
+            data[i:i] = rng.choice(snippets)
+        elif op == 3:
+            del data[i:i + rng.randint(1, 40)]
+        elif op == 4:
+            data[i:i] = data[max(0, i - 60):i]
+        else:
+            del data[i:]
+    return bytes(data)
+
+
 # --------------------------------------------------------------------------
 # TCP protocol.
 

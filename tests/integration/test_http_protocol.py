@@ -23,8 +23,8 @@ import urllib.parse
 
 import pytest
 
-from helpers import (SocketOwner, event_body, make_event, post_event, sign,
-                     wait_until)
+from helpers import (SocketOwner, event_body, make_event, mutate, post_event,
+                     sign, wait_until)
 
 # The daemon's limits (daemon/http_server.c): request line and headers,
 # and the largest body it reads at all (the largest value max_body_bytes
@@ -992,34 +992,18 @@ def _fuzz_corpus(token):
     ]
 
 
-def _mutate(rng, data):
-    data = bytearray(data)
-    for _ in range(rng.randint(1, 4)):
-        op = rng.randrange(8)
-        i = rng.randrange(len(data) + 1)
-        if op == 0 and data:            # flip a byte
-            data[min(i, len(data) - 1)] = rng.randrange(256)
-        elif op == 1:                   # insert bytes
-            data[i:i] = bytes(rng.randrange(256)
-                              for _ in range(rng.randint(1, 8)))
-        elif op == 2:                   # insert syntax
-            data[i:i] = rng.choice([b"\r\n", b"\r\n\r\n", b":", b" ", b"\0",
-                                    b"0\r\n\r\n", b"Content-Length: 99\r\n",
-                                    b"Transfer-Encoding: chunked\r\n",
-                                    b"Connection: close\r\n",
-                                    b"ffffffffffffffff\r\n", b"HTTP/1.1"])
-        elif op == 3:                   # cut
-            del data[i:]
-        elif op == 4 and data:          # drop a span
-            del data[i:i + rng.randint(1, 40)]
-        elif op == 5:                   # repeat a span
-            data[i:i] = data[max(0, i - 60):i]
-        elif op == 6:                   # a huge number somewhere
-            data[i:i] = b"99999999999999999999"
-        else:                           # a long run of one byte
-            data[i:i] = bytes([rng.randrange(256)]) * rng.choice(
-                [100, 5000, 20000])
-    return bytes(data)
+# Inserted into requests: HTTP syntax, huge numbers, long runs.
+HTTP_SNIPPETS = [b"\r\n", b"\r\n\r\n", b":", b" ", b"\0", b"0\r\n\r\n",
+                 b"Content-Length: 99\r\n", b"Transfer-Encoding: chunked\r\n",
+                 b"Connection: close\r\n", b"ffffffffffffffff\r\n",
+                 b"HTTP/1.1", b"99999999999999999999", b"A" * 5000,
+                 b"\r" * 100, b" " * 20000]
+# Inserted into event bodies: JSON syntax, odd numbers and escapes,
+# invalid UTF-8, deep nesting.
+JSON_SNIPPETS = [b'"', b"{", b"}", b"[", b"]", b",", b":", b"null", b"1e999",
+                 b"-0", b"\\u0000", b"\\ud800", b"\xc3\x28", b"\xff",
+                 b'"a":1,', b'"type":"panic",', b"[" * 200, b"9" * 400,
+                 b" " * 30]
 
 
 def test_mutated_requests_never_crash_the_daemon(alertd, operator_token):
@@ -1030,7 +1014,7 @@ def test_mutated_requests_never_crash_the_daemon(alertd, operator_token):
     corpus = _fuzz_corpus(operator_token)
     answered = 0
     for case in range(FUZZ_CASES):
-        data = _mutate(rng, rng.choice(corpus))
+        data = mutate(rng, rng.choice(corpus), HTTP_SNIPPETS, 4)
         with Conn(alertd, timeout=3.0) as c:
             try:
                 pos = 0
@@ -1062,30 +1046,6 @@ def test_mutated_requests_never_crash_the_daemon(alertd, operator_token):
     assert answered > FUZZ_CASES // 2, answered
 
 
-def _mutate_json(rng, text):
-    data = bytearray(text)
-    for _ in range(rng.randint(1, 3)):
-        i = rng.randrange(len(data) + 1)
-        op = rng.randrange(6)
-        if op == 0 and data:
-            data[min(i, len(data) - 1)] = rng.randrange(256)
-        elif op == 1:
-            data[i:i] = rng.choice([b'"', b"{", b"}", b"[", b"]", b",", b":",
-                                    b"null", b"1e999", b"-0", b"\\u0000",
-                                    b"\\ud800", b"\xc3\x28", b"\xff",
-                                    b'"a":1,', b'"type":"panic",',
-                                    b"[" * 200, b"9" * 400])
-        elif op == 2:
-            del data[i:i + rng.randint(1, 20)]
-        elif op == 3:
-            data[i:i] = data[max(0, i - 40):i]
-        elif op == 4:
-            del data[i:]
-        else:
-            data[i:i] = b" " * rng.randint(1, 30)
-    return bytes(data)
-
-
 def test_mutated_signed_events_get_an_answer_or_a_json_error(alertd):
     """Event bodies mutated and then signed, so that they pass the
     signature and reach the JSON decoder and the event's checks: each
@@ -1104,7 +1064,7 @@ def test_mutated_signed_events_get_an_answer_or_a_json_error(alertd):
                 ["panic", "heartbeat", "fault"])))[0]
             if isinstance(body, str):
                 body = body.encode()
-            body = _mutate_json(rng, body)
+            body = mutate(rng, body, JSON_SNIPPETS)
             c.send(request("POST", "/v1/events", headers=[
                 ("Content-Type", "application/json"),
                 ("X-Alertd-Signature", sign(body))], body=body))
@@ -1130,3 +1090,17 @@ def test_mutated_signed_events_get_an_answer_or_a_json_error(alertd):
     # The mutations reached the decoder: most are refused, some not.
     assert statuses.get(400, 0) + statuses.get(422, 0) > FUZZ_CASES // 8, \
         statuses
+
+
+def test_http11_request_without_host_is_served(alertd):
+    """docs/api.md "HTTP": Host is not required (device firmware omits
+    it); the event is accepted like any other."""
+    ev, body, hdrs = signed_event()
+    with Conn(alertd) as c:
+        c.send(request("POST", "/v1/events", headers=hdrs, body=body,
+                       host=False))
+        r = c.read_response("POST")
+        assert_accepted(r, ev)
+        c.send(request("GET", "/healthz", host=False))
+        assert c.read_response().status == 200
+    assert event_stored(alertd, ev["event_id"])

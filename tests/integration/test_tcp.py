@@ -6,7 +6,8 @@ import struct
 import subprocess
 import time
 
-from helpers import TcpClient, http_get, make_event, pb, pb_event, uid
+from helpers import (TcpClient, http_get, make_event, mutate, pb, pb_event,
+                     uid)
 
 
 def _rows(db, event_ids):
@@ -427,23 +428,9 @@ def test_streaming_device_is_not_timed_out_by_the_frame_deadline(
     assert {f.ack.event_id for f in frames} == {e["event_id"] for e in evs}
 
 
-def _mutate_bytes(rng, data):
-    data = bytearray(data)
-    for _ in range(rng.randint(1, 3)):
-        i = rng.randrange(len(data) + 1)
-        op = rng.randrange(5)
-        if op == 0 and data:
-            data[min(i, len(data) - 1)] = rng.randrange(256)
-        elif op == 1:
-            data[i:i] = bytes(rng.randrange(256)
-                              for _ in range(rng.randint(1, 6)))
-        elif op == 2:
-            del data[i:i + rng.randint(1, 10)]
-        elif op == 3:               # a varint that does not end
-            data[i:i] = b"\xff" * rng.randint(1, 12)
-        else:
-            del data[i:]
-    return bytes(data)
+# Inserted into frames: varints that do not end, zeros, odd tags.
+PB_SNIPPETS = [b"\xff", b"\xff" * 5, b"\xff" * 12, b"\x00", b"\x80",
+               b"\x0a\xff\xff\xff\xff\x0f", b"\x2a\x00", b"\x12\x00"]
 
 
 def test_mutated_frames_get_an_answer_or_close_and_lose_nothing(alertd):
@@ -463,7 +450,7 @@ def test_mutated_frames_get_an_answer_or_close_and_lose_nothing(alertd):
         for case in range(cases // 2):
             raw = pb_event(make_event(type=rng.choice(
                 ["panic", "heartbeat", "fault"]))).SerializeToString()
-            c.send_event(_mutate_bytes(rng, raw))
+            c.send_event(mutate(rng, raw, PB_SNIPPETS))
             f = c.read_frame()
             what = "seed %d case %d: %r" % (seed, case, f)
             assert f is not None and f.WhichOneof("msg") in ("ack", "nack"), \
@@ -474,7 +461,8 @@ def test_mutated_frames_get_an_answer_or_close_and_lose_nothing(alertd):
             else:
                 assert f.nack.code, what
     for case in range(cases // 2):
-        frame = _mutate_bytes(rng, TcpClient.signed_frame(make_event()))
+        frame = mutate(rng, TcpClient.signed_frame(make_event()),
+                       PB_SNIPPETS)
         with TcpClient(*alertd.tcp) as c:
             c.send_payload(frame)
             f = c.read_frame(timeout=5.0)
