@@ -72,6 +72,7 @@ struct lg_conn {
 	char last_answered[72];            /* for duplicates */
 	struct lg_dup *dups;               /* duplicates in flight (tcp) */
 	bool flush_listed;                 /* in lg_flushq */
+	bool ready_listed;                 /* in lg_readyq */
 	/* --reconnect: the events in flight, oldest first, to send again */
 	struct lg_pend *pend, *pend_tail;
 	struct event *retry_ev;
@@ -110,7 +111,14 @@ static int lg_nflush;
 static struct event *lg_tick_ev;
 static struct event *lg_due_ev;            /* open loop: the next due event */
 static uint64_t lg_rng = 0x9e3779b97f4a7c15ull;
-static int lg_rr;                          /* round robin cursor */
+/* The connections that had room in their window when last seen, oldest
+ * first (a ring, each connection at most once): lg_pick takes from it in
+ * constant time. Scanning every connection for room cost the client a
+ * fifth of its CPU at 256 HTTP connections and more with more
+ * (docs/BENCHMARKS.md, optimisation 38). */
+static int *lg_readyq;
+static int lg_ready_head, lg_ready_len;
+static void lg_ready(struct lg_conn *c);
 static bool lg_sending = true;
 static int64_t lg_end_ns;                  /* end of the current phase */
 static long lg_inflight;
@@ -352,6 +360,7 @@ static void lg_answered(struct lg_conn *c, const char *event_id, int outcome,
 
 	c->inflight--;
 	lg_inflight--;
+	lg_ready(c);
 	if (ok) {
 		lg_st.acked++;
 		lg_st.outcome[outcome >= 0 && outcome < 3 ? outcome : 3]++;
@@ -604,6 +613,7 @@ static void lg_tcp_on_event(struct bufferevent *bev, short what, void *arg)
 	if ((what & BEV_EVENT_CONNECTED) && c->dead) {
 		/* --reconnect: open again; its events in flight again. */
 		c->dead = false;
+		lg_ready(c);
 		lg_st.reconnects++;
 		for (struct lg_pend *p = c->pend; p != NULL; p = p->next)
 			if (lg_tcp_write_event(c, p->ev, p->n))
@@ -807,8 +817,11 @@ static bool lg_http_send(struct lg_conn *c, int64_t ts)
 
 static bool lg_send(struct lg_conn *c, int64_t ts)
 {
-	return strcmp(lg_opt.mode, "tcp") == 0 ? lg_tcp_send(c, ts)
-					       : lg_http_send(c, ts);
+	bool ok = strcmp(lg_opt.mode, "tcp") == 0 ? lg_tcp_send(c, ts)
+						  : lg_http_send(c, ts);
+
+	lg_ready(c);
+	return ok;
 }
 
 static bool lg_quota_left(void)
@@ -816,13 +829,27 @@ static bool lg_quota_left(void)
 	return lg_opt.count <= 0 || (long)lg_st.sent < lg_opt.count;
 }
 
-/* The next connection with room in its window, round robin; NULL if none. */
+/* c has room in its window: to the end of the ready ring. */
+static void lg_ready(struct lg_conn *c)
+{
+	if (c->ready_listed || c->dead || c->inflight >= lg_opt.window)
+		return;
+	c->ready_listed = true;
+	lg_readyq[(lg_ready_head + lg_ready_len) % lg_opt.conns] = c->idx;
+	lg_ready_len++;
+}
+
+/* The next connection with room in its window, round robin (the one
+ * waiting longest); NULL if none. One that is still not full after the
+ * caller sends goes back to the end (lg_send). */
 static struct lg_conn *lg_pick(void)
 {
-	for (int i = 0; i < lg_opt.conns; i++) {
-		struct lg_conn *c = &lg_conns[lg_rr];
+	while (lg_ready_len > 0) {
+		struct lg_conn *c = &lg_conns[lg_readyq[lg_ready_head]];
 
-		lg_rr = (lg_rr + 1) % lg_opt.conns;
+		lg_ready_head = (lg_ready_head + 1) % lg_opt.conns;
+		lg_ready_len--;
+		c->ready_listed = false;
 		if (!c->dead && c->inflight < lg_opt.window)
 			return c;
 	}
@@ -1118,8 +1145,10 @@ int main(int argc, char **argv)
 		return 1;
 	lg_conns = calloc((size_t)lg_opt.conns, sizeof(*lg_conns));
 	lg_flushq = calloc((size_t)lg_opt.conns, sizeof(*lg_flushq));
+	lg_readyq = calloc((size_t)lg_opt.conns, sizeof(*lg_readyq));
 	lg_flush_ev = event_new(lg_base, -1, 0, lg_on_flush, NULL);
-	if (lg_conns == NULL || lg_flushq == NULL || lg_flush_ev == NULL)
+	if (lg_conns == NULL || lg_flushq == NULL || lg_readyq == NULL ||
+	    lg_flush_ev == NULL)
 		return 1;
 	for (int i = 0; i < lg_opt.conns; i++) {
 		struct lg_conn *c = &lg_conns[i];
@@ -1133,6 +1162,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "loadgen: cannot connect\n");
 			return 1;
 		}
+		lg_ready(c);
 	}
 	/* Let the subscribers and connections settle before the clock starts. */
 	{
