@@ -19,6 +19,8 @@
 # the setting docs/operations.md recommends for the audit host (64 MiB:
 # 67108864), off by default so that the table compares with earlier ones
 # (docs/BENCHMARKS.md, "The 1k/s stalls").
+# BENCH_PG_WALDIR=DIR and BENCH_TMPDIR=DIR put PostgreSQL's WAL, or the
+# whole temporary folder, in DIR (e.g. /dev/shm: diagnostics, see below).
 # BENCH_SLOWLOG_US=N logs every Redis command slower than N us and writes
 # each run's slow commands to slowlog-RUN.txt in the temporary folder
 # (with BENCH_KEEP=1; optimisation 31 used 5000).
@@ -43,7 +45,11 @@ for f in alertd alertctl loadgen; do
 	[ -x "$B/$f" ] || die "$B/$f is missing"
 done
 
-W=$(mktemp -d /tmp/alertd-bench.XXXXXX) || die "mktemp failed"
+# BENCH_TMPDIR=DIR (default /tmp) holds the temporary folder: the
+# databases, the spool, the logs. On /dev/shm it takes the disk out of the
+# whole path, a diagnostic like BENCH_PG_WALDIR (docs/BENCHMARKS.md, 39.).
+W=$(mktemp -d "${BENCH_TMPDIR:-/tmp}/alertd-bench.XXXXXX") ||
+	die "mktemp failed"
 chmod 755 "$W"
 RES="$W/results.txt"
 : >"$RES"
@@ -57,6 +63,7 @@ FLOOD_PID=""
 BG_LG_PID=""   # a load generator running across a restart
 REDIS_PID=""
 PG_STARTED=0
+PG_WALDIR=""   # BENCH_PG_WALDIR's folder, removed with $W
 
 as_pg() {
 	if [ "$(id -u)" -eq 0 ]; then
@@ -104,9 +111,10 @@ cleanup() {
 		fi
 	fi
 	if [ "${BENCH_KEEP:-0}" = 1 ] || [ "$rc" -ne 0 ]; then
-		say "kept $W"
+		say "kept $W${PG_WALDIR:+ and $PG_WALDIR}"
 	else
 		rm -rf "$W"
+		[ -n "$PG_WALDIR" ] && rm -rf "$PG_WALDIR"
 	fi
 	exit "$rc"
 }
@@ -136,9 +144,18 @@ wait_http() { # url seconds
 
 # --- Redis and PostgreSQL -------------------------------------------------
 
+# Redis and alertd each in a session of its own, as PostgreSQL's
+# processes are (each calls setsid) and as systemd runs each service: the
+# kernel shares the cores among sessions (autogroups) before it shares
+# them among their processes, and until optimisation 39 alertd, Redis and
+# the load generator shared one session's share while every PostgreSQL
+# backend had its own (docs/BENCHMARKS.md, 39.). BENCH_SETSID=0: the old
+# way, one session for all three.
+SESS=(setsid)
+[ "${BENCH_SETSID:-1}" = 0 ] && SESS=()
 REDIS_PORT=$(free_port)
 mkdir -p "$W/redis"
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
+${SESS[@]} redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
 	--appendonly no --dir "$W/redis" --logfile "$W/redis/redis.log" &
 REDIS_PID=$!
 for _ in $(seq 1 100); do
@@ -156,8 +173,21 @@ fi
 PG_PORT=$(free_port)
 mkdir -p "$W/pg"
 [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$W/pg"
-as_pg "$PG_BIN/initdb" -D "$W/pg" --auth=trust -U postgres -E UTF8 \
-	--locale=C >"$W/initdb.log" 2>&1 || die "initdb failed ($W/initdb.log)"
+# BENCH_PG_WALDIR=DIR puts PostgreSQL's WAL in DIR/alertd-bench-wal.PID
+# (initdb -X), e.g. on /dev/shm: a diagnostic of how much of the commit
+# tail is the disk's (docs/BENCHMARKS.md, 39.), never a table's method:
+# a WAL in memory is not durable.
+WAL_ARGS=()
+if [ -n "${BENCH_PG_WALDIR:-}" ]; then
+	PG_WALDIR="$BENCH_PG_WALDIR/alertd-bench-wal.$$"
+	mkdir -p "$PG_WALDIR" || die "cannot create $PG_WALDIR"
+	[ "$(id -u)" -eq 0 ] && chown postgres:postgres "$PG_WALDIR"
+	WAL_ARGS=(-X "$PG_WALDIR")
+	say "PostgreSQL's WAL in $PG_WALDIR (a diagnostic, not a table)"
+fi
+as_pg "$PG_BIN/initdb" -D "$W/pg" "${WAL_ARGS[@]}" --auth=trust -U postgres \
+	-E UTF8 --locale=C >"$W/initdb.log" 2>&1 ||
+	die "initdb failed ($W/initdb.log)"
 PG_STARTED=1
 # wal_init_zero=off: a fresh cluster creates, zero-fills and fsyncs every
 # new 16 MB WAL segment inside some commit; at 10k events/s that stalled
@@ -267,7 +297,7 @@ TOKEN=$("$B/alertctl" -c "$CFG" operator add bench-console --role operator 2>/de
 
 # BENCH_WRAP: a command to run alertd under (e.g. valgrind --tool=callgrind).
 start_alertd() {
-	${BENCH_WRAP:-} "$B/alertd" -c "$CFG" >>"$W/alertd.log" 2>&1 &
+	${SESS[@]} ${BENCH_WRAP:-} "$B/alertd" -c "$CFG" >>"$W/alertd.log" 2>&1 &
 	ALERTD_PID=$!
 	wait_http "http://127.0.0.1:$HTTP_PORT/readyz" 30 ||
 		die "alertd not ready ($W/alertd.log)"
