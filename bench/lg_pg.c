@@ -91,16 +91,28 @@ static bool lg_pg_connect(struct lg_pg *g)
 		fprintf(stderr, "loadgen: %s", PQerrorMessage(g->conn));
 		return false;
 	}
-	res = PQprepare(g->conn, "lg_audit_batch", audit_batch_statement(),
-			AUDIT_BATCH_PARAMS,
-			NULL);
+	res = PQexec(g->conn, audit_session_statement());
 	ok = PQresultStatus(res) == PGRES_COMMAND_OK;
 	if (!ok)
-		fprintf(stderr, "loadgen: prepare: %s",
+		fprintf(stderr, "loadgen: %s: %s", audit_session_statement(),
 			PQerrorMessage(g->conn));
 	PQclear(res);
 	if (!ok)
 		return false;
+	/* every form of alertd's statement, under alertd's names */
+	for (int form = 0; form < 3; form++) {
+		struct audit_link l = {.n_again = form == 0, .n_tr = form == 1};
+		const char *name, *sql = audit_batch_statement(&l, &name);
+
+		res = PQprepare(g->conn, name, sql, AUDIT_BATCH_PARAMS, NULL);
+		ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+		if (!ok)
+			fprintf(stderr, "loadgen: prepare: %s",
+				PQerrorMessage(g->conn));
+		PQclear(res);
+		if (!ok)
+			return false;
+	}
 	res = PQexec(g->conn, "SELECT chain_seq, encode(hash, 'hex') "
 			      "FROM audit_chain_head");
 	ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
@@ -212,12 +224,14 @@ static bool lg_pg_send(struct lg_pg *g, struct audit_list *rows,
 		       struct audit_link *link)
 {
 	struct audit_params p;
+	const char *name;
 
 	if (!audit_row_link(rows, g->head_seq, g->head_hash, tzclock_now_ms(),
 			    link))
 		return false;
 	audit_link_params(link, &p);
-	if (!PQsendQueryPrepared(g->conn, "lg_audit_batch", AUDIT_BATCH_PARAMS,
+	audit_batch_statement(link, &name);
+	if (!PQsendQueryPrepared(g->conn, name, AUDIT_BATCH_PARAMS,
 				 p.values, p.lengths, p.formats, 0)) {
 		fprintf(stderr, "loadgen: batch: %s", PQerrorMessage(g->conn));
 		return false;

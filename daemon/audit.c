@@ -113,98 +113,174 @@
  * timestamptz exactly (no floating point); the arrays are read as json,
  * which keeps each element's text: the stored canon is the very text that
  * was hashed. */
-static const char audit_batch_sql[] =
-	"WITH h AS ("
-	" SELECT chain_seq, hash FROM audit_chain_head FOR UPDATE"
-	"), ev_in AS ("
-	" SELECT c.canon, c.chain_seq, $8::bigint AS recorded_at_ms,"
-	"  c.accept_seq, c.event_id, c.source_id, c.source_kind, c.type,"
-	"  c.outcome, c.incident_id, c.priority, c.occurred_at_ms,"
-	"  c.received_at_ms, c.payload"
-	" FROM unnest($1::text[], $9::bigint[], $10::bigint[], $11::text[],"
-	"  $12::text[], $13::text[], $14::text[], $15::text[], $16::bigint[],"
-	"  $17::int[], $18::bigint[], $19::bigint[], $20::text[])"
-	" AS c(canon, chain_seq, accept_seq, event_id, source_id, source_kind,"
-	"  type, outcome, incident_id, priority, occurred_at_ms,"
-	"  received_at_ms, payload)"
-	"), tr_in AS ("
-	" SELECT c.canon, y.* FROM json_array_elements($2::json) AS c(canon),"
-	" json_to_record(c.canon) AS y(" AUDIT_TR_COLS
-	"), ev_again AS ("
-	" SELECT NULL::text AS canon, x.* FROM json_to_recordset($6::json)"
-	" AS x(" AUDIT_EV_COLS
-	"), tr_again AS ("
-	" SELECT NULL::json AS canon, y.* FROM json_to_recordset($7::json)"
-	" AS y(" AUDIT_TR_COLS
-	"), missing AS ("
-	" SELECT 1 FROM ev_again r WHERE NOT EXISTS (SELECT 1 FROM events e"
-	"  WHERE e.event_id = r.event_id AND e.accept_seq = r.accept_seq"
-	"  OFFSET 0) AND NOT EXISTS (SELECT 1 FROM ev_in i"
-	"  WHERE i.event_id = r.event_id AND i.accept_seq = r.accept_seq)"
-	" UNION ALL"
-	" SELECT 1 FROM tr_again r WHERE NOT EXISTS (SELECT 1"
-	"  FROM incident_transitions t WHERE t.transition_id = r.transition_id"
-	"  AND t.at = timestamptz 'epoch' + r.at_ms * interval '1 millisecond'"
-	"  OFFSET 0) AND NOT EXISTS (SELECT 1 FROM tr_in i"
-	"  WHERE i.transition_id = r.transition_id AND i.at_ms = r.at_ms)"
-	"), dup AS ("
-	" SELECT i.chain_seq FROM ev_in i WHERE EXISTS (SELECT 1 FROM events e"
-	"  WHERE e.event_id = i.event_id AND e.accept_seq = i.accept_seq"
-	"  OFFSET 0)"
-	" UNION ALL"
-	" SELECT i.chain_seq FROM tr_in i WHERE EXISTS (SELECT 1"
-	"  FROM incident_transitions t WHERE t.transition_id = i.transition_id"
-	"  AND t.at = timestamptz 'epoch' + i.at_ms * interval '1 millisecond'"
-	"  OFFSET 0)"
-	"), ok AS ("
-	" SELECT h.chain_seq = $3::bigint AND h.hash = substring($4::bytea, 1, 32)"
-	"  AND NOT EXISTS (SELECT 1 FROM dup)"
-	"  AND NOT EXISTS (SELECT 1 FROM missing) AS ok FROM h"
-	"), ev AS ("
-	" INSERT INTO events (chain_seq, prev_hash, row_hash, canon, recorded_at,"
-	"  accept_seq, event_id, source_id, source_kind, type, outcome,"
-	"  incident_id, priority, occurred_at, received_at, payload)"
-	" SELECT"
-	AUDIT_LINK_VALUES
-	"  i.accept_seq, i.event_id, i.source_id, i.source_kind, i.type,"
-	"  i.outcome, i.incident_id, i.priority,"
-	"  timestamptz 'epoch' + i.occurred_at_ms * interval '1 millisecond',"
-	"  timestamptz 'epoch' + i.received_at_ms * interval '1 millisecond',"
-	"  i.payload::jsonb"
-	" FROM (SELECT * FROM ev_in UNION ALL SELECT * FROM ev_again"
-	"  WHERE NOT (SELECT ok FROM ok)) i ORDER BY i.chain_seq NULLS LAST"
-	" RETURNING chain_seq, row_hash"
-	"), tr AS ("
-	" INSERT INTO incident_transitions (chain_seq, prev_hash, row_hash,"
-	"  canon, recorded_at, transition_id, incident_id, from_state,"
-	"  to_state, actor, detail, at)"
-	" SELECT"
-	AUDIT_LINK_VALUES
-	"  i.transition_id, i.incident_id, i.from_state, i.to_state, i.actor,"
-	"  i.detail::jsonb,"
-	"  timestamptz 'epoch' + i.at_ms * interval '1 millisecond'"
-	" FROM (SELECT * FROM tr_in UNION ALL SELECT * FROM tr_again"
-	"  WHERE NOT (SELECT ok FROM ok)) i ORDER BY i.chain_seq NULLS LAST"
-	" RETURNING chain_seq, row_hash"
-	"), up AS ("
-	" UPDATE audit_chain_head SET chain_seq = $3::bigint + $5::bigint,"
-	"  hash = substring($4::bytea, $5::int * 32 + 1, 32), updated_at = now()"
-	" WHERE (SELECT ok FROM ok) AND $5::bigint > 0"
-	" RETURNING 1"
-	"), last AS ("
-	" SELECT chain_seq, row_hash FROM ev UNION ALL"
-	" SELECT chain_seq, row_hash FROM tr UNION ALL"
-	" SELECT chain_seq, hash FROM h"
-	" ORDER BY chain_seq DESC LIMIT 1"
+/* The parts of the batch statement. It is prepared in three forms: the
+ * full one for a batch with redelivery rows ($6, $7), a lean one without
+ * their parts (ev_again, tr_again, missing), and one for a batch of
+ * events only, without the transitions' parts either: PostgreSQL sets up
+ * every node of a statement's plan on each execution, whatever it
+ * returns, and at 10,000 events/s in batches of a few rows that set-up
+ * was the larger part of its CPU per event (docs/BENCHMARKS.md, 39.). All
+ * three answer alike and take the same parameters; the lean ones name the
+ * ones they do not read, empty arrays, only for that. */
+#define AUDIT_SQL_EV_IN \
+	"WITH h AS (" \
+	" SELECT chain_seq, hash FROM audit_chain_head FOR UPDATE" \
+	"), ev_in AS (" \
+	" SELECT c.canon, c.chain_seq, $8::bigint AS recorded_at_ms," \
+	"  c.accept_seq, c.event_id, c.source_id, c.source_kind, c.type," \
+	"  c.outcome, c.incident_id, c.priority, c.occurred_at_ms," \
+	"  c.received_at_ms, c.payload" \
+	" FROM unnest($1::text[], $9::bigint[], $10::bigint[], $11::text[]," \
+	"  $12::text[], $13::text[], $14::text[], $15::text[], $16::bigint[]," \
+	"  $17::int[], $18::bigint[], $19::bigint[], $20::text[])" \
+	" AS c(canon, chain_seq, accept_seq, event_id, source_id, source_kind," \
+	"  type, outcome, incident_id, priority, occurred_at_ms," \
+	"  received_at_ms, payload)" \
 	")"
-	" SELECT (SELECT ok FROM ok), (SELECT chain_seq FROM last),"
-	"  encode((SELECT row_hash FROM last), 'hex'),"
-	"  (SELECT count(*) FROM ev), (SELECT count(*) FROM tr),"
-	"  (SELECT count(*) FROM dup), (SELECT count(*) FROM up)";
+#define AUDIT_SQL_TR_IN \
+	", tr_in AS (" \
+	" SELECT c.canon, y.* FROM json_array_elements($2::json) AS c(canon)," \
+	" json_to_record(c.canon) AS y(" AUDIT_TR_COLS \
+	")"
+#define AUDIT_SQL_AGAIN \
+	", ev_again AS (" \
+	" SELECT NULL::text AS canon, x.* FROM json_to_recordset($6::json)" \
+	" AS x(" AUDIT_EV_COLS \
+	"), tr_again AS (" \
+	" SELECT NULL::json AS canon, y.* FROM json_to_recordset($7::json)" \
+	" AS y(" AUDIT_TR_COLS \
+	"), missing AS (" \
+	" SELECT 1 FROM ev_again r WHERE NOT EXISTS (SELECT 1 FROM events e" \
+	"  WHERE e.event_id = r.event_id AND e.accept_seq = r.accept_seq" \
+	"  OFFSET 0) AND NOT EXISTS (SELECT 1 FROM ev_in i" \
+	"  WHERE i.event_id = r.event_id AND i.accept_seq = r.accept_seq)" \
+	" UNION ALL" \
+	" SELECT 1 FROM tr_again r WHERE NOT EXISTS (SELECT 1" \
+	"  FROM incident_transitions t WHERE t.transition_id = r.transition_id" \
+	"  AND t.at = timestamptz 'epoch' + r.at_ms * interval '1 millisecond'" \
+	"  OFFSET 0) AND NOT EXISTS (SELECT 1 FROM tr_in i" \
+	"  WHERE i.transition_id = r.transition_id AND i.at_ms = r.at_ms)" \
+	")"
+#define AUDIT_SQL_DUP_EV \
+	", dup AS (" \
+	" SELECT i.chain_seq FROM ev_in i WHERE EXISTS (SELECT 1 FROM events e" \
+	"  WHERE e.event_id = i.event_id AND e.accept_seq = i.accept_seq" \
+	"  OFFSET 0)"
+#define AUDIT_SQL_DUP_TR \
+	" UNION ALL" \
+	" SELECT i.chain_seq FROM tr_in i WHERE EXISTS (SELECT 1" \
+	"  FROM incident_transitions t WHERE t.transition_id = i.transition_id" \
+	"  AND t.at = timestamptz 'epoch' + i.at_ms * interval '1 millisecond'" \
+	"  OFFSET 0)"
+#define AUDIT_SQL_OK(more) \
+	"), ok AS (" \
+	" SELECT h.chain_seq = $3::bigint AND h.hash = substring($4::bytea, 1, 32)" \
+	"  AND NOT EXISTS (SELECT 1 FROM dup)" more " AS ok FROM h)"
+#define AUDIT_SQL_EV(from) \
+	", ev AS (" \
+	" INSERT INTO events (chain_seq, prev_hash, row_hash, canon, recorded_at," \
+	"  accept_seq, event_id, source_id, source_kind, type, outcome," \
+	"  incident_id, priority, occurred_at, received_at, payload)" \
+	" SELECT" \
+	AUDIT_LINK_VALUES \
+	"  i.accept_seq, i.event_id, i.source_id, i.source_kind, i.type," \
+	"  i.outcome, i.incident_id, i.priority," \
+	"  timestamptz 'epoch' + i.occurred_at_ms * interval '1 millisecond'," \
+	"  timestamptz 'epoch' + i.received_at_ms * interval '1 millisecond'," \
+	"  i.payload::jsonb" \
+	" FROM " from " i ORDER BY i.chain_seq NULLS LAST" \
+	" RETURNING chain_seq, row_hash" \
+	")"
+#define AUDIT_SQL_TR(from) \
+	", tr AS (" \
+	" INSERT INTO incident_transitions (chain_seq, prev_hash, row_hash," \
+	"  canon, recorded_at, transition_id, incident_id, from_state," \
+	"  to_state, actor, detail, at)" \
+	" SELECT" \
+	AUDIT_LINK_VALUES \
+	"  i.transition_id, i.incident_id, i.from_state, i.to_state, i.actor," \
+	"  i.detail::jsonb," \
+	"  timestamptz 'epoch' + i.at_ms * interval '1 millisecond'" \
+	" FROM " from " i ORDER BY i.chain_seq NULLS LAST" \
+	" RETURNING chain_seq, row_hash" \
+	")"
+#define AUDIT_SQL_UP \
+	", up AS (" \
+	" UPDATE audit_chain_head SET chain_seq = $3::bigint + $5::bigint," \
+	"  hash = substring($4::bytea, $5::int * 32 + 1, 32), updated_at = now()" \
+	" WHERE (SELECT ok FROM ok) AND $5::bigint > 0" \
+	" RETURNING 1" \
+	")"
+#define AUDIT_SQL_LAST(tr) \
+	", last AS (" \
+	" SELECT chain_seq, row_hash FROM ev UNION ALL" tr \
+	" SELECT chain_seq, hash FROM h" \
+	" ORDER BY chain_seq DESC LIMIT 1" \
+	")"
+#define AUDIT_SQL_ANSWER(tr_count) \
+	" SELECT (SELECT ok FROM ok), (SELECT chain_seq FROM last)," \
+	"  encode((SELECT row_hash FROM last), 'hex')," \
+	"  (SELECT count(*) FROM ev), " tr_count "," \
+	"  (SELECT count(*) FROM dup), (SELECT count(*) FROM up)"
 
-const char *audit_batch_statement(void)
+static const char audit_batch_sql[] =
+	AUDIT_SQL_EV_IN AUDIT_SQL_TR_IN AUDIT_SQL_AGAIN
+	AUDIT_SQL_DUP_EV AUDIT_SQL_DUP_TR
+	AUDIT_SQL_OK("  AND NOT EXISTS (SELECT 1 FROM missing)")
+	AUDIT_SQL_EV("(SELECT * FROM ev_in UNION ALL SELECT * FROM ev_again"
+		     "  WHERE NOT (SELECT ok FROM ok))")
+	AUDIT_SQL_TR("(SELECT * FROM tr_in UNION ALL SELECT * FROM tr_again"
+		     "  WHERE NOT (SELECT ok FROM ok))")
+	AUDIT_SQL_UP
+	AUDIT_SQL_LAST(" SELECT chain_seq, row_hash FROM tr UNION ALL")
+	AUDIT_SQL_ANSWER("(SELECT count(*) FROM tr)");
+
+static const char audit_batch_lean_sql[] =
+	AUDIT_SQL_EV_IN AUDIT_SQL_TR_IN
+	AUDIT_SQL_DUP_EV AUDIT_SQL_DUP_TR
+	AUDIT_SQL_OK("  AND $6::json IS NOT NULL AND $7::json IS NOT NULL")
+	AUDIT_SQL_EV("ev_in") AUDIT_SQL_TR("tr_in")
+	AUDIT_SQL_UP
+	AUDIT_SQL_LAST(" SELECT chain_seq, row_hash FROM tr UNION ALL")
+	AUDIT_SQL_ANSWER("(SELECT count(*) FROM tr)");
+
+static const char audit_batch_events_sql[] =
+	AUDIT_SQL_EV_IN AUDIT_SQL_DUP_EV
+	AUDIT_SQL_OK("  AND $2::json IS NOT NULL AND $6::json IS NOT NULL"
+		     "  AND $7::json IS NOT NULL")
+	AUDIT_SQL_EV("ev_in")
+	AUDIT_SQL_UP
+	AUDIT_SQL_LAST("")
+	AUDIT_SQL_ANSWER("0::bigint");
+
+/* Sent first on every audit connection. The forms are made to run with
+ * one plan for any batch (the lookups per row, OFFSET 0), and they do
+ * with a generic plan; PostgreSQL's choice ("auto") planned the events
+ * form anew for every small batch, which cost more than the whole
+ * execution (docs/BENCHMARKS.md, 39.). */
+static const char audit_session_sql[] =
+	"SET plan_cache_mode = force_generic_plan";
+
+const char *audit_session_statement(void)
 {
-	return audit_batch_sql;
+	return audit_session_sql;
+}
+
+const char *audit_batch_statement(const struct audit_link *l,
+				  const char **name)
+{
+	static const struct {
+		const char *name, *sql;
+	} forms[] = {
+		{"alertd_audit_batch", audit_batch_sql},
+		{"alertd_audit_batch_lean", audit_batch_lean_sql},
+		{"alertd_audit_batch_events", audit_batch_events_sql},
+	};
+	size_t i = l->n_again > 0 ? 0 : l->n_tr > 0 ? 1 : 2;
+
+	if (name)
+		*name = forms[i].name;
+	return forms[i].sql;
 }
 
 enum audit_state {
@@ -626,6 +702,7 @@ static void audit_on_batch_done(PGresult *res, const char *errmsg, void *arg);
 static bool audit_send(struct audit *a, struct audit_batch *b)
 {
 	struct audit_params p;
+	const char *sql, *name;
 
 	audit_link_free(&b->link);
 	if (!audit_row_link(&b->rows, a->head_seq, a->head_hash,
@@ -633,8 +710,8 @@ static bool audit_send(struct audit *a, struct audit_batch *b)
 		return false;
 	audit_link_params(&b->link, &p);
 	clock_gettime(CLOCK_MONOTONIC, &b->sent);
-	if (!pg_conn_query_prepared(a->conn, "alertd_audit_batch",
-				    audit_batch_sql, AUDIT_BATCH_PARAMS,
+	sql = audit_batch_statement(&b->link, &name);
+	if (!pg_conn_query_prepared(a->conn, name, sql, AUDIT_BATCH_PARAMS,
 				    p.values, p.lengths, p.formats,
 				    audit_timeout_ms(), audit_on_batch_done,
 				    b))
@@ -843,9 +920,23 @@ static void audit_on_retry(evutil_socket_t fd, short what, void *arg)
 	audit_deliver(a);
 }
 
+static void audit_on_session(PGresult *res, const char *errmsg, void *arg)
+{
+	(void)arg;
+	if (res && errmsg) /* (a lost connection is logged by the batches) */
+		log_warn("audit: %s: %s (batches still go out, planned by "
+			 "PostgreSQL's default)", audit_session_sql, errmsg);
+}
+
 static void audit_on_connect(struct pg_conn *conn, void *arg)
 {
 	struct audit *a = arg;
+
+	/* queued before any batch of this connection */
+	if (!pg_conn_query(conn, audit_session_sql, 0, NULL,
+			   audit_timeout_ms(), audit_on_session, NULL))
+		log_warn("audit: cannot queue %s (out of memory?)",
+			 audit_session_sql);
 
 	if (a->state == AUDIT_WAITING) {
 		evtimer_del(a->ev_retry);

@@ -102,10 +102,17 @@ size_t audit_spool_rows(const struct audit *a);
 size_t audit_spool_bytes(const struct audit *a);
 double audit_spool_fsync_seconds(const struct audit *a, uint64_t *count);
 
-/* The statement every batch is written with (prepared once per
- * connection), its seven parameters those of audit_row_link (audit_row.h).
- * For the bench's PostgreSQL limit (bench/lg_pg.c), which must send
- * PostgreSQL exactly what alertd sends. */
-const char *audit_batch_statement(void);
+/* The statement the batch of link l is written with, in the form that
+ * fits its rows (each form prepared once per connection, under the name
+ * put in *name if name is not NULL); the parameters of every form are
+ * those of audit_link_params (audit_row.h). For the bench's PostgreSQL
+ * limit (bench/lg_pg.c) too, which must send PostgreSQL exactly what
+ * alertd sends. */
+struct audit_link;
+/* The statement sent first on every audit connection (a SET of the
+ * session), for lg_pg.c too. */
+const char *audit_session_statement(void);
+const char *audit_batch_statement(const struct audit_link *l,
+				  const char **name);
 
 #endif

@@ -488,6 +488,8 @@ bool audit_row_link(struct audit_list *rows, int64_t head_seq,
 	for (r = rows->head; ok && r; r = r->next) {
 		r->ev_chain = r->tr_chain = 0;
 		if (r->redelivery) {
+			out->n_again += (r->ev_json != NULL) +
+					(r->tr_json != NULL);
 			if (r->ev_json)
 				audit_row_again_part(&aev, recorded_ms,
 						     r->ev_json, r->ev_len);
@@ -508,6 +510,7 @@ bool audit_row_link(struct audit_list *rows, int64_t head_seq,
 		}
 		if (ok && r->tr_json) {
 			r->tr_chain = ++out->seq;
+			out->n_tr++;
 			ok = audit_row_link_part(&tr, ctx, md,
 						 "incident_transitions",
 						 r->tr_chain, recorded_ms,

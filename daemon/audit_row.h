@@ -92,6 +92,8 @@ struct audit_link {
 	char *hashes;        /* the head's hash, then each row's, as one
 			      * bytea in hex input form ("\\x...") */
 	int64_t n;           /* rows linked (parts: events + transitions) */
+	int64_t n_tr;        /* of them transitions */
+	int64_t n_again;     /* redelivery parts, in again_* */
 	int64_t head_seq;    /* the head they were linked after */
 	int64_t recorded_ms;
 	int64_t seq;         /* the head after them */

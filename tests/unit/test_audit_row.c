@@ -10,6 +10,7 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 
+#include "audit.h"
 #include "audit_row.h"
 #include "pgarray.h"
 #include "unit.h"
@@ -349,6 +350,7 @@ TEST(audit_row_link_leaves_redeliveries_out)
 	audit_row_push(&rows, r3);
 	REQUIRE(audit_row_link(&rows, 10, head, 77, &l));
 	CHECK(l.n == 2 && l.seq == 12);
+	CHECK(l.n_tr == 0 && l.n_again == 2);
 	CHECK(r1->ev_chain == 11 && r3->ev_chain == 12);
 	CHECK(r2->ev_chain == 0 && r2->tr_chain == 0);
 	CHECK_STR(l.transitions, "[]");
@@ -368,6 +370,47 @@ TEST(audit_row_link_leaves_redeliveries_out)
 	CHECK(l.again_events == NULL);
 	while ((r1 = audit_row_pop(&rows)))
 		audit_row_free(r1);
+}
+
+/* The batch statement's three forms (audit.c): each picked by the rows it
+ * carries, each naming every parameter (PostgreSQL refuses to prepare a
+ * statement that leaves one untyped), the lean ones without the parts
+ * their batches never use. */
+TEST(audit_batch_statement_forms)
+{
+	struct audit_link full = {.n = 3, .n_tr = 1, .n_again = 1},
+			  lean = {.n = 2, .n_tr = 1}, events = {.n = 5},
+			  none = {0};
+	const char *name, *sql, *names[3];
+	char p[16];
+
+	sql = audit_batch_statement(&full, &names[0]);
+	CHECK(strstr(sql, "ev_again") && strstr(sql, "missing") &&
+	      strstr(sql, "tr_in"));
+	sql = audit_batch_statement(&lean, &names[1]);
+	CHECK(!strstr(sql, "ev_again") && !strstr(sql, "missing") &&
+	      strstr(sql, "INSERT INTO incident_transitions"));
+	sql = audit_batch_statement(&events, &names[2]);
+	CHECK(!strstr(sql, "ev_again") && !strstr(sql, "tr_in") &&
+	      !strstr(sql, "incident_transitions") &&
+	      strstr(sql, "INSERT INTO events"));
+	CHECK(strcmp(names[0], names[1]) != 0 &&
+	      strcmp(names[1], names[2]) != 0 &&
+	      strcmp(names[0], names[2]) != 0);
+	audit_batch_statement(&none, &name);
+	CHECK_STR(name, names[2]);
+	for (int f = 0; f < 3; f++) {
+		struct audit_link *l = f == 0 ? &full : f == 1 ? &lean : &events;
+
+		sql = audit_batch_statement(l, NULL);
+		for (int i = 1; i <= AUDIT_BATCH_PARAMS; i++) {
+			snprintf(p, sizeof(p), "$%d::", i);
+			CHECK(strstr(sql, p) != NULL);
+		}
+		snprintf(p, sizeof(p), "$%d", AUDIT_BATCH_PARAMS + 1);
+		CHECK(strstr(sql, p) == NULL);
+	}
+	CHECK(strstr(audit_session_statement(), "plan_cache_mode"));
 }
 
 /* A row read back from the spool sends the columns it was made with: the
