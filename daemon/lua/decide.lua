@@ -249,6 +249,19 @@ local function rules_flood(R, source_id, now)
 	return n
 end
 
+-- The count of the source's previous flood window (0 when flood control
+-- is off or that window saw nothing). Read only while an incident is
+-- marked flooding and the current window is still under the soft limit.
+local function rules_flood_prev(R, source_id, now)
+	local win = tonumber(R.flood_window_ms) or 0
+	if win <= 0 then
+		return 0
+	end
+	local w = math.floor(now / win) - 1
+	return tonumber(redis.call('GET',
+		P .. 'rate:' .. source_id .. ':' .. int(w))) or 0
+end
+
 -- The source was heard: last-seen, next supervision due time, and the
 -- resolution of its device_offline incident. Returns the reply extension
 -- of a resolution, or nil.
@@ -527,7 +540,16 @@ local function decide_one(A, R)
 			P .. 'aging')
 		local soft = tonumber(R.flood_soft) or 0
 		local was = h.flooding == '1'
-		if soft > 0 and flood_n > soft then
+		local over = soft > 0 and flood_n > soft
+		if not over and was and soft > 0 then
+			-- The mark holds while the previous window was over the
+			-- soft limit too: a flood running across a window edge
+			-- stays one flood instead of flapping off (and publishing
+			-- its next soft presses) at every edge.
+			over = rules_flood_prev(R, source_id,
+				tonumber(now_ms)) > soft
+		end
+		if over then
 			h.flooding = '1'
 			-- Published when the mark appears, every soft-th event, and
 			-- whenever the event raises the incident's priority or type

@@ -178,8 +178,9 @@ def test_hard_limit_nacks_with_retry_over_tcp(alertd_factory, pb):
 
 
 def test_flood_mark_clears_when_the_source_calms_down(redis_server):
-    """Script level: the mark goes away on the first event of a calm
-    window, and that change is published."""
+    """Script level: the mark holds across one window edge (a flood that
+    goes on is one flood), goes away on the first event after a whole
+    calm window, and that change is published."""
     import json
     import uuid
     from test_priority import Script, rules, T0
@@ -197,11 +198,16 @@ def test_flood_mark_clears_when_the_source_calms_down(redis_server):
     over = s.decide(b, now_ms=T0 - T0 % 1000 + 5, R=R)
     assert over["refused"] == "rate_limited"
     assert 0 < over["retry_after_ms"] <= 1000
-    calm = s.decide(b, now_ms=T0 - T0 % 1000 + 1000, R=R)
+    # Next window, one event: the previous window was over the soft
+    # limit, so the mark stays and the repeat stays quiet.
+    edge = s.decide(b, now_ms=T0 - T0 % 1000 + 1000, R=R)
+    assert edge["snap"]["flooding"] is True
+    assert edge["change_id"] == "" and edge["extra"] == ["quiet", "1"]
+    calm = s.decide(b, now_ms=T0 - T0 % 1000 + 2000, R=R)
     assert "flooding" not in calm["snap"] and calm["change_id"] != ""
-    assert calm["snap"]["count"] == 6
+    assert calm["snap"]["count"] == 7
     assert json.loads(s.r.eval(s.text, 0, "get", s.prefix,
-                               str(calm["incident_id"])))["count"] == 6
+                               str(calm["incident_id"])))["count"] == 7
 
 
 def _rate_keys(d, source_id):
