@@ -15,7 +15,7 @@ struct event_base;
 
 struct lg_opts {
 	const char *mode;       /* tcp | http | am | echo-server | pg-limit |
-				   rules */
+				   rules | cpu-probe */
 	const char *name;       /* label of the RESULT line */
 	const char *host;
 	int port;
@@ -98,5 +98,8 @@ void lg_am_stop(void);
  * the rules argument alertd sends the decide script, for the Redis limit */
 int lg_pg_limit(void);
 int lg_rules(void);
+/* bench/lg_probe.c: cpu-probe, how long a fixed piece of work took each
+ * 2 ms (wall and CPU), a line a second. */
+int lg_cpu_probe(void);
 
 #endif

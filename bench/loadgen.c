@@ -6,6 +6,7 @@
  *   loadgen http --port P [same]
  *   loadgen am   --port P --sink-port Q   (Prometheus Alertmanager)
  *   loadgen echo-server --port P          (the raw libevent echo limit)
+ *   loadgen cpu-probe --duration S        (a diagnostic: bench/lg_probe.c)
  *
  * Devices are connections carrying signed events of many sources: mostly
  * heartbeats, a share of panics and faults (merges follow from sources
@@ -1021,7 +1022,8 @@ static void lg_report(void)
 static void lg_usage(void)
 {
 	fprintf(stderr,
-		"usage: loadgen tcp|http|am|echo-server|pg-limit|rules [--port P]\n"
+		"usage: loadgen tcp|http|am|echo-server|pg-limit|rules|cpu-probe\n"
+		"  [--port P]\n"
 		"  [--host H] [--pg CONNINFO (pg-limit; --window rows a batch)]\n"
 		"  [--config alertd.ini (rules: print the decide script's rules\n"
 		"   argument as alertd sends it now)]\n"
@@ -1121,6 +1123,8 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	lg_parse(argc, argv);
+	if (strcmp(lg_opt.mode, "cpu-probe") == 0)
+		return lg_cpu_probe();
 	cfg = event_config_new();
 	if (cfg == NULL)
 		return 1;

@@ -24,6 +24,19 @@
 # BENCH_SLOWLOG_US=N logs every Redis command slower than N us and writes
 # each run's slow commands to slowlog-RUN.txt in the temporary folder
 # (with BENCH_KEEP=1; optimisation 31 used 5000).
+# BENCH_GAUGES=1 samples alertd's queue gauges every 20 ms for the whole
+# bench (scripts/sample_gauges.py; gauges.txt in the temporary folder).
+# Both with BENCH_KEEP=1.
+# BENCH_INI_EXTRA: lines appended to alertd's configuration (a diagnostic,
+# e.g. $'[priority]\naging_step = 0' to run without aging).
+# BENCH_PROBE=1 runs `loadgen cpu-probe` in a session of its own for the
+# whole bench: probe.txt in the temporary folder gets, once a second, how
+# long a fixed piece of work took by the clock and by its CPU time: was a
+# slow stretch the cores being taken, or the virtual CPU running slowly
+# for everyone (scripts/probe_slow.py; docs/BENCHMARKS.md, 40). runs.txt
+# there has each run's start (realtime) to line them up with.
+# BENCH_SSE=0 runs the rate runs without the load generator's console
+# stream (a diagnostic: their console latency is then not measured).
 set -u
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$(pwd)
@@ -62,6 +75,8 @@ ECHO_PID=""
 FLOOD_PID=""
 BG_LG_PID=""   # a load generator running across a restart
 REDIS_PID=""
+PROBE_PID=""
+GAUGES_PID=""
 PG_STARTED=0
 PG_WALDIR=""   # BENCH_PG_WALDIR's folder, removed with $W
 
@@ -97,6 +112,8 @@ cleanup() {
 	stop_pid "$AM_PID"
 	stop_pid "$ECHO_PID"
 	stop_pid "$REDIS_PID"
+	stop_pid "$PROBE_PID"
+	stop_pid "$GAUGES_PID"
 	if [ "$PG_STARTED" = 1 ]; then
 		as_pg "$PG_BIN/pg_ctl" -D "$W/pg" -m immediate -w -t 60 stop \
 			>/dev/null 2>&1
@@ -143,6 +160,12 @@ wait_http() { # url seconds
 }
 
 # --- Redis and PostgreSQL -------------------------------------------------
+
+if [ "${BENCH_PROBE:-0}" = 1 ]; then
+	setsid "$B/loadgen" cpu-probe --duration 86400 >>"$W/probe.txt" \
+		2>>"$W/loadgen.log" &
+	PROBE_PID=$!
+fi
 
 # Redis and alertd each in a session of its own, as PostgreSQL's
 # processes are (each calls setsid) and as systemd runs each service: the
@@ -260,6 +283,7 @@ path = $W/spool
 [device_secrets]
 * = $SECRET
 EOF
+[ -n "${BENCH_INI_EXTRA:-}" ] && printf '\n%s\n' "$BENCH_INI_EXTRA" >>"$CFG"
 mkdir -p "$W/spool"
 # A build folder may carry the schema of its own revision (a baseline for
 # scripts/bench_ab.sh made before a migration): BUILD/migrations.
@@ -371,6 +395,8 @@ run_lg() {
 	# The machine may be shared: the load before the run goes with it.
 	load1=$(cut -d' ' -f1 /proc/loadavg)
 	say "$name: loadgen $*"
+	# When each run started (realtime), for BENCH_PROBE and BENCH_GAUGES.
+	printf 'RUN name=%s at=%s\n' "$name" "$(date +%s.%N)" >>"$W/runs.txt"
 	timeout -k 10 900 ${BENCH_LG_WRAP:-} "$B/loadgen" "$@" --name "$name" \
 		>"$W/lg-$name.out" 2>>"$W/loadgen.log"
 	rc=$?
@@ -412,6 +438,10 @@ run_lg() {
 }
 
 start_alertd
+if [ "${BENCH_GAUGES:-0}" = 1 ]; then
+	/usr/bin/python3 scripts/sample_gauges.py "$HTTP_PORT" "$W/gauges.txt" &
+	GAUGES_PID=$!
+fi
 
 # --- smoke ------------------------------------------------------------------
 
@@ -489,6 +519,7 @@ want() {
 
 TCP_ARGS=(--port "$TCP_PORT" --secret "$SECRET")
 SSE_ARGS=(--sse 1 --sse-port "$HTTP_PORT" --sse-token "$TOKEN")
+[ "${BENCH_SSE:-1}" = 0 ] && SSE_ARGS=()
 BURST_COUNT=${BENCH_BURST:-1000000}
 
 want tcp-max && run_lg tcp-max "$ALERTD_PID" tcp "${TCP_ARGS[@]}" --conns 64 --window 64 \
