@@ -35,6 +35,10 @@
 # slow stretch the cores being taken, or the virtual CPU running slowly
 # for everyone (scripts/probe_slow.py; docs/BENCHMARKS.md, 40). runs.txt
 # there has each run's start (realtime) to line them up with.
+# BENCH_REDIS_LATENCY_MS=N turns on Redis's latency monitor at N ms and
+# writes, per run, every event it recorded (its kind, e.g. command or
+# expire-cycle, the time and the ms) to latency-RUN.txt in the temporary
+# folder (with BENCH_KEEP=1): what Redis itself was doing in a stall.
 # BENCH_SSE=0 runs the rate runs without the load generator's console
 # stream (a diagnostic: their console latency is then not measured).
 set -u
@@ -191,6 +195,11 @@ if [ -n "${BENCH_SLOWLOG_US:-}" ]; then
 		"$BENCH_SLOWLOG_US" >/dev/null &&
 		redis-cli -p "$REDIS_PORT" config set slowlog-max-len 100000 \
 			>/dev/null || die "cannot set Redis's slowlog"
+fi
+if [ -n "${BENCH_REDIS_LATENCY_MS:-}" ]; then
+	redis-cli -p "$REDIS_PORT" config set latency-monitor-threshold \
+		"$BENCH_REDIS_LATENCY_MS" >/dev/null ||
+		die "cannot set Redis's latency monitor"
 fi
 
 PG_PORT=$(free_port)
@@ -360,6 +369,16 @@ server_ticks() {
 now_ns() { date +%s%N; }
 hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
+# Redis's latency monitor since its last reset: "EVENT EPOCH_S MS" lines.
+redis_latency() {
+	local ev
+	for ev in $(redis-cli -p "$REDIS_PORT" --no-raw latency latest |
+		awk '/^ *[0-9]+\) 1\) "/ { gsub(/"/, "", $3); print $3 }'); do
+		redis-cli -p "$REDIS_PORT" --raw latency history "$ev" |
+			paste - - | awk -v e="$ev" '{ print e, $1, $2 }'
+	done
+}
+
 # Every measured run starts from the same state, as the limits of
 # PostgreSQL below do: a CHECKPOINT, and the kernel's dirty pages written
 # (sync). Without it a run paid for the writeback of the runs before it:
@@ -385,6 +404,8 @@ run_lg() {
 	[ "$pid" = "$ALERTD_PID" ] && scrape_metrics "$W/metrics-$name.0"
 	[ -n "${BENCH_SLOWLOG_US:-}" ] &&
 		redis-cli -p "$REDIS_PORT" slowlog reset >/dev/null
+	[ -n "${BENCH_REDIS_LATENCY_MS:-}" ] &&
+		redis-cli -p "$REDIS_PORT" latency reset >/dev/null
 	c0=$(cpu_ticks "$pid")
 	q0=$(runq_ns "$pid")
 	# Where the cores went besides the measured process: PostgreSQL (the
@@ -427,6 +448,7 @@ run_lg() {
 		'BEGIN { printf "%.1f", (t1 > t0 ? 100 * (q1 - q0) / (t1 - t0) : 0) }')
 	[ -n "${BENCH_SLOWLOG_US:-}" ] &&
 		redis-cli -p "$REDIS_PORT" slowlog get 100000 >"$W/slowlog-$name.txt"
+	[ -n "${BENCH_REDIS_LATENCY_MS:-}" ] && redis_latency >"$W/latency-$name.txt"
 	if [ "$pid" = "$ALERTD_PID" ] && scrape_metrics "$W/metrics-$name.1"; then
 		stages=$(python3 "$ROOT/scripts/metrics_stages.py" \
 			"$W/metrics-$name.0" "$W/metrics-$name.1" 2>>"$W/loadgen.log")
