@@ -224,6 +224,11 @@ local function rules_apply(R, h, kind, zone, count, now, key_aging)
 	end
 end
 
+-- The counter of a source's flood window w (P rate:<source>:<w>).
+local function flood_key(source_id, w)
+	return P .. 'rate:' .. source_id .. ':' .. int(w)
+end
+
 -- Per-source flood control: a fixed window of flood_window_ms per source.
 -- Returns the count in this window including this event, or nil and the
 -- ms until the window ends when the event is over the hard limit (then
@@ -235,7 +240,7 @@ local function rules_flood(R, source_id, now)
 		return 0
 	end
 	local w = math.floor(now / win)
-	local key = P .. 'rate:' .. source_id .. ':' .. int(w)
+	local key = flood_key(source_id, w)
 	-- One INCR per event (a refused one is counted too: past the hard
 	-- limit every event of the window is refused anyway), the expiry
 	-- set once, by the window's first event.
@@ -257,9 +262,8 @@ local function rules_flood_prev(R, source_id, now)
 	if win <= 0 then
 		return 0
 	end
-	local w = math.floor(now / win) - 1
 	return tonumber(redis.call('GET',
-		P .. 'rate:' .. source_id .. ':' .. int(w))) or 0
+		flood_key(source_id, math.floor(now / win) - 1))) or 0
 end
 
 -- The source was heard: last-seen, next supervision due time, and the
