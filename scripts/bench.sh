@@ -217,8 +217,19 @@ if [ -n "${BENCH_PG_WALDIR:-}" ]; then
 	WAL_ARGS=(-X "$PG_WALDIR")
 	say "PostgreSQL's WAL in $PG_WALDIR (a diagnostic, not a table)"
 fi
+# BENCH_PG_LOCALE=L makes the cluster (and so alertd's databases) with
+# locale L instead of C, as `createdb` on a server installed under L
+# does: e.g. en_US.UTF-8, which the machine must have (`apt-get install
+# locales`, the line in /etc/locale.gen, `locale-gen`). A diagnostic of
+# what the database's locale costs (docs/BENCHMARKS.md, 42.).
+PG_LOCALE=${BENCH_PG_LOCALE:-C}
+if [ "$PG_LOCALE" != C ] &&
+	! locale -a 2>/dev/null | tr 'A-Z' 'a-z' | sed 's/utf-8/utf8/' |
+	grep -qx "$(printf '%s' "$PG_LOCALE" | tr 'A-Z' 'a-z' | sed 's/utf-8/utf8/')"; then
+	die "BENCH_PG_LOCALE=$PG_LOCALE: no such locale here (locale -a; locale-gen)"
+fi
 as_pg "$PG_BIN/initdb" -D "$W/pg" "${WAL_ARGS[@]}" --auth=trust -U postgres \
-	-E UTF8 --locale=C >"$W/initdb.log" 2>&1 ||
+	-E UTF8 --locale="$PG_LOCALE" >"$W/initdb.log" 2>&1 ||
 	die "initdb failed ($W/initdb.log)"
 PG_STARTED=1
 # wal_init_zero=off: a fresh cluster creates, zero-fills and fsyncs every

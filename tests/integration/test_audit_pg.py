@@ -378,3 +378,103 @@ def test_migration_008_keeps_old_rows_and_links_new_ones(
     r = alertctl("audit", "verify", config=cfg.path, check=False)
     assert r.returncode == 0 and "ok, 9 rows (chain_seq 1..9)" in r.stdout, \
         r.stdout + r.stderr
+
+
+@pytest.fixture
+def utf8_locale_db(pg_server, make_config):
+    """An empty database made with a locale other than C, as `createdb`
+    makes it on a server installed under one (the test cluster itself is
+    made with --locale=C). C.utf8 is in every Debian glibc."""
+    name = "alertd_l_" + uuid.uuid4().hex[:12]
+    with pg_server.admin().cursor() as cur:
+        cur.execute("CREATE DATABASE %s OWNER alertd TEMPLATE template0"
+                    " LC_COLLATE 'C.utf8' LC_CTYPE 'C.utf8'" % name)
+    cfg = make_config(name="locale-db.ini",
+                      postgres__conninfo=pg_server.dsn_for(name))
+    yield name, cfg
+    pg_server.drop_database(name)
+
+
+def column_collations(conn):
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT c.relname || '.' || a.attname, coalesce(k.collname, '')"
+            "  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+            "  LEFT JOIN pg_collation k ON k.oid = a.attcollation"
+            " WHERE c.relname IN ('events', 'incident_transitions',"
+            "                     'notifications') AND a.attnum > 0"
+            "   AND NOT a.attisdropped AND a.atttypid = 'text'::regtype")
+        return dict(cur.fetchall())
+
+
+def test_migration_009_keys_compare_bytewise_in_any_locale(
+        pg_server, alertctl, utf8_locale_db, alertd_factory, tmp_path):
+    """009 on a database of another locale that holds rows: the audit
+    tables' text keys get the C collation, nothing else changes, the views
+    come back, the chain still verifies, the key and the per-source index
+    are still used, and an alertd writes and queries through them."""
+    name, cfg = utf8_locale_db
+    alertctl("migrate", "--dir", migrations_before("009", tmp_path),
+             config=cfg.path)
+    conn = pg_server.connect(dbname=name)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SELECT datcollate FROM pg_database"
+                    " WHERE datname = current_database()")
+        assert cur.fetchone()[0] == "C.utf8"
+        for i in range(1, 4):
+            cur.execute(
+                "INSERT INTO events (accept_seq, event_id, source_id,"
+                " source_kind, type, outcome, incident_id, priority,"
+                " received_at, payload) VALUES (%s, %s, 'bus-1', 'bus',"
+                " 'panic', 'new', 1, 100, now(), '{\"n\": 1}')",
+                (i, "before-%d" % i))
+        cur.execute("SELECT event_id, row_hash FROM events ORDER BY seq")
+        before = cur.fetchall()
+    assert set(column_collations(conn).values()) == {"default"}
+
+    r = alertctl("migrate", "--dir", MIGRATIONS, config=cfg.path)
+    assert "applied 009_identifier_collation" in r.stdout
+    coll = column_collations(conn)
+    keys = {"events.event_id", "events.source_id",
+            "incident_transitions.transition_id",
+            "incident_transitions.actor", "incident_transitions.to_state",
+            "notifications.idempotency_key", "notifications.outcome"}
+    assert {k for k, v in coll.items() if v == "C"} == keys, coll
+    assert coll["events.type"] == "default"
+    with conn.cursor() as cur:
+        cur.execute("SELECT event_id, row_hash FROM events ORDER BY seq")
+        assert cur.fetchall() == before
+        cur.execute("SELECT count(*) FROM audit_log WHERE source_id = %s",
+                    ("bus-1",))
+        assert cur.fetchone()[0] == 3
+        cur.execute("SET enable_seqscan = off")
+        for sql, index in (
+                ("SELECT 1 FROM events WHERE event_id = 'before-1'"
+                 " AND accept_seq = 1", "events_idempotency_key"),
+                ("SELECT 1 FROM events WHERE source_id = 'bus-1' AND"
+                 " received_at >= now() - interval '1 day'",
+                 "events_source_received_idx")):
+            cur.execute("EXPLAIN " + sql)
+            plan = " ".join(r[0] for r in cur.fetchall())
+            assert index in plan, plan
+    r = alertctl("audit", "verify", config=cfg.path, check=False)
+    assert r.returncode == 0 and "ok, 3 rows" in r.stdout, r.stdout + r.stderr
+
+    # alertd's batch statement and the audit queries against the columns
+    # (a parameter compared with a "C" column takes its collation)
+    daemon = alertd_factory(postgres__conninfo=pg_server.dsn_for(name))
+    ev = make_event()
+    for _ in range(2):                         # a delivery and its retry
+        st, body, _ = post_event(daemon.http, ev)
+        assert st == 202, body
+    src = ev["source"]["id"]
+    r = alertctl("audit", "source", src, "--format", "json",
+                 config=cfg.path)
+    assert r.stdout.count(ev["event_id"]) >= 1, r.stdout
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM events WHERE event_id = %s",
+                    (ev["event_id"],))
+        assert cur.fetchone()[0] == 1
+    r = alertctl("audit", "verify", config=cfg.path, check=False)
+    assert r.returncode == 0 and "ok, 5 rows" in r.stdout, r.stdout + r.stderr
