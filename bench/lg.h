@@ -76,6 +76,8 @@ extern struct lg_stats lg_st;
 extern struct event_base *lg_base;
 
 int64_t lg_now_ns(void);
+/* --sse: was the label of this send time seen on a console? */
+bool lg_seen_has(uint64_t ts);
 /* The traffic mix's random numbers (xorshift, --seed). */
 uint64_t lg_rand(void);
 double lg_rand01(void);

@@ -57,6 +57,18 @@ static bool lg_seen_add(uint64_t ts)
 	return true;
 }
 
+/* Was the label of send time ts seen (a console or the webhook)? */
+bool lg_seen_has(uint64_t ts)
+{
+	if (lg_seen_cap == 0)
+		return false;
+	for (size_t i = (ts * 0x9E3779B97F4A7C15ull) & (lg_seen_cap - 1);
+	     lg_seen[i] != 0; i = (i + 1) & (lg_seen_cap - 1))
+		if (lg_seen[i] == ts)
+			return true;
+	return false;
+}
+
 /* One label "lg.<run>.<k>.<hex ns>" seen by a console or the webhook. */
 static void lg_arrival(const char *label)
 {

@@ -339,10 +339,19 @@ static size_t lg_panic_traced;
 
 static void lg_panic_trace_report(void)
 {
-	for (size_t i = 0; i < lg_panic_traced; i++)
-		printf("PANIC name=%s sent_s=%.3f ack_ms=%.1f\n", lg_opt.name,
-		       (double)(lg_panic_trace[i].sent_ns - lg_st.t0_ns) / 1e9,
+	for (size_t i = 0; i < lg_panic_traced; i++) {
+		int64_t ts = lg_panic_trace[i].sent_ns;
+
+		printf("PANIC name=%s sent_s=%.3f ack_ms=%.1f", lg_opt.name,
+		       (double)(ts - lg_st.t0_ns) / 1e9,
 		       (double)lg_panic_trace[i].latency_ns / 1e6);
+		/* With consoles: one never shown is named by the hex send
+		 * time its event_id and label end with. */
+		if (lg_opt.sse > 0)
+			printf(" con=%d ts=%" PRIx64,
+			       lg_seen_has((uint64_t)ts) ? 1 : 0, (uint64_t)ts);
+		printf("\n");
+	}
 }
 
 static void lg_answered(struct lg_conn *c, const char *event_id, int outcome,

@@ -10,7 +10,18 @@
  *       entry kept is newer than the last one delivered (or the stream is
  *       gone), entries were trimmed unseen: every console is cut and
  *       resumes through its own replay, which sends the open queue again;
- *   then XREAD COUNT n BLOCK t STREAMS changes <last>, again and again.
+ *   then XREAD COUNT n BLOCK t STREAMS changes <last>, again and again,
+ *       each one pipelined behind XRANGE changes <last> <last>: the
+ *       stream is trimmed from its oldest end only (MAXLEN, nothing
+ *       deletes an entry), so while <last> is still there no entry after
+ *       it is gone. If it is not, the live feed fell more than the
+ *       stream's length behind while connected (a wave of changes, as
+ *       when thousands of incidents age at once, faster than this loop
+ *       read them): that XREAD's answer is dropped and the round goes on
+ *       as after a reconnect (the check above cuts every console).
+ *       A change can still be missed unseen only if one command adds more
+ *       entries than the stream keeps while an XREAD waits in BLOCK;
+ *       alertd's commands add at most a batch's (decide.c).
  *
  * A failed command (the pool's deadline, a lost connection) ends the
  * round; the pool reconnects and calls follow_on_connect, which starts the
@@ -151,6 +162,21 @@ static void follow_on_check(redisReply *r, void *arg)
 	follow_next(fl);
 }
 
+/* The XRANGE <last> <last> ahead of each XREAD: empty when the entry
+ * last delivered was trimmed, so that entries after it may be gone too. */
+static void follow_on_still(redisReply *r, void *arg)
+{
+	struct follow *fl = arg;
+
+	if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 0) {
+		log_warn("follow: the change stream was trimmed past %s while "
+			 "it was read: the live feed fell behind",
+			 fl->last_id);
+		fl->lost = true;
+	}
+	/* Any other failure shows in the XREAD's own answer. */
+}
+
 static void follow_on_read(redisReply *r, void *arg)
 {
 	struct follow *fl = arg;
@@ -165,8 +191,10 @@ static void follow_on_read(redisReply *r, void *arg)
 		follow_failed(fl);
 		return;
 	}
-	/* nil: BLOCK ran out with nothing new. Else [[key, [entry...]]]. */
-	if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+	/* nil: BLOCK ran out with nothing new. Else [[key, [entry...]]].
+	 * Not delivered after a gap (follow_on_still): the check round
+	 * decides where the consoles start over. */
+	if (!fl->lost && r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
 	    (stream = r->element[0])->type == REDIS_REPLY_ARRAY &&
 	    stream->elements == 2) {
 		entries = stream->element[1];
@@ -210,6 +238,20 @@ static void follow_next(struct follow *fl)
 		argc = 8;
 		cb = follow_on_read;
 		fl->state = FOLLOW_READING;
+		/* Is the last entry delivered still there? ("0-0": the stream
+		 * did not exist when the feed started; nothing to lose yet.)
+		 * Pipelined: Redis answers it just before the XREAD. */
+		if (strcmp(fl->last_id, "0-0") != 0) {
+			const char *c[] = {"XRANGE", fl->key, fl->last_id,
+					   fl->last_id};
+
+			if (!redis_pool_command_argv(fl->pool, 4, c, NULL,
+						     follow_on_still, fl)) {
+				fl->state = FOLLOW_IDLE;
+				fl->lost = true;
+				return;
+			}
+		}
 	}
 	if (!redis_pool_command_argv(fl->pool, argc, argv, NULL, cb, fl)) {
 		fl->state = FOLLOW_IDLE; /* not connected: on_connect resumes */

@@ -335,6 +335,18 @@ def test_migration_007_keeps_the_key_and_the_chain(pg_server, alertctl,
     assert "ok, 5 rows" in r.stdout
 
 
+def insert_events_by_hand(cur, n):
+    """n rows inserted by hand (the chain trigger links them): an older
+    database's rows, before-1..before-n of source bus-1."""
+    for i in range(1, n + 1):
+        cur.execute(
+            "INSERT INTO events (accept_seq, event_id, source_id,"
+            " source_kind, type, outcome, incident_id, priority,"
+            " received_at, payload) VALUES (%s, %s, 'bus-1', 'bus',"
+            " 'panic', 'new', 1, 100, now(), '{\"n\": 1}')",
+            (i, "before-%d" % i))
+
+
 def test_migration_008_keeps_old_rows_and_links_new_ones(
         pg_server, alertctl, empty_db, alertd_factory, tmp_path):
     """A database of 007 holding trigger-linked rows: verify works on it
@@ -347,13 +359,7 @@ def test_migration_008_keeps_old_rows_and_links_new_ones(
     conn = pg_server.connect(dbname=name)
     conn.autocommit = True
     with conn.cursor() as cur:
-        for i in range(1, 4):
-            cur.execute(
-                "INSERT INTO events (accept_seq, event_id, source_id,"
-                " source_kind, type, outcome, incident_id, priority,"
-                " received_at, payload) VALUES (%s, %s, 'bus-1', 'bus',"
-                " 'panic', 'new', 1, 100, now(), '{\"n\": 1}')",
-                (i, "before-%d" % i))
+        insert_events_by_hand(cur, 3)
     r = alertctl("audit", "verify", config=cfg.path, check=False)
     assert r.returncode == 0 and "ok, 3 rows" in r.stdout, r.stdout + r.stderr
 
@@ -422,13 +428,7 @@ def test_migration_009_keys_compare_bytewise_in_any_locale(
         cur.execute("SELECT datcollate FROM pg_database"
                     " WHERE datname = current_database()")
         assert cur.fetchone()[0] == "C.utf8"
-        for i in range(1, 4):
-            cur.execute(
-                "INSERT INTO events (accept_seq, event_id, source_id,"
-                " source_kind, type, outcome, incident_id, priority,"
-                " received_at, payload) VALUES (%s, %s, 'bus-1', 'bus',"
-                " 'panic', 'new', 1, 100, now(), '{\"n\": 1}')",
-                (i, "before-%d" % i))
+        insert_events_by_hand(cur, 3)
         cur.execute("SELECT event_id, row_hash FROM events ORDER BY seq")
         before = cur.fetchall()
     assert set(column_collations(conn).values()) == {"default"}

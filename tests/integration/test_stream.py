@@ -238,6 +238,45 @@ def test_missed_live_changes_cut_the_consoles(alertd_factory, make_config,
             b["incident_id"]
 
 
+def test_live_feed_that_falls_behind_the_trimmed_stream_cuts_the_consoles(
+        alertd, operator_token):
+    """The live feed stays connected but falls more than the stream's
+    length behind (a wave of changes, as when thousands of incidents age
+    at once): the entries trimmed before it read them never reached the
+    consoles, so each one is cut and resumes through its replay, as after
+    a reconnect, instead of going on without them."""
+    first = _post(alertd, make_event(type="panic"))
+    key = alertd.prefix + "changes"
+    with SseClient(alertd.http, operator_token) as sse:
+        _incident_event(sse)                   # the queue: one incident
+        assert sse.no_event_within(0.3), sse.unexpected
+        # One round trip: the first script wakes the feed's XREAD with one
+        # entry; the second, which Redis runs before the feed can ask
+        # again, adds 20 more and trims the stream to the last of them.
+        # The feed's next read starts after an entry that is gone.
+        r = alertd.redis()
+        p = r.pipeline(transaction=False)
+        p.eval("return redis.call('XADD', KEYS[1], '*', 'incident', '0',"
+               " 'snapshot', '{}')", 1, key)
+        p.eval("for i = 1, 20 do redis.call('XADD', KEYS[1], '*',"
+               " 'incident', '0', 'snapshot', '{}') end"
+               " return redis.call('XTRIM', KEYS[1], 'MAXLEN', 1)", 1, key)
+        p.execute()
+        got = []
+        with pytest.raises(EOFError):
+            while True:
+                got.append(sse.next_event(10))
+        # the woken read's one entry at most, never the 20th after a gap
+        assert len(got) <= 1, got
+        alertd.wait_log("was trimmed past")
+        alertd.wait_log("were trimmed while the change stream was not read")
+    with SseClient(alertd.http, operator_token) as sse:
+        assert _queue_ids(sse, 1) == [first["incident_id"]]
+        b = _post(alertd, make_event())
+        assert _incident_event(sse, timeout=5)["json"]["id"] == \
+            b["incident_id"]
+
+
 def test_snapshot_of_a_long_queue_comes_whole_and_in_order(alertd,
                                                           operator_token):
     """The open queue is read from Redis in pages of 100 (daemon/qsnap.c)
