@@ -506,11 +506,12 @@ if [ "$SMOKE" = 1 ]; then
 	echo "MACHINE nproc=$(nproc)" >>"$RES"
 	python3 "$ROOT/scripts/bench_report.py" "$RES" "$W/report.md" &&
 		grep -q '^| smoke-http | http | 4 | 500 | ' "$W/report.md" || ok=0
+	# (>=: alertd's CPU for 100 events can be under one clock tick, 0.)
 	python3 -c 'import sys; sys.path.insert(0, sys.argv[1])
 import bench_report as b
 runs, _, _, machine, _ = b.parse(sys.argv[2])
 w = b.spent(runs["smoke-http"], b.cores_of(machine))
-sys.exit(0 if w and w[4] > 0 and w[5] > w[4] else 1)' "$ROOT/scripts" "$RES" || ok=0
+sys.exit(0 if w and w[4] > 0 and w[5] >= w[4] else 1)' "$ROOT/scripts" "$RES" || ok=0
 	# The restart run's machinery (loadgen --reconnect, a SIGTERM under
 	# load, a new alertd): every event answered across the restart.
 	run_lg smoke-restart "" tcp --port "$TCP_PORT" --secret "$SECRET" \

@@ -290,6 +290,16 @@ def migrations_before(version, tmp_path):
     return d
 
 
+def schema_before(version, pg_server, alertctl, name, cfg, tmp_path):
+    """Database `name` migrated up to (not including) version: an upgrade
+    test's start. Returns an autocommit connection to it."""
+    alertctl("migrate", "--dir", migrations_before(version, tmp_path),
+             config=cfg.path)
+    conn = pg_server.connect(dbname=name)
+    conn.autocommit = True
+    return conn
+
+
 def test_migration_007_keeps_the_key_and_the_chain(pg_server, alertctl,
                                                    empty_db, tmp_path):
     """007 swaps the idempotency key's column order and drops the plain
@@ -297,10 +307,7 @@ def test_migration_007_keeps_the_key_and_the_chain(pg_server, alertctl,
     rows, their chain and the key's behaviour stay; an event_id lookup
     still uses an index."""
     name, cfg = empty_db
-    alertctl("migrate", "--dir", migrations_before("007", tmp_path),
-             config=cfg.path)
-    conn = pg_server.connect(dbname=name)
-    conn.autocommit = True
+    conn = schema_before("007", pg_server, alertctl, name, cfg, tmp_path)
     ins = ("INSERT INTO events (accept_seq, event_id, source_id, source_kind,"
            " type, outcome, incident_id, priority, received_at, payload)"
            " VALUES (%s, %s, 'bus-1', 'bus', 'panic', 'new', 1, 100, now(),"
@@ -354,10 +361,7 @@ def test_migration_008_keeps_old_rows_and_links_new_ones(
     and an alertd started on it afterwards links its own rows after them:
     one chain of both kinds, verified."""
     name, cfg = empty_db
-    alertctl("migrate", "--dir", migrations_before("008", tmp_path),
-             config=cfg.path)
-    conn = pg_server.connect(dbname=name)
-    conn.autocommit = True
+    conn = schema_before("008", pg_server, alertctl, name, cfg, tmp_path)
     with conn.cursor() as cur:
         insert_events_by_hand(cur, 3)
     r = alertctl("audit", "verify", config=cfg.path, check=False)
@@ -420,10 +424,7 @@ def test_migration_009_keys_compare_bytewise_in_any_locale(
     come back, the chain still verifies, the key and the per-source index
     are still used, and an alertd writes and queries through them."""
     name, cfg = utf8_locale_db
-    alertctl("migrate", "--dir", migrations_before("009", tmp_path),
-             config=cfg.path)
-    conn = pg_server.connect(dbname=name)
-    conn.autocommit = True
+    conn = schema_before("009", pg_server, alertctl, name, cfg, tmp_path)
     with conn.cursor() as cur:
         cur.execute("SELECT datcollate FROM pg_database"
                     " WHERE datname = current_database()")
