@@ -324,6 +324,11 @@ struct audit {
 	int64_t head_seq;
 	unsigned char head_hash[AUDIT_HASH_LEN];
 	struct event *ev_retry;
+	/* batch_linger_us: a batch of ordinary rows waits until this long
+	 * after the one before was sent (ev_linger), so that more rows share
+	 * its commit. Urgent rows never wait. */
+	struct event *ev_linger;
+	struct timespec last_sent;
 	/* The spool (NULL: none): rows that PostgreSQL cannot take now wait
 	 * in spool_queue for the next loop turn, where they are appended and
 	 * synced together (group fsync) and then answered durable=true. */
@@ -379,6 +384,13 @@ static size_t audit_batch_max(void)
 	const struct config *c = config_current();
 
 	return c && c->pg_batch_max > 0 ? (size_t)c->pg_batch_max : 512;
+}
+
+static long audit_linger_us(void)
+{
+	const struct config *c = config_current();
+
+	return c && c->pg_batch_linger_us > 0 ? c->pg_batch_linger_us : 0;
 }
 
 static int audit_timeout_ms(void)
@@ -710,6 +722,7 @@ static bool audit_send(struct audit *a, struct audit_batch *b)
 		return false;
 	audit_link_params(&b->link, &p);
 	clock_gettime(CLOCK_MONOTONIC, &b->sent);
+	a->last_sent = b->sent;
 	sql = audit_batch_statement(&b->link, &name);
 	if (!pg_conn_query_prepared(a->conn, name, sql, AUDIT_BATCH_PARAMS,
 				    p.values, p.lengths, p.formats,
@@ -720,6 +733,32 @@ static bool audit_send(struct audit *a, struct audit_batch *b)
 	audit_set_state(a, AUDIT_WRITING);
 	log_debug("audit: batch of %zu rows sent (chain_seq %" PRId64
 		  "..%" PRId64 ")", b->rows.n, a->head_seq + 1, b->link.seq);
+	return true;
+}
+
+/* true: the next batch waits for ev_linger (batch_linger_us after the
+ * last one was sent) to gather more rows. Never for urgent rows, rows to
+ * retry or from the spool, a full batch, or while closing. */
+static bool audit_linger(struct audit *a)
+{
+	long linger = audit_linger_us(), waited;
+	struct timespec now;
+	struct timeval tv;
+
+	if (!linger || a->closing || a->urgent.n || a->retry.n ||
+	    (a->spool && !spool_all_read(a->spool)) ||
+	    a->queue.n >= audit_batch_max())
+		return false;
+	if (evtimer_pending(a->ev_linger, NULL))
+		return true;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	waited = (now.tv_sec - a->last_sent.tv_sec) * 1000000L +
+		 (now.tv_nsec - a->last_sent.tv_nsec) / 1000;
+	if (waited >= linger)
+		return false;
+	tv.tv_sec = (linger - waited) / 1000000;
+	tv.tv_usec = (linger - waited) % 1000000;
+	evtimer_add(a->ev_linger, &tv);
 	return true;
 }
 
@@ -737,6 +776,8 @@ static void audit_flush(struct audit *a)
 		audit_fail_waiting(a);
 		return;
 	}
+	if (audit_linger(a))
+		return;
 	if (!(b = calloc(1, sizeof(*b))))
 		goto fail;
 	b->a = a;
@@ -904,6 +945,16 @@ static void audit_on_batch_done(PGresult *res, const char *errmsg, void *arg)
 	audit_deliver(a);
 }
 
+static void audit_on_linger(evutil_socket_t fd, short what, void *arg)
+{
+	struct audit *a = arg;
+
+	(void)fd;
+	(void)what;
+	audit_flush(a);
+	audit_deliver(a);
+}
+
 static void audit_on_retry(evutil_socket_t fd, short what, void *arg)
 {
 	struct audit *a = arg;
@@ -983,9 +1034,14 @@ struct audit *audit_new(struct event_base *base, struct pg_conn *conn)
 	a->head_seq = -1;
 	a->ev_retry = evtimer_new(base, audit_on_retry, a);
 	a->ev_spool = event_new(base, -1, 0, audit_on_spool, a);
-	if (!a->ev_retry || !a->ev_spool) {
+	a->ev_linger = evtimer_new(base, audit_on_linger, a);
+	if (!a->ev_retry || !a->ev_spool || !a->ev_linger) {
 		if (a->ev_retry)
 			event_free(a->ev_retry);
+		if (a->ev_spool)
+			event_free(a->ev_spool);
+		if (a->ev_linger)
+			event_free(a->ev_linger);
 		free(a);
 		return NULL;
 	}
@@ -1001,6 +1057,7 @@ void audit_stop(struct audit *a)
 	if (!a || a->closing)
 		return;
 	evtimer_del(a->ev_retry);
+	evtimer_del(a->ev_linger);
 	if (b) {
 		/* Never waited for again: it may still commit (replaying its
 		 * rows from the spool is then a no-op); its callback, when
@@ -1053,6 +1110,7 @@ void audit_free(struct audit *a)
 		log_error("audit: stopping with %zu rows not recorded", lost);
 	event_free(a->ev_retry);
 	event_free(a->ev_spool);
+	event_free(a->ev_linger);
 	spool_close(a->spool);
 	json_decref(a->spool_keys);
 	free(a->answers);

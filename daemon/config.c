@@ -73,6 +73,7 @@ static const struct config_setting config_table[] = {
 	{"postgres", "conninfo", CFG_STR, "host=127.0.0.1 port=5432 dbname=alertd user=alertd", false, OFF(pg_conninfo), 0, 0},
 	{"postgres", "timeout_ms", CFG_INT, "5000", true, OFF(pg_timeout_ms), 10, 600000},
 	{"postgres", "batch_max", CFG_INT, "512", true, OFF(pg_batch_max), 1, 10000},
+	{"postgres", "batch_linger_us", CFG_INT, "0", true, OFF(pg_batch_linger_us), 0, 1000000},
 	{"postgres", "retry_max_rows", CFG_INT, "100000", false, OFF(pg_retry_max_rows), 0, 10000000},
 	{"spool", "path", CFG_STR, "/var/lib/alertd/spool", false, OFF(spool_path), 0, 0},
 	{"spool", "max_bytes", CFG_INT, "268435456", true, OFF(spool_max_bytes), 65536, 2147483647},

@@ -58,6 +58,7 @@ struct config {
 	char *pg_conninfo;         /* libpq connection string */
 	int pg_timeout_ms;         /* per-batch deadline, 5000 */
 	int pg_batch_max;          /* rows per batch, 512 */
+	int pg_batch_linger_us;    /* least time between batches, 0 */
 	int pg_retry_max_rows;     /* failed rows kept for retry, 100000 */
 
 	/* [spool] (issue 4) */

@@ -239,3 +239,47 @@ def test_drain_answers_queued_events(alertd_factory):
                     (ids,))
         rows = cur.fetchone()[0]
     assert rows == 1 + len(answered)
+
+
+def test_batch_linger_gathers_ordinary_rows_and_never_holds_an_alarm(
+        alertd_factory):
+    """[postgres] batch_linger_us: a batch of ordinary rows waits that
+    long after the batch before was sent; an alarm's row goes at once.
+    Bounds only on the linger itself (1 s): an ordinary answer cannot come
+    sooner than the linger allows, an alarm's comes well before it."""
+    import time
+    alertd = alertd_factory(postgres={"batch_linger_us": "1000000"})
+    first = make_event(type="fault", attrs=None)
+    held = _noise(5, type="heartbeat")  # rows of their own only
+    alarm = make_event(type="panic", attrs=None)
+    with TcpClient(*alertd.tcp) as a:
+        # Its batch is sent at once (none was sent in the last second,
+        # or the one before it ends the wait).
+        a.send_raw(_frames([first]))
+        assert _read_answers(a, 1) == [first["event_id"]]
+        # A batch was just sent: these wait for the rest of the second,
+        # and share one batch.
+        t0 = time.monotonic()
+        a.send_raw(_frames(held))
+        assert sorted(_read_answers(a, 5)) == \
+            sorted(ev["event_id"] for ev in held)
+        waited = time.monotonic() - t0
+        assert waited >= 0.5, waited
+        # A batch was just sent again: the alarm does not wait for it.
+        t0 = time.monotonic()
+        a.send_raw(_frames([alarm]))
+        assert _read_answers(a, 1) == [alarm["event_id"]]
+        alarm_waited = time.monotonic() - t0
+        assert alarm_waited < 0.5, alarm_waited
+    with alertd.db().cursor() as cur:
+        cur.execute("SELECT event_id, chain_seq FROM events"
+                    " WHERE event_id = ANY(%s)",
+                    ([ev["event_id"] for ev in [first] + held + [alarm]],))
+        seq = dict(cur.fetchall())
+    assert len(seq) == 7, seq
+    # One batch for the five (a batch's rows are consecutive in the
+    # chain), after the first and before the alarm.
+    five = sorted(seq[ev["event_id"]] for ev in held)
+    assert five == list(range(five[0], five[0] + 5)), five
+    assert seq[first["event_id"]] < five[0] and \
+        five[-1] < seq[alarm["event_id"]], seq
