@@ -749,8 +749,8 @@ static bool audit_linger(struct audit *a)
 	    (a->spool && !spool_all_read(a->spool)) ||
 	    a->queue.n >= audit_batch_max())
 		return false;
-	if (evtimer_pending(a->ev_linger, NULL))
-		return true;
+	/* Added again each time (it moves a pending timer), so a reload's
+	 * shorter linger counts from the last batch at once. */
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	waited = (now.tv_sec - a->last_sent.tv_sec) * 1000000L +
 		 (now.tv_nsec - a->last_sent.tv_nsec) / 1000;
